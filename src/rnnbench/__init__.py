@@ -1,0 +1,9 @@
+"""rnnbench: tanh RNN vs LSTM vs GRU, as in Chung, Gulcehre, Cho & Bengio (2014).
+
+Data flows one way through the package:
+
+    config -> rnnbench.data (corpora, batches) -> rnnbench.cells / rnnbench.model
+           -> rnnbench.train (run directory) -> results tables and figures
+"""
+
+__version__ = "0.1.0"

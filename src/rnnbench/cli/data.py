@@ -1,0 +1,50 @@
+"""``rnnbench-data``: fetch, verify and describe the corpora."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..data.music import MUSIC_DATASETS, load_music
+from ..errors import RnnbenchError
+
+
+def _stats(args) -> int:
+    rows = []
+    for name in args.datasets or MUSIC_DATASETS:
+        corpus = load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
+        rows.extend(corpus.stats())
+        print(f"# {name}: {corpus.source}", file=sys.stderr)
+    header = f"{'dataset':<11} {'split':<6} {'sequences':>9} {'frames':>9} {'notes/frame':>11} {'min_len':>7} {'max_len':>7}"
+    print(header)
+    for r in rows:
+        print(f"{r['dataset']:<11} {r['split']:<6} {r['sequences']:>9,} {r['frames']:>9,} "
+              f"{r['notes_per_frame']:>11.3f} {r['min_len']:>7} {r['max_len']:>7}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="rnnbench-data", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for cmd, help_ in (("stats", "print sequences, frames and notes per frame of each split"),
+                       ("fetch", "find (or download) and verify each corpus")):
+        s = sub.add_parser(cmd, help=help_)
+        s.add_argument("datasets", nargs="*", help=f"any of {', '.join(MUSIC_DATASETS)} (default: all)")
+        s.add_argument("--root", default=None, help="data root (default: $RNNBENCH_DATA, then the cache data/)")
+        s.add_argument("--format", default="mat", choices=["mat", "pickle"])
+        s.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing file")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "stats":
+            return _stats(args)
+        for name in args.datasets or MUSIC_DATASETS:
+            corpus = load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
+            print(f"{name}: ok  {corpus.source}")
+        return 0
+    except RnnbenchError as exc:
+        print(f"rnnbench-data: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Padded, masked, time-major batches for next-step prediction.
+
+Every frame of a sequence is a target.  The input at step ``t`` is frame ``t - 1``,
+and the input at step 0 is an all-zero "start" frame, so a sequence of ``T`` frames
+contributes exactly ``T`` predictions and the frame counts of a split are the
+counts of the corpus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (T, B, D) float
+    targets: torch.Tensor  # (T, B, D) float
+    mask: torch.Tensor  # (T, B) bool, True on real frames
+    lengths: torch.Tensor  # (B,) long
+    index: torch.Tensor  # (B,) position of each sequence in its split
+
+    @property
+    def frames(self) -> int:
+        return int(self.lengths.sum())
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(*(t.to(device) for t in (self.inputs, self.targets, self.mask, self.lengths, self.index)))
+
+
+def make_batch(seqs: Sequence[np.ndarray], index: Sequence[int] | None = None) -> Batch:
+    """Pad sequences of shape ``(T_i, D)`` into one time-major batch."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    T, B, D = int(lengths.max()), len(seqs), seqs[0].shape[1]
+    targets = torch.zeros(T, B, D)
+    for b, s in enumerate(seqs):
+        targets[: len(s), b] = torch.from_numpy(np.asarray(s, dtype=np.float32))
+    inputs = torch.zeros_like(targets)
+    inputs[1:] = targets[:-1]
+    mask = torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)
+    idx = torch.as_tensor(list(range(B)) if index is None else list(index), dtype=torch.long)
+    return Batch(inputs, targets, mask, lengths, idx)
+
+
+def batch_indices(
+    lengths: Sequence[int],
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    bucket: bool = True,
+    max_frames: int | None = None,
+) -> list[list[int]]:
+    """Group sequence indices into batches.
+
+    With ``bucket`` the sequences are sorted by length before grouping (much less
+    padding); with ``shuffle`` the order inside equal lengths and the order of the
+    batches are random (drawn from ``generator``).  ``max_frames`` caps
+    ``batch rows x longest sequence`` of each batch (used for evaluation).
+    """
+    n = len(lengths)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    lengths = np.asarray(lengths)
+    if shuffle:
+        order = torch.randperm(n, generator=generator).numpy()
+    else:
+        order = np.arange(n)
+    if bucket:
+        order = order[np.argsort(lengths[order], kind="stable")]
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    longest = 0
+    for i in order:
+        grown = max(longest, int(lengths[i]))
+        if cur and (len(cur) >= batch_size or (max_frames and grown * (len(cur) + 1) > max_frames)):
+            batches.append(cur)
+            cur, grown = [], int(lengths[i])
+        cur.append(int(i))
+        longest = grown
+    if cur:
+        batches.append(cur)
+    if shuffle and bucket:
+        perm = torch.randperm(len(batches), generator=generator).tolist()
+        batches = [batches[p] for p in perm]
+    return batches
+
+
+def padding_waste(lengths: Sequence[int], batches: list[list[int]]) -> float:
+    """Fraction of computed frames that are padding."""
+    real = sum(lengths[i] for b in batches for i in b)
+    total = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    return 1.0 - real / total if total else 0.0
+
+
+def iterate(seqs: Sequence[np.ndarray], batches: list[list[int]]) -> Iterator[Batch]:
+    for b in batches:
+        yield make_batch([seqs[i] for i in b], b)

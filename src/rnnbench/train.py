@@ -1,0 +1,335 @@
+"""The training recipe of Chung et al. (2014) and the run directory it writes.
+
+RMSProp; Gaussian weight noise drawn afresh for every update (the gradient is taken
+at the noisy weights and applied to the clean ones; evaluation is noise-free);
+gradient norm clipped; early stopping on validation NLL.
+
+A run directory holds::
+
+    config.yaml     the resolved configuration
+    metrics.csv     one row per epoch: epoch, updates, wall_seconds, train_nll, valid_nll, test_nll, ...
+    summary.json    the best-validation epoch's NLLs, model size, learning rate, seed and status
+    best.pt         weights at the best validation NLL
+    last.pt         everything needed to resume (weights, optimizer, RNG states, history)
+
+Every file is written atomically, so a run killed at any moment resumes from its
+last completed epoch and never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .data import batch_indices, iterate, padding_waste
+from .data.music import N_KEYS, load_music
+from .errors import ConfigError
+from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text
+from .model import SequenceModel
+
+log = logging.getLogger("rnnbench.train")
+
+METRIC_FIELDS = [
+    "epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll", "train_loss_noisy", "lr",
+]
+FINAL_STATUSES = ("finished", "diverged")
+# Keys that may change between a run and its resumption (they extend or steer it, not change it).
+RESUMABLE_KEYS = ("train.max_epochs", "train.max_minutes", "train.resume", "train.threads", "train.device",
+                  "train.log_every", "data_root", "dataset.download")
+
+
+# --------------------------------------------------------------------------- config
+
+def _get(cfg: Mapping, dotted: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` naming the first invalid value."""
+    def need(key: str, ok, what: str):
+        value = _get(cfg, key)
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise ConfigError(f"config value {key}={value!r} is invalid: expected {what}")
+
+    need("optim.lr", lambda v: isinstance(v, (int, float)) and v > 0 and math.isfinite(v), "a positive number")
+    need("optim.alpha", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    need("optim.eps", lambda v: v > 0, "a positive number")
+    need("optim.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    need("train.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    need("train.max_epochs", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+    need("train.patience", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    need("train.clip_norm", lambda v: v is None or v > 0, "a positive number or null")
+    need("train.weight_noise", lambda v: v >= 0, "a number >= 0")
+    need("train.eval_batch_frames", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    need("train.max_minutes", lambda v: v is None or v > 0, "a positive number or null")
+    need("cell.units", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    need("seed", lambda v: isinstance(v, int), "an integer")
+    need("dataset.task", lambda v: v == "music", "'music' (speech comes with its own issue)")
+
+
+def config_fingerprint(cfg: DictConfig) -> str:
+    """Hash of the configuration, ignoring the keys that may change on resumption."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for key in RESUMABLE_KEYS:
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- pieces
+
+@contextlib.contextmanager
+def weight_noise(params: list[torch.nn.Parameter], std: float, generator: torch.Generator | None):
+    """Add N(0, std^2) to ``params`` for the duration of the block, then restore them exactly."""
+    if std <= 0:
+        yield
+        return
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p in params:
+            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device="cpu").to(p.device)
+            p.add_(noise, alpha=std)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+
+
+def make_optimizer(params, optim: Mapping) -> torch.optim.Optimizer:
+    name = optim.get("name", "rmsprop")
+    if name != "rmsprop":
+        raise ConfigError(f"config value optim.name={name!r} is invalid: expected 'rmsprop'")
+    return torch.optim.RMSprop(
+        params, lr=float(optim["lr"]), alpha=float(optim["alpha"]), eps=float(optim["eps"]),
+        momentum=float(optim["momentum"]), centered=bool(optim.get("centered", False)),
+    )
+
+
+@torch.no_grad()
+def evaluate(model: SequenceModel, seqs, batches, device) -> float:
+    """NLL per frame over a whole split: every real frame weighs the same, padding never counts."""
+    model.eval()
+    total, frames = 0.0, 0
+    for batch in iterate(seqs, batches):
+        batch = batch.to(device)
+        nll = model.frame_nll(batch.inputs, batch.targets)
+        total += float(nll[batch.mask].double().sum())
+        frames += batch.frames
+    model.train()
+    return total / frames
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    updates: int = 0
+    wall_seconds: float = 0.0
+    best_valid: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    status: str = "running"
+    stop_reason: str | None = None
+
+
+# --------------------------------------------------------------------------- run
+
+def _write_metrics(run_dir: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow(row)
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    p = Path(run_dir) / "summary.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train (or resume, or skip if already done) the run described by ``cfg`` in ``run_dir``."""
+    validate_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tcfg = cfg.train
+    fingerprint = config_fingerprint(cfg)
+    if tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg.threads))
+    device = resolve_device(tcfg.get("device", "cpu"))
+
+    corpus = load_music(cfg.dataset.name, root=cfg.get("data_root"), fmt=cfg.dataset.get("format", "mat"),
+                        download=bool(cfg.dataset.get("download", True)), path=cfg.dataset.get("path"))
+    seqs = {s: corpus[s] for s in ("train", "valid", "test")}
+    lengths = {s: [len(x) for x in v] for s, v in seqs.items()}
+    eval_batches = {
+        s: batch_indices(lengths[s], batch_size=10**9, shuffle=False, bucket=True, max_frames=int(tcfg.eval_batch_frames))
+        for s in seqs
+    }
+
+    torch.manual_seed(int(cfg.seed))
+    model = SequenceModel(cfg.cell.name, N_KEYS, int(cfg.cell.units)).to(device)
+    optimizer = make_optimizer(model.parameters(), cfg.optim)
+    noisy = model.noisy_parameters()
+    shuffle_gen = torch.Generator().manual_seed(int(cfg.seed) + 1)
+    noise_gen = torch.Generator().manual_seed(int(cfg.seed) + 2)
+    state = TrainState()
+    history: list[dict] = []
+
+    last = run_dir / "last.pt"
+    if last.is_file() and tcfg.get("resume", True):
+        ckpt = torch.load(last, map_location=device, weights_only=False)
+        if ckpt["fingerprint"] != fingerprint:
+            raise ConfigError(
+                f"{run_dir} holds a run with a different configuration (fingerprint {ckpt['fingerprint']}, "
+                f"now {fingerprint}); use another run directory, or train.resume=false to start it afresh"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        shuffle_gen.set_state(ckpt["shuffle_rng"])
+        noise_gen.set_state(ckpt["noise_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = TrainState(**ckpt["state"])
+        history = ckpt["history"]
+        log.info("resuming %s from epoch %d (%s)", run_dir, state.epoch, state.status)
+    elif last.is_file():
+        for name in ("last.pt", "best.pt", "metrics.csv", "summary.json"):
+            (run_dir / name).unlink(missing_ok=True)
+
+    counts = model.param_counts()
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    def summary() -> dict:
+        best = next((r for r in history if r["epoch"] == state.best_epoch), {})
+        return {
+            "status": state.status, "stop_reason": state.stop_reason,
+            "dataset": cfg.dataset.name, "task": cfg.dataset.task, "cell": cfg.cell.name, "units": int(cfg.cell.units),
+            "params_recurrent": counts["recurrent"], "params_total": counts["total"],
+            "lr": float(cfg.optim.lr), "seed": int(cfg.seed), "batch_size": int(tcfg.batch_size),
+            "weight_noise": float(tcfg.weight_noise), "best_epoch": state.best_epoch,
+            "train_nll": best.get("train_nll"), "valid_nll": best.get("valid_nll"), "test_nll": best.get("test_nll"),
+            "epochs": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
+            "fingerprint": fingerprint,
+            "padding_waste_eval": {s: round(padding_waste(lengths[s], eval_batches[s]), 4) for s in seqs},
+        }
+
+    def save_checkpoint() -> None:
+        atomic_torch_save(last, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "shuffle_rng": shuffle_gen.get_state(), "noise_rng": noise_gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "state": vars(state).copy(), "history": history,
+            "fingerprint": fingerprint,
+        })
+
+    if state.epoch == 0 and not history:
+        log.info("%s/%s: %d units, %d recurrent / %d total parameters, lr=%.3g, batch %d",
+                 cfg.dataset.name, cfg.cell.name, cfg.cell.units, counts["recurrent"], counts["total"],
+                 cfg.optim.lr, tcfg.batch_size)
+
+    max_epochs = int(tcfg.max_epochs)
+    budget = float(tcfg.max_minutes) * 60 if tcfg.get("max_minutes") else math.inf
+    session_start = time.perf_counter()
+    if state.status == "running" or (state.stop_reason in ("max_epochs", "time_budget")):
+        state.status, state.stop_reason = "running", None
+    while state.status == "running":
+        if state.epoch >= max_epochs:
+            state.status, state.stop_reason = "finished", "max_epochs"
+            break
+        if time.perf_counter() - session_start >= budget:
+            state.status, state.stop_reason = "finished", "time_budget"
+            break
+        t0 = time.perf_counter()
+        batches = batch_indices(lengths["train"], int(tcfg.batch_size), shuffle=True, generator=shuffle_gen,
+                                bucket=bool(tcfg.get("bucket", True)))
+        loss_sum, loss_frames, diverged = 0.0, 0, False
+        for batch in iterate(seqs["train"], batches):
+            batch = batch.to(device)
+            with weight_noise(noisy, float(tcfg.weight_noise), noise_gen):
+                nll = model.frame_nll(batch.inputs, batch.targets)
+                loss_total = nll[batch.mask].sum()
+                loss = loss_total / batch.frames
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            if tcfg.clip_norm:
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg.clip_norm))
+            else:
+                gnorm = torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]).norm()
+            if not (math.isfinite(float(loss.detach())) and math.isfinite(float(gnorm))):
+                diverged = True
+                break
+            optimizer.step()
+            state.updates += 1
+            loss_sum += float(loss_total)
+            loss_frames += batch.frames
+        state.epoch += 1
+        if diverged:
+            state.wall_seconds += time.perf_counter() - t0
+            state.status, state.stop_reason = "diverged", "non-finite loss or gradient"
+            log.warning("epoch %d: non-finite loss or gradient, run marked diverged", state.epoch)
+            history.append({"epoch": state.epoch, "updates": state.updates,
+                            "wall_seconds": round(state.wall_seconds, 3), "lr": float(cfg.optim.lr)})
+            break
+        train_time = time.perf_counter() - t0
+        state.wall_seconds += train_time
+        row = {"epoch": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
+               "train_loss_noisy": loss_sum / max(loss_frames, 1), "lr": float(cfg.optim.lr)}
+        for s in ("train", "valid", "test"):
+            row[f"{s}_nll"] = evaluate(model, seqs[s], eval_batches[s], device)
+        history.append(row)
+        if not math.isfinite(row["valid_nll"]):
+            state.status, state.stop_reason = "diverged", "non-finite validation NLL"
+        elif row["valid_nll"] < state.best_valid:
+            state.best_valid, state.best_epoch, state.bad_epochs = row["valid_nll"], state.epoch, 0
+            atomic_torch_save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": state.epoch,
+                                                    "cell": cfg.cell.name, "units": int(cfg.cell.units)})
+        else:
+            state.bad_epochs += 1
+            if state.bad_epochs >= int(tcfg.patience):
+                state.status, state.stop_reason = "finished", "early_stopping"
+        log.info("epoch %3d  updates %6d  %6.1fs  train %.4f  valid %.4f  test %.4f%s",
+                 state.epoch, state.updates, train_time, row["train_nll"], row["valid_nll"], row["test_nll"],
+                 "  *" if state.best_epoch == state.epoch else "")
+        _write_metrics(run_dir, history)
+        save_checkpoint()
+        atomic_write_json(run_dir / "summary.json", summary())
+
+    _write_metrics(run_dir, history)
+    save_checkpoint()
+    result = summary()
+    atomic_write_json(run_dir / "summary.json", result)
+    log.info("%s: %s (%s); best epoch %d: valid %.4f test %s", run_dir, state.status, state.stop_reason,
+             state.best_epoch, state.best_valid, result["test_nll"])
+    return result
