@@ -292,7 +292,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 break
             optimizer.step()
             state.updates += 1
-            loss_sum += float(loss_total)
+            loss_sum += float(loss_total.detach())
             loss_frames += batch.frames
         state.epoch += 1
         if diverged:

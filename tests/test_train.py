@@ -1,0 +1,189 @@
+"""The training recipe and its run directory: outputs, determinism, resume, divergence, bad config."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import REPO
+from rnnbench.errors import ConfigError
+from rnnbench.model import SequenceModel
+from rnnbench.train import train, weight_noise
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def strip_time(rows):
+    return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
+
+
+def test_weight_noise_is_applied_then_restored_exactly():
+    model = SequenceModel("gru", 88, 8)
+    params = model.noisy_parameters()
+    before = [p.detach().clone() for p in params]
+    bias = model.cell.bias.detach().clone()
+    g = torch.Generator().manual_seed(0)
+    with weight_noise(params, 0.075, g):
+        diffs = torch.cat([(p.detach() - b).flatten() for p, b in zip(params, before)])
+        assert 0.06 < float(diffs.std()) < 0.09
+        torch.testing.assert_close(model.cell.bias, bias, rtol=0, atol=0)
+    for p, b in zip(params, before):
+        assert torch.equal(p, b)
+    with weight_noise(params, 0.0, g):
+        assert all(torch.equal(p, b) for p, b in zip(params, before))
+
+
+def test_noise_is_fresh_for_every_update():
+    p = [torch.nn.Parameter(torch.zeros(1000))]
+    g = torch.Generator().manual_seed(0)
+    with weight_noise(p, 1.0, g):
+        first = p[0].detach().clone()
+    with weight_noise(p, 1.0, g):
+        second = p[0].detach().clone()
+    assert not torch.equal(first, second)
+
+
+def test_run_directory_and_learning(toy_cfg, tmp_path):
+    run = tmp_path / "run"
+    summary = train(toy_cfg, run)
+    assert {"config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt"} <= {p.name for p in run.iterdir()}
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    rows = read_metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert list(rows[0]) == ["epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll",
+                             "train_loss_noisy", "lr"]
+    assert int(rows[-1]["updates"]) == 3 * 3  # 12 train sequences, batch 4
+    assert float(rows[-1]["valid_nll"]) < float(rows[0]["valid_nll"]) < 61.0
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved == summary
+    assert summary["status"] == "finished" and summary["stop_reason"] == "max_epochs"
+    best = min(rows, key=lambda r: float(r["valid_nll"]))
+    assert summary["best_epoch"] == int(best["epoch"])
+    assert summary["test_nll"] == pytest.approx(float(best["test_nll"]))
+    assert summary["cell"] == "gru" and summary["units"] == 8 and summary["seed"] == 0
+    assert summary["lr"] == 1e-2 and summary["params_recurrent"] == 3 * (88 * 8 + 64 + 8)
+    ckpt = torch.load(run / "best.pt", weights_only=False)
+    assert ckpt["epoch"] == summary["best_epoch"]
+
+
+def test_same_seed_same_numbers(toy_cfg, tmp_path):
+    train(toy_cfg, tmp_path / "a")
+    train(toy_cfg, tmp_path / "b")
+    assert strip_time(read_metrics(tmp_path / "a")) == strip_time(read_metrics(tmp_path / "b"))
+    other = OmegaConf.merge(toy_cfg, {"seed": 1})
+    train(other, tmp_path / "c")
+    assert strip_time(read_metrics(tmp_path / "a")) != strip_time(read_metrics(tmp_path / "c"))
+
+
+def test_resume_equals_uninterrupted(toy_cfg, tmp_path):
+    train(toy_cfg, tmp_path / "full")
+    short = OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 1}})
+    train(short, tmp_path / "resumed")
+    assert len(read_metrics(tmp_path / "resumed")) == 1
+    summary = train(toy_cfg, tmp_path / "resumed")  # same directory, more epochs: resumes at epoch 2
+    assert strip_time(read_metrics(tmp_path / "resumed")) == strip_time(read_metrics(tmp_path / "full"))
+    assert summary["epochs"] == 3
+
+
+def test_finished_run_is_not_retrained(toy_cfg, tmp_path):
+    early = OmegaConf.merge(toy_cfg, {"train": {"patience": 1, "max_epochs": 50}, "optim": {"lr": 0.3}})
+    first = train(early, tmp_path / "r")
+    assert first["status"] in ("finished", "diverged")
+    mtime = (tmp_path / "r" / "best.pt").stat().st_mtime_ns if (tmp_path / "r" / "best.pt").exists() else None
+    again = train(early, tmp_path / "r")
+    assert {k: v for k, v in again.items()} == first
+    if mtime is not None:
+        assert (tmp_path / "r" / "best.pt").stat().st_mtime_ns == mtime
+
+
+def test_early_stopping_uses_patience(toy_cfg, tmp_path):
+    cfg = OmegaConf.merge(toy_cfg, {"train": {"patience": 2, "max_epochs": 200}, "optim": {"lr": 0.05}})
+    summary = train(cfg, tmp_path / "r")
+    rows = read_metrics(tmp_path / "r")
+    assert summary["stop_reason"] == "early_stopping"
+    assert len(rows) == summary["best_epoch"] + 2
+    assert all(float(r["valid_nll"]) >= summary["valid_nll"] for r in rows)
+
+
+def test_changed_config_refuses_to_resume(toy_cfg, tmp_path):
+    train(OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 1}}), tmp_path / "r")
+    with pytest.raises(ConfigError, match="different configuration"):
+        train(OmegaConf.merge(toy_cfg, {"optim": {"lr": 0.5}}), tmp_path / "r")
+    fresh = OmegaConf.merge(toy_cfg, {"optim": {"lr": 0.5}, "train": {"resume": False, "max_epochs": 1}})
+    assert train(fresh, tmp_path / "r")["lr"] == 0.5
+
+
+def test_nan_marks_the_run_diverged(toy_cfg, tmp_path, monkeypatch):
+    real = SequenceModel.frame_nll
+    calls = {"n": 0}
+
+    def flaky(self, inputs, targets):
+        calls["n"] += 1
+        out = real(self, inputs, targets)
+        return out * float("nan") if calls["n"] > 4 and torch.is_grad_enabled() else out
+
+    monkeypatch.setattr(SequenceModel, "frame_nll", flaky)
+    summary = train(toy_cfg, tmp_path / "r")
+    assert summary["status"] == "diverged"
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"optim": {"lr": -1.0}}, "optim.lr=-1.0"),
+        ({"train": {"batch_size": 0}}, "train.batch_size=0"),
+        ({"train": {"patience": 0}}, "train.patience=0"),
+        ({"train": {"weight_noise": -0.1}}, "train.weight_noise=-0.1"),
+        ({"cell": {"units": 0}}, "cell.units=0"),
+        ({"optim": {"alpha": 1.5}}, "optim.alpha=1.5"),
+    ],
+)
+def test_bad_config_values_are_named(toy_cfg, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        train(OmegaConf.merge(toy_cfg, override), tmp_path / "r")
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_unknown_cell_is_named(toy_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="unknown cell 'rnn'"):
+        train(OmegaConf.merge(toy_cfg, {"cell": {"name": "rnn"}}), tmp_path / "r")
+
+
+def _cli(args, tmp_path, env_extra=None):
+    env = dict(os.environ, RNNBENCH_RUNS=str(tmp_path / "runs"), **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "rnnbench.cli.train", *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+
+
+def test_cli_writes_a_run_directory(toy_mat, tmp_path):
+    args = [f"dataset.path={toy_mat}", "dataset.name=toy", "cell=lstm", "cell.units=4", "train.max_epochs=1",
+            "train.batch_size=6", "seed=3"]
+    p = _cli(args, tmp_path)
+    assert p.returncode == 0, p.stderr
+    runs = list((tmp_path / "runs" / "toy" / "lstm").iterdir())
+    assert [r.name for r in runs] == ["cell.units=4,dataset.name=toy,seed=3,train.batch_size=6"]
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["cell"] == "lstm" and summary["seed"] == 3 and summary["epochs"] == 1
+    assert (runs[0] / ".hydra" / "config.yaml").is_file()
+    assert "toy/lstm: finished" in p.stdout
+    # the same command again finds the finished run and does not train
+    p2 = _cli(args, tmp_path)
+    assert p2.returncode == 0 and "epoch   1" not in p2.stderr + p2.stdout
+
+
+def test_cli_bad_value_exits_with_a_clear_message(toy_mat, tmp_path):
+    p = _cli([f"dataset.path={toy_mat}", "optim.lr=0"], tmp_path)
+    assert p.returncode == 2
+    assert "optim.lr=0" in p.stderr + p.stdout
+    p = _cli(["dataset=jsb", "data_root=" + str(tmp_path / "nowhere"), "dataset.download=false"], tmp_path)
+    assert p.returncode == 2
+    assert "JSB_Chorales.mat not found" in p.stderr + p.stdout
