@@ -103,3 +103,13 @@ def test_iterate_keeps_the_index(seqs):
     batches = [[2, 0], [1]]
     got = [b.index.tolist() for b in iterate(seqs, batches)]
     assert got == [[2, 0], [1]]
+
+
+def test_pairs_of_inputs_and_targets_are_batched_as_given():
+    rng = np.random.default_rng(0)
+    items = [(rng.normal(size=(t, 20)), rng.normal(size=(t, 10))) for t in (5, 3)]
+    batch = make_batch(items)
+    assert batch.inputs.shape == (5, 2, 20) and batch.targets.shape == (5, 2, 10)
+    torch.testing.assert_close(batch.inputs[:3, 1], torch.from_numpy(items[1][0]).float())
+    torch.testing.assert_close(batch.targets[:5, 0], torch.from_numpy(items[0][1]).float())
+    assert batch.mask.sum() == 8 and batch.inputs[3:, 1].abs().sum() == 0

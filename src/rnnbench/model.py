@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cells import count_parameters, make_cell
+from .errors import ConfigError
 
 
 class BernoulliHead(nn.Module):
@@ -30,16 +31,20 @@ class BernoulliHead(nn.Module):
         return torch.bernoulli(probs, generator=generator)
 
 
-HEADS = {"bernoulli": BernoulliHead}
+# name -> head class; a head maps features (T, B, H) and targets to per-frame NLL via ``nll``.
+HEADS: dict[str, type[nn.Module]] = {"bernoulli": BernoulliHead}
 
 
 class SequenceModel(nn.Module):
     """``x_{<t}`` -> recurrent cell -> head -> distribution of ``x_t``."""
 
-    def __init__(self, cell: str, input_size: int, units: int, output_size: int | None = None, head: str = "bernoulli"):
+    def __init__(self, cell: str, input_size: int, units: int, output_size: int | None = None,
+                 head: str = "bernoulli", head_kwargs: dict | None = None):
         super().__init__()
+        if head not in HEADS:
+            raise ConfigError(f"unknown output head {head!r}; expected one of {sorted(HEADS)}")
         self.cell = make_cell(cell, input_size, units)
-        self.head = HEADS[head](units, input_size if output_size is None else output_size)
+        self.head = HEADS[head](units, input_size if output_size is None else output_size, **(head_kwargs or {}))
 
     def forward(self, inputs: Tensor, state=None):
         return self.cell(inputs, state)

@@ -33,8 +33,7 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .data import batch_indices, iterate, padding_waste
-from .data.music import N_KEYS, load_music
+from .data import batch_indices, iterate, load_dataset, padding_waste
 from .errors import ConfigError
 from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text
 from .model import SequenceModel
@@ -85,7 +84,7 @@ def validate_config(cfg: DictConfig) -> None:
     need("train.max_minutes", lambda v: v is None or v > 0, "a positive number or null")
     need("cell.units", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
     need("seed", lambda v: isinstance(v, int), "an integer")
-    need("dataset.task", lambda v: v == "music", "'music' (speech comes with its own issue)")
+    need("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'")
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
@@ -191,17 +190,17 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         torch.set_num_threads(int(tcfg.threads))
     device = resolve_device(tcfg.get("device", "cpu"))
 
-    corpus = load_music(cfg.dataset.name, root=cfg.get("data_root"), fmt=cfg.dataset.get("format", "mat"),
-                        download=bool(cfg.dataset.get("download", True)), path=cfg.dataset.get("path"))
+    corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
     seqs = {s: corpus[s] for s in ("train", "valid", "test")}
-    lengths = {s: [len(x) for x in v] for s, v in seqs.items()}
+    lengths = {s: corpus.lengths(s) for s in seqs}
     eval_batches = {
         s: batch_indices(lengths[s], batch_size=10**9, shuffle=False, bucket=True, max_frames=int(tcfg.eval_batch_frames))
         for s in seqs
     }
 
     torch.manual_seed(int(cfg.seed))
-    model = SequenceModel(cfg.cell.name, N_KEYS, int(cfg.cell.units)).to(device)
+    model = SequenceModel(cfg.cell.name, corpus.input_size, int(cfg.cell.units), corpus.output_size,
+                          head=corpus.head, head_kwargs=corpus.head_kwargs).to(device)
     optimizer = make_optimizer(model.parameters(), cfg.optim)
     noisy = model.noisy_parameters()
     shuffle_gen = torch.Generator().manual_seed(int(cfg.seed) + 1)

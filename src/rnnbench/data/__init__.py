@@ -1,11 +1,17 @@
-"""Corpora and batches.  The training loop only reads what this package returns."""
+"""Corpora and batches.  The training loop only reads what this package returns.
+
+A data source registers a builder with :func:`register_dataset_kind`; ``dataset.kind`` in the
+config picks it, and :func:`load_dataset` turns a ``dataset`` config into a :class:`Corpus`.
+"""
 
 from .batching import Batch, batch_indices, iterate, make_batch, padding_waste
+from .corpus import DATASET_KINDS, SPLITS, Corpus, load_dataset, register_dataset_kind, seq_len
 from .music import MUSIC_DATASETS, N_KEYS, MusicCorpus, load_mat, load_music, load_pickle, notes_to_roll, roll_to_notes
 from .sources import ENV_DATA, MUSIC_FILES, RemoteFile, locate, sha256_of
 
 __all__ = [
     "Batch", "batch_indices", "iterate", "make_batch", "padding_waste",
+    "DATASET_KINDS", "SPLITS", "Corpus", "load_dataset", "register_dataset_kind", "seq_len",
     "MUSIC_DATASETS", "N_KEYS", "MusicCorpus", "load_mat", "load_music", "load_pickle",
     "notes_to_roll", "roll_to_notes", "ENV_DATA", "MUSIC_FILES", "RemoteFile", "locate", "sha256_of",
 ]

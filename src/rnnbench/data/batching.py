@@ -14,6 +14,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from .corpus import Item, seq_len
+
 
 @dataclass
 class Batch:
@@ -31,15 +33,28 @@ class Batch:
         return Batch(*(t.to(device) for t in (self.inputs, self.targets, self.mask, self.lengths, self.index)))
 
 
-def make_batch(seqs: Sequence[np.ndarray], index: Sequence[int] | None = None) -> Batch:
-    """Pad sequences of shape ``(T_i, D)`` into one time-major batch."""
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    T, B, D = int(lengths.max()), len(seqs), seqs[0].shape[1]
-    targets = torch.zeros(T, B, D)
-    for b, s in enumerate(seqs):
-        targets[: len(s), b] = torch.from_numpy(np.asarray(s, dtype=np.float32))
-    inputs = torch.zeros_like(targets)
-    inputs[1:] = targets[:-1]
+def _pad(arrays: Sequence[np.ndarray], T: int) -> torch.Tensor:
+    out = torch.zeros(T, len(arrays), arrays[0].shape[1])
+    for b, a in enumerate(arrays):
+        out[: len(a), b] = torch.from_numpy(np.asarray(a, dtype=np.float32))
+    return out
+
+
+def make_batch(seqs: Sequence[Item], index: Sequence[int] | None = None) -> Batch:
+    """Pad sequences into one time-major batch.
+
+    Each item is an array ``(T_i, D)`` (next-step prediction: the input at step t is frame
+    t-1, a zero frame at t=0) or a pair ``(inputs (T_i, D_in), targets (T_i, D_out))``.
+    """
+    lengths = torch.tensor([seq_len(s) for s in seqs], dtype=torch.long)
+    T, B = int(lengths.max()), len(seqs)
+    if isinstance(seqs[0], tuple):
+        inputs = _pad([s[0] for s in seqs], T)
+        targets = _pad([s[1] for s in seqs], T)
+    else:
+        targets = _pad(seqs, T)
+        inputs = torch.zeros_like(targets)
+        inputs[1:] = targets[:-1]
     mask = torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)
     idx = torch.as_tensor(list(range(B)) if index is None else list(index), dtype=torch.long)
     return Batch(inputs, targets, mask, lengths, idx)

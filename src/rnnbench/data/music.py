@@ -15,53 +15,29 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError
+from .corpus import SPLITS, Corpus, register_dataset_kind
 from .sources import MUSIC_FILES, locate
 
 N_KEYS = 88
 LOWEST_MIDI = 21  # A0
-SPLITS = ("train", "valid", "test")
 MUSIC_DATASETS = tuple(MUSIC_FILES)
 
 
-@dataclass
-class MusicCorpus:
-    """The three splits of one piano-roll corpus."""
-
-    name: str
-    splits: dict[str, list[np.ndarray]]
-    source: Path | None = None
-
-    def __getitem__(self, split: str) -> list[np.ndarray]:
-        if split not in self.splits:
-            raise KeyError(f"unknown split {split!r}; expected one of {SPLITS}")
-        return self.splits[split]
+class MusicCorpus(Corpus):
+    """Piano rolls: 88 inputs, 88 Bernoulli outputs, next-step prediction."""
 
     def stats(self) -> list[dict]:
         """Per split: sequences, frames, mean notes per frame, shortest and longest sequence."""
-        rows = []
-        for split in SPLITS:
-            seqs = self.splits[split]
-            lengths = np.array([len(s) for s in seqs])
-            notes = sum(int(s.sum()) for s in seqs)
-            frames = int(lengths.sum())
-            rows.append(
-                dict(
-                    dataset=self.name,
-                    split=split,
-                    sequences=len(seqs),
-                    frames=frames,
-                    notes_per_frame=notes / max(frames, 1),
-                    min_len=int(lengths.min()) if len(seqs) else 0,
-                    max_len=int(lengths.max()) if len(seqs) else 0,
-                )
-            )
+        rows = super().stats()
+        for row in rows:
+            notes = sum(int(s.sum()) for s in self.splits[row["split"]])
+            row["notes_per_frame"] = notes / max(row["frames"], 1)
         return rows
 
 
@@ -174,3 +150,10 @@ def load_music(
             )
         path = locate(MUSIC_FILES[name][fmt], root=root, download_missing=download)
     return MusicCorpus(name=name, splits=LOADERS[fmt](path), source=path)
+
+
+@register_dataset_kind("benchmark")
+def _benchmark_from_config(dataset: Mapping, data_root=None) -> MusicCorpus:
+    """``dataset.kind=benchmark``: one of the four piano-roll benchmarks (or a file of that format)."""
+    return load_music(dataset["name"], root=data_root, fmt=dataset.get("format", "mat"),
+                      download=bool(dataset.get("download", True)), path=dataset.get("path"))
