@@ -41,6 +41,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from . import fused
+
 CELLS: dict[str, type["RecurrentCell"]] = {}
 
 
@@ -97,11 +99,24 @@ class RecurrentCell(nn.Module):
     def step(self, xw: Tensor, state):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def fused(self, xw: Tensor, state):
+        """The whole recurrence in one fused call, or ``None`` where this cell has none."""
+        return None
+
     def forward(self, x: Tensor, state=None):
         T, B, _ = x.shape
         if state is None:
             state = self.init_state(B, x)
         xw = torch.addmm(self.bias, x.reshape(T * B, -1), self.weight_ih).view(T, B, -1)
+        if T > 0 and fused.use_fused(xw):
+            out = self.fused(xw, state)
+            if out is not None:
+                return out
+        return self.reference(xw, state)
+
+    def reference(self, xw: Tensor, state):
+        """The time loop written out in PyTorch operations: the reference for every fused path."""
+        T = xw.shape[0]
         outs = []
         for t in range(T):
             state = self.step(xw[t], state)
@@ -119,6 +134,10 @@ class TanhCell(RecurrentCell):
     def step(self, xw: Tensor, h: Tensor) -> Tensor:
         return torch.tanh(torch.addmm(xw, h, self.weight_hh))
 
+    def fused(self, xw: Tensor, h: Tensor):
+        hs = fused.tanh_recurrence(xw, h, self.weight_hh)
+        return hs, hs[-1]
+
 
 @register_cell("gru")
 class GRUCell(RecurrentCell):
@@ -133,6 +152,10 @@ class GRUCell(RecurrentCell):
         z, r = zr[:, :H], zr[:, H:]
         h_tilde = torch.tanh(torch.addmm(xw[:, 2 * H :], r * h, U[:, 2 * H :]))
         return torch.lerp(h, h_tilde, z)  # (1 - z) * h + z * h~
+
+    def fused(self, xw: Tensor, h: Tensor):
+        hs = fused.gru_recurrence(xw, h, self.weight_hh)
+        return hs, hs[-1]
 
 
 @register_cell("gru_after")
@@ -184,6 +207,10 @@ class PeepholeLSTMCell(RecurrentCell):
         c = f * c + i * torch.tanh(g[:, 2 * H : 3 * H])
         o = torch.sigmoid(g[:, 3 * H :] + p[2] * c)
         return (o * torch.tanh(c), c)
+
+    def fused(self, xw: Tensor, state):
+        hs, cs = fused.lstm_recurrence(xw, state[0], state[1], self.weight_hh, self.weight_peep)
+        return hs, (hs[-1], cs[-1])
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,0 +1,164 @@
+"""Fused CPU time loops for the paper's cells, with hand-derived backward passes.
+
+The C++ source (``csrc/recurrence.cpp``) is compiled by PyTorch's extension builder the first
+time it is needed (about a minute; cached under ``~/.cache/torch_extensions`` or
+``$TORCH_EXTENSIONS_DIR``) and registered as ``torch.ops.rnnbench.*``.  Only the recurrence
+runs there; input projections and weight gradients stay bulk matrix products here.
+
+Which implementation a cell uses is set by ``RNNBENCH_IMPL`` (or :func:`set_impl`):
+
+* ``auto`` (default): fused on CPU when the extension builds, else the reference Python loop;
+* ``fused``: fused, and an error if it cannot be built;
+* ``python``: the reference implementation (``rnnbench.cells``), always.
+
+On CUDA the reference implementation runs.  Both give the same values (tested to tolerance).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger("rnnbench.fused")
+IMPLS = ("auto", "fused", "python")
+_SOURCE = Path(__file__).with_name("csrc") / "recurrence.cpp"
+_lock = threading.Lock()
+_state: dict = {"loaded": None, "error": None, "impl": None}
+
+
+def get_impl() -> str:
+    impl = _state["impl"] or os.environ.get("RNNBENCH_IMPL", "auto")
+    if impl not in IMPLS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"RNNBENCH_IMPL={impl!r} is invalid: expected one of {IMPLS}")
+    return impl
+
+
+def set_impl(impl: str | None) -> None:
+    """Choose the implementation for this process (``None``: back to ``$RNNBENCH_IMPL``)."""
+    if impl is not None and impl not in IMPLS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"impl={impl!r} is invalid: expected one of {IMPLS}")
+    _state["impl"] = impl
+
+
+def load() -> bool:
+    """Build (once) and load the extension; return whether it is usable."""
+    if _state["loaded"] is not None:
+        return _state["loaded"]
+    with _lock:
+        if _state["loaded"] is not None:
+            return _state["loaded"]
+        try:
+            if not hasattr(torch.ops.rnnbench, "gru_forward"):
+                # (it warns that no CUDA runtime is found; irrelevant for a CPU-only extension)
+                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+                from torch.utils import cpp_extension
+
+                # ninja may be installed in this environment's bin/ without being on PATH
+                bindir = str(Path(sys.executable).parent)
+                if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+                    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+                cpp_extension.load(name="rnnbench_recurrence", sources=[str(_SOURCE)],
+                                   extra_cflags=["-O3"], is_python_module=False, verbose=False)
+            _state["loaded"] = True
+        except Exception as exc:  # no compiler, no ninja, ...: fall back, say why once
+            _state["loaded"], _state["error"] = False, exc
+            log.warning("fused recurrences unavailable, using the reference Python loop: %s", exc)
+    return _state["loaded"]
+
+
+def use_fused(x: Tensor) -> bool:
+    impl = get_impl()
+    if impl == "python" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return False
+    ok = load()
+    if impl == "fused" and not ok:
+        raise RuntimeError(f"RNNBENCH_IMPL=fused but the extension could not be built: {_state['error']}")
+    return ok
+
+
+def _prev(first: Tensor, seq: Tensor) -> Tensor:
+    """``[first, seq[0], ..., seq[T-2]]`` flattened to (T*B, H): the state each step started from."""
+    return torch.cat([first.unsqueeze(0), seq[:-1]]).reshape(-1, seq.shape[-1])
+
+
+class _Tanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw, h0, U):
+        hs = torch.ops.rnnbench.tanh_forward(xw.contiguous(), h0.contiguous(), U.contiguous())
+        ctx.save_for_backward(hs, h0, U)
+        return hs
+
+    @staticmethod
+    def backward(ctx, dhs):
+        hs, h0, U = ctx.saved_tensors
+        dxw, dh0 = torch.ops.rnnbench.tanh_backward(dhs.contiguous(), hs, U.contiguous())
+        dU = _prev(h0, hs).t() @ dxw.reshape(-1, dxw.shape[-1])
+        return dxw, dh0, dU
+
+
+class _GRU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw, h0, U):
+        h0 = h0.contiguous()
+        hs, gates = torch.ops.rnnbench.gru_forward(xw.contiguous(), h0, U.contiguous())
+        ctx.save_for_backward(hs, h0, U, gates)
+        return hs
+
+    @staticmethod
+    def backward(ctx, dhs):
+        hs, h0, U, gates = ctx.saved_tensors
+        H = hs.shape[-1]
+        U = U.contiguous()
+        dxw, dh0 = torch.ops.rnnbench.gru_backward(dhs.contiguous(), hs, h0, U, gates)
+        hprev = _prev(h0, hs)
+        d = dxw.reshape(-1, 3 * H)
+        r = gates[..., H:2 * H].reshape(-1, H)
+        dU = torch.cat([hprev.t() @ d[:, :2 * H], (r * hprev).t() @ d[:, 2 * H:]], dim=1)
+        return dxw, dh0, dU
+
+
+class _LSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw, h0, c0, U, P):
+        h0, c0 = h0.contiguous(), c0.contiguous()
+        hs, cs, tcs, gates = torch.ops.rnnbench.lstm_forward(xw.contiguous(), h0, c0, U.contiguous(),
+                                                             P.contiguous())
+        ctx.save_for_backward(hs, cs, tcs, h0, c0, U, P, gates)
+        return hs, cs
+
+    @staticmethod
+    def backward(ctx, dhs, dcs):
+        hs, cs, tcs, h0, c0, U, P, gates = ctx.saved_tensors
+        H = hs.shape[-1]
+        dhs = torch.zeros_like(hs) if dhs is None else dhs.contiguous()
+        dcs = torch.zeros_like(cs) if dcs is None else dcs.contiguous()
+        dxw, dh0, dc0 = torch.ops.rnnbench.lstm_backward(dhs, dcs, cs, tcs, c0, U.contiguous(),
+                                                           P.contiguous(), gates)
+        d = dxw.reshape(-1, 4 * H)
+        dU = _prev(h0, hs).t() @ d
+        cprev = _prev(c0, cs)
+        dP = torch.stack([(d[:, :H] * cprev).sum(0), (d[:, H:2 * H] * cprev).sum(0),
+                          (d[:, 3 * H:] * cs.reshape(-1, H)).sum(0)])
+        return dxw, dh0, dc0, dU, dP
+
+
+def tanh_recurrence(xw: Tensor, h0: Tensor, U: Tensor) -> Tensor:
+    return _Tanh.apply(xw, h0, U)
+
+
+def gru_recurrence(xw: Tensor, h0: Tensor, U: Tensor) -> Tensor:
+    return _GRU.apply(xw, h0, U)
+
+
+def lstm_recurrence(xw: Tensor, h0: Tensor, c0: Tensor, U: Tensor, P: Tensor) -> tuple[Tensor, Tensor]:
+    return _LSTM.apply(xw, h0, c0, U, P)

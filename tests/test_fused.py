@@ -1,0 +1,88 @@
+"""The fused CPU recurrences against the reference Python loops: same values, same gradients."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rnnbench import fused
+from rnnbench.cells import make_cell
+from rnnbench.train import train
+
+FUSED_CELLS = ["tanh", "gru", "lstm"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _built():
+    if not fused.load():
+        pytest.skip(f"fused extension could not be built here: {fused._state['error']}")
+
+
+def run(cell, x, impl, state=None):
+    fused.set_impl(impl)
+    try:
+        for p in cell.parameters():
+            p.grad = None
+        out, last = cell(x, state)
+        h_last = last[0] if isinstance(last, tuple) else last
+        loss = (out * torch.linspace(-1, 1, out.shape[-1], dtype=out.dtype)).sum() + (h_last ** 2).sum()
+        loss.backward()
+        return out.detach(), [p.grad.clone() for p in cell.parameters()], last
+    finally:
+        fused.set_impl(None)
+
+
+@pytest.mark.parametrize("name", FUSED_CELLS)
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+def test_fused_equals_reference(name, dtype, tol):
+    torch.manual_seed(0)
+    cell = make_cell(name, 7, 9).to(dtype)
+    x = torch.randn(23, 5, 7, dtype=dtype)
+    out_f, grads_f, _ = run(cell, x, "fused")
+    out_r, grads_r, _ = run(cell, x, "python")
+    torch.testing.assert_close(out_f, out_r, rtol=tol, atol=tol)
+    for gf, gr in zip(grads_f, grads_r):
+        torch.testing.assert_close(gf, gr, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.parametrize("name", FUSED_CELLS)
+def test_fused_gradcheck_with_initial_state(name):
+    torch.manual_seed(1)
+    cell = make_cell(name, 3, 4).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    state = (h0, torch.randn(2, 4, dtype=torch.float64, requires_grad=True)) if name == "lstm" else h0
+    fused.set_impl("fused")
+    try:
+        def f(inp, *params):
+            out, last = cell(inp, state)
+            c = last[1].sum() if isinstance(last, tuple) else 0.0
+            return out.sum() + c
+        assert torch.autograd.gradcheck(f, (x, *cell.parameters()))
+        leaves = [h0] + ([state[1]] if name == "lstm" else [])
+        assert torch.autograd.gradcheck(lambda *s: cell(x.detach(), tuple(s) if name == "lstm" else s[0])[0].sum(),
+                                        tuple(leaves))
+    finally:
+        fused.set_impl(None)
+
+
+def test_bad_impl_is_named(monkeypatch):
+    from rnnbench.errors import ConfigError
+
+    monkeypatch.setenv("RNNBENCH_IMPL", "cuda-magic")
+    with pytest.raises(ConfigError, match="RNNBENCH_IMPL='cuda-magic'"):
+        fused.get_impl()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_is_the_same_with_either_implementation(toy_cfg, tmp_path, cell):
+    """Weight noise, clipping and RMSProp included: two epochs give the same numbers."""
+    cfg = OmegaConf.merge(toy_cfg, {"cell": {"name": cell}, "train": {"max_epochs": 2}})
+    results = {}
+    for impl in ("fused", "python"):
+        fused.set_impl(impl)
+        try:
+            results[impl] = train(cfg, tmp_path / impl)
+        finally:
+            fused.set_impl(None)
+    for key in ("train_nll", "valid_nll", "test_nll"):
+        assert results["fused"][key] == pytest.approx(results["python"][key], rel=1e-4)
