@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from .cells import count_parameters, make_cell
 from .errors import ConfigError
+from .mixture import GaussianMixtureHead
 
 
 class BernoulliHead(nn.Module):
@@ -32,7 +33,7 @@ class BernoulliHead(nn.Module):
 
 
 # name -> head class; a head maps features (T, B, H) and targets to per-frame NLL via ``nll``.
-HEADS: dict[str, type[nn.Module]] = {"bernoulli": BernoulliHead}
+HEADS: dict[str, type[nn.Module]] = {"bernoulli": BernoulliHead, "gmm": GaussianMixtureHead}
 
 
 class SequenceModel(nn.Module):
