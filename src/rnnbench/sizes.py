@@ -14,7 +14,10 @@ PAPER_TABLE1 = {
 # (its data used 93-108-wide frames, not 88 keys).
 INPUT_SIZE = {"music": 88, "speech": 20}
 PAPER_INPUT_SIZE = {"music": 100, "speech": 20}
-OUTPUT_SIZE = {"music": 88, "speech": None}
+OUTPUT_SIZE = {"music": 88, "speech": 10}
+# Output heads: independent Bernoulli per key (music); a mixture of 20 diagonal Gaussians over
+# the next 10 samples (speech; its layer gives 20 logits, 200 means and 200 scales).
+HEAD = {"music": ("bernoulli", {}), "speech": ("gmm", {"components": 20})}
 
 
 def size_table(tasks=("music", "speech")) -> list[dict]:
@@ -30,7 +33,9 @@ def size_table(tasks=("music", "speech")) -> list[dict]:
                 "total": None,
             }
             if OUTPUT_SIZE[task] is not None:
-                row["total"] = count_parameters(SequenceModel(cell, INPUT_SIZE[task], units, OUTPUT_SIZE[task]))
+                head, head_kwargs = HEAD[task]
+                row["total"] = count_parameters(SequenceModel(cell, INPUT_SIZE[task], units, OUTPUT_SIZE[task],
+                                                              head=head, head_kwargs=head_kwargs))
             rows.append(row)
     return rows
 

@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..data.music import MUSIC_DATASETS, load_music
+from ..data.speech import SPEECH_DATASETS
 from ..errors import RnnbenchError
 
 
+def _load_speech(name: str, root):
+    """A speech corpus as its ``conf/dataset/<name>.yaml`` describes it (framing, split, rate)."""
+    from omegaconf import OmegaConf
+
+    from ..data import load_dataset
+    from . import conf_dir
+
+    return load_dataset(OmegaConf.load(Path(conf_dir()) / "dataset" / f"{name}.yaml"), root)
+
+
+def _speech_stats(names, args) -> None:
+    print(f"{'dataset':<11} {'split':<6} {'utterances':>10} {'sequences':>9} {'steps':>9} {'seconds':>8} "
+          f"{'min_len':>7} {'max_len':>7}")
+    for name in names:
+        corpus = _load_speech(name, args.root)
+        print(f"# {name}: {corpus.source} ({corpus.sample_rate} Hz, 20 samples in, 10 out per step)", file=sys.stderr)
+        for r in corpus.stats():
+            print(f"{r['dataset']:<11} {r['split']:<6} {r['utterances']:>10,} {r['sequences']:>9,} {r['frames']:>9,} "
+                  f"{r['seconds']:>8.1f} {r['min_len']:>7} {r['max_len']:>7}")
+
+
 def _stats(args) -> int:
+    speech = [n for n in args.datasets if n in SPEECH_DATASETS]
+    if speech:
+        _speech_stats(speech, args)
+        if len(speech) == len(args.datasets):
+            return 0
     rows = []
-    for name in args.datasets or MUSIC_DATASETS:
+    for name in [n for n in args.datasets if n not in SPEECH_DATASETS] or MUSIC_DATASETS:
         corpus = load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
         rows.extend(corpus.stats())
         print(f"# {name}: {corpus.source}", file=sys.stderr)
@@ -29,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     for cmd, help_ in (("stats", "print sequences, frames and notes per frame of each split"),
                        ("fetch", "find (or download) and verify each corpus")):
         s = sub.add_parser(cmd, help=help_)
-        s.add_argument("datasets", nargs="*", help=f"any of {', '.join(MUSIC_DATASETS)} (default: all)")
+        s.add_argument("datasets", nargs="*", help=f"any of {', '.join(MUSIC_DATASETS + SPEECH_DATASETS)} "
+                                                   f"(default: the {len(MUSIC_DATASETS)} music corpora)")
         s.add_argument("--root", default=None, help="data root (default: $RNNBENCH_DATA, then the cache data/)")
         s.add_argument("--format", default="mat", choices=["mat", "pickle"])
         s.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing file")
@@ -38,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "stats":
             return _stats(args)
         for name in args.datasets or MUSIC_DATASETS:
-            corpus = load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
+            if name in SPEECH_DATASETS:  # not downloaded: found under the data root, or an error saying where
+                corpus = _load_speech(name, args.root)
+            else:
+                corpus = load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
             print(f"{name}: ok  {corpus.source}")
         return 0
     except RnnbenchError as exc:

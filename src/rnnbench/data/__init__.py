@@ -8,6 +8,7 @@ from .batching import Batch, batch_indices, iterate, make_batch, padding_waste
 from .corpus import DATASET_KINDS, SPLITS, Corpus, load_dataset, register_dataset_kind, seq_len
 from .music import MUSIC_DATASETS, N_KEYS, MusicCorpus, load_mat, load_music, load_pickle, notes_to_roll, roll_to_notes
 from .sources import ENV_DATA, MUSIC_FILES, RemoteFile, locate, sha256_of
+from . import speech  # registers the speech dataset kinds (fsdd, yesno, audio_folder, torchaudio)
 
 __all__ = [
     "Batch", "batch_indices", "iterate", "make_batch", "padding_waste",

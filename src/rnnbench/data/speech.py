@@ -1,0 +1,629 @@
+"""Raw speech as the paper frames it: read 20 samples, predict the next 10.
+
+Corpora (``dataset.kind``)
+--------------------------
+``fsdd``
+    Free Spoken Digit Dataset, ``speech/fsdd/recordings/{digit}_{speaker}_{index}.wav``
+    under the data root.  Official split: index 0-4 test.  Validation: index 5-9 (5
+    recordings of every speaker and digit, so the split is speaker- and digit-balanced);
+    train: index 10-49.  With the reference copy: 2,400 / 300 / 300 recordings.
+``yesno``
+    YESNO (OpenSLR 1), ``speech/yesno/waves_yesno/*.wav``.  Fixed split of the 60 files:
+    sorted by name, the file at position ``i`` (0-based) is test when ``i % 6 == 0``, valid
+    when ``i % 6 == 1``, train otherwise (40 / 10 / 10).
+``audio_folder``
+    Any folder of audio files soundfile can read (your own corpus).  Split by sub-folders
+    ``train/ valid/ test/`` when present, else by a seeded hash of each file's relative path
+    (stable when files are added), or by sorted name (last files are test).
+``torchaudio``
+    A corpus class of ``torchaudio.datasets`` (``LIBRISPEECH``, ``VCTK_092``, ``YESNO``, ...)
+    already on disk; ``download`` is always false.  The class finds the files; they are read
+    with soundfile.  One instance per split (``split_kwargs``) or one carved like a folder.
+
+Signal
+------
+Every file is read with soundfile, mixed down to mono (mean of the channels), resampled
+to ``sample_rate`` (default 8000 Hz) with ``torchaudio.functional.resample`` when
+``resample`` is true -- a file at another rate is refused, naming it and its rate, when it
+is false -- then normalised per utterance (``normalize``): ``standard`` (default) subtracts
+the utterance's mean and divides by its standard deviation; ``rms`` divides by the root mean
+square; ``peak`` by the largest absolute sample; ``none`` keeps soundfile's [-1, 1] scale.
+Unreadable files and silent ones (nothing to normalise) are reported by name
+(:class:`DataError`), or skipped with a warning when ``skip_bad_files`` is true.
+
+Framing
+-------
+Step ``t`` of an utterance of ``N`` samples reads samples ``[10t, 10t + 20)`` and predicts
+``[10t + 20, 10t + 30)``; there are ``T = (N - 20) // 10`` steps, so every sample after the
+first 20 is predicted exactly once, except a tail of fewer than 10 samples.  ``chunk_steps``
+cuts each utterance into consecutive pieces of at most that many steps (no step is lost:
+a piece's first input is real signal, only the recurrent state restarts), ``max_steps`` keeps
+only the first steps of each utterance, and ``max_utterances`` keeps an evenly spaced
+subset of each split.  Items are ``(inputs (T, 20), targets (T, 10))`` float32 pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .corpus import SPLITS, Corpus, register_dataset_kind
+from .sources import candidate_roots
+
+log = logging.getLogger("rnnbench.data")
+
+INPUT_SAMPLES = 20  # samples read at each step
+OUTPUT_SAMPLES = 10  # samples predicted at each step (and the stride between steps)
+SAMPLE_RATE = 8000
+COMPONENTS = 20
+NORMALIZATIONS = ("standard", "rms", "peak", "none")
+AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "aiff", "aif", "au")
+SPEECH_DATASETS = ("fsdd", "yesno")
+FSDD_RELPATH = "speech/fsdd/recordings"
+YESNO_RELPATH = "speech/yesno/waves_yesno"
+_FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)$")
+# Below this standard deviation (in soundfile's [-1, 1] units; one 16-bit step is 3e-5) a
+# recording is digital silence and cannot be normalised.
+SILENCE_STD = 1e-7
+
+
+# --------------------------------------------------------------------------- framing
+
+def num_steps(n_samples: int) -> int:
+    """Steps of an utterance of ``n_samples`` samples: ``(N - 20) // 10`` (0 when N < 30)."""
+    return max(0, (int(n_samples) - INPUT_SAMPLES) // OUTPUT_SAMPLES)
+
+
+def frame_signal(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ``(T, 20)`` = samples ``[10t, 10t+20)`` and targets ``(T, 10)`` = ``[10t+20, 10t+30)``."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    T = num_steps(len(x))
+    if T == 0:
+        return np.zeros((0, INPUT_SAMPLES), np.float32), np.zeros((0, OUTPUT_SAMPLES), np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(x[: INPUT_SAMPLES + OUTPUT_SAMPLES * T],
+                                                       INPUT_SAMPLES + OUTPUT_SAMPLES)[::OUTPUT_SAMPLES]
+    assert len(windows) == T
+    # copies: writable arrays that do not share memory with ``x`` (or with each other)
+    return windows[:, :INPUT_SAMPLES].copy(order="C"), windows[:, INPUT_SAMPLES:].copy(order="C")
+
+
+def unframe(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The signal back from one utterance's (unchunked) frames: first input, then every target."""
+    return np.concatenate([np.asarray(inputs[0]), np.asarray(targets).reshape(-1)])
+
+
+def chunk(inputs: np.ndarray, targets: np.ndarray, chunk_steps: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Consecutive pieces of at most ``chunk_steps`` steps (all of it when ``None``)."""
+    T = len(inputs)
+    if T == 0:
+        return []
+    if not chunk_steps or chunk_steps >= T:
+        return [(inputs, targets)]
+    return [(inputs[s:s + chunk_steps], targets[s:s + chunk_steps]) for s in range(0, T, chunk_steps)]
+
+
+# --------------------------------------------------------------------------- signal
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] and the sample rate; :class:`DataError` naming an unreadable file."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
+        raise DataError(f"{path}: unreadable audio file ({type(exc).__name__}: {exc})") from exc
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: audio file holds no samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(mono, dtype=np.float32), int(rate)
+
+
+def resample(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """Band-limited resampling (``torchaudio.functional.resample``, its default sinc filter)."""
+    if orig_rate == new_rate:
+        return x
+    import torch
+    import torchaudio.functional as AF
+
+    y = AF.resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(orig_rate), int(new_rate))
+    return y.numpy()
+
+
+def normalize(x: np.ndarray, method: str = "standard") -> np.ndarray:
+    """Per-utterance normalisation; raises ``ValueError`` on a silent signal."""
+    x = np.asarray(x, dtype=np.float64)
+    if method == "none":
+        return x.astype(np.float32)
+    std = x.std()
+    if not std > SILENCE_STD:
+        raise ValueError("silent recording (all samples equal): nothing to normalise")
+    if method == "standard":
+        y = (x - x.mean()) / std
+    elif method == "rms":
+        y = x / np.sqrt(np.mean(x * x))
+    elif method == "peak":
+        y = x / np.abs(x).max()
+    else:
+        raise ConfigError(f"config value dataset.normalize={method!r} is invalid: expected one of {NORMALIZATIONS}")
+    return y.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- corpus
+
+@dataclass
+class SpeechCorpus(Corpus):
+    """Framed raw speech: 20 inputs, a 20-component Gaussian mixture over 10 outputs."""
+
+    task: str = "speech"
+    input_size: int = INPUT_SAMPLES
+    output_size: int = OUTPUT_SAMPLES
+    head: str = "gmm"
+    head_kwargs: dict[str, Any] = field(default_factory=lambda: {"components": COMPONENTS})
+    sample_rate: int = SAMPLE_RATE
+    normalize: str = "standard"
+    # per split: the utterances (names) kept, in the order of their sequences
+    utterances: dict[str, list[str]] = field(default_factory=dict)
+
+    def stats(self) -> list[dict]:
+        """Per split: utterances, sequences, steps, predicted seconds, shortest and longest sequence."""
+        rows = super().stats()
+        for row in rows:
+            row["utterances"] = len(self.utterances.get(row["split"], []))
+            row["seconds"] = row["frames"] * OUTPUT_SAMPLES / self.sample_rate
+        return rows
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    path: Path
+    name: str  # how it is reported: a path relative to the corpus folder, or an id
+
+
+@dataclass
+class SpeechOptions:
+    """The signal and framing keys of a speech ``dataset`` config (see ``conf/dataset/fsdd.yaml``)."""
+
+    sample_rate: int | None = SAMPLE_RATE
+    resample: bool = False  # never resample unasked (the configs of fsdd, yesno and torchaudio say true)
+    normalize: str = "standard"
+    chunk_steps: int | None = None
+    max_steps: int | None = None
+    max_utterances: int | None = None
+    skip_bad_files: bool = False
+    components: int = COMPONENTS
+    min_scale: float = 1e-3
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "SpeechOptions":
+        def opt_int(key, minimum=1, allow_none=True):
+            v = cfg.get(key, getattr(cls, key))
+            if v is None and allow_none:
+                return None
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise ConfigError(f"config value dataset.{key}={v!r} is invalid: expected an integer >= {minimum}"
+                                  + (" or null" if allow_none else ""))
+            return int(v)
+
+        def opt_bool(key):
+            v = cfg.get(key, getattr(cls, key))
+            if not isinstance(v, bool):
+                raise ConfigError(f"config value dataset.{key}={v!r} is invalid: expected true or false")
+            return v
+
+        method = cfg.get("normalize", cls.normalize)
+        if method not in NORMALIZATIONS:
+            raise ConfigError(f"config value dataset.normalize={method!r} is invalid: expected one of {NORMALIZATIONS}")
+        min_scale = cfg.get("min_scale", cls.min_scale)
+        if isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or not min_scale > 0:
+            raise ConfigError(f"config value dataset.min_scale={min_scale!r} is invalid: expected a positive number")
+        return cls(
+            sample_rate=opt_int("sample_rate"), resample=opt_bool("resample"), normalize=method,
+            chunk_steps=opt_int("chunk_steps"), max_steps=opt_int("max_steps"),
+            max_utterances=opt_int("max_utterances"), skip_bad_files=opt_bool("skip_bad_files"),
+            components=opt_int("components", allow_none=False), min_scale=float(min_scale),
+        )
+
+
+def _listing(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _even_subset(items: list, n: int | None) -> list:
+    """``n`` items evenly spaced over ``items`` (all of them when ``n`` is None or large)."""
+    if n is None or n >= len(items):
+        return items
+    idx = np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))
+    return [items[i] for i in idx]
+
+
+def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]], opts: SpeechOptions,
+                        source: Path | None = None) -> SpeechCorpus:
+    """Read, check, resample, normalise and frame the files of each split."""
+    files = {s: _even_subset(list(files.get(s, [])), opts.max_utterances) for s in SPLITS}
+    if not files["train"]:
+        raise DataError(f"dataset {name!r}: the train split has no audio files" + (f" ({source})" if source else ""))
+
+    bad: list[str] = []
+    loaded: dict[str, list[tuple[AudioFile, np.ndarray, int]]] = {s: [] for s in SPLITS}
+    for split in SPLITS:
+        for f in files[split]:
+            try:
+                x, rate = read_audio(f.path)
+            except DataError as exc:
+                bad.append(f"{f.name} ({str(exc).split(': ', 1)[-1]})")
+                continue
+            loaded[split].append((f, x, rate))
+    if bad and not opts.skip_bad_files:
+        raise DataError(f"dataset {name!r}: {len(bad)} audio file(s) could not be read: {_listing(bad)}. "
+                        f"Repair or remove them, or set dataset.skip_bad_files=true to leave them out.")
+
+    # Sample rates: one common rate, reached by resampling only when allowed.
+    by_rate: dict[int, list[str]] = {}
+    for split in SPLITS:
+        for f, _, rate in loaded[split]:
+            by_rate.setdefault(rate, []).append(f.name)
+    target = opts.sample_rate
+    if target is None:
+        if len(by_rate) > 1:
+            detail = "; ".join(f"{r} Hz: {_listing(n, 3)}" for r, n in sorted(by_rate.items()))
+            raise DataError(f"dataset {name!r}: files have different sample rates ({detail}) and "
+                            f"dataset.sample_rate is null; set dataset.sample_rate (and dataset.resample=true)")
+        target = next(iter(by_rate))
+    off = {r: n for r, n in by_rate.items() if r != target}
+    if off and not opts.resample:
+        detail = "; ".join(f"{len(n)} at {r} Hz: {_listing(n, 5)}" for r, n in sorted(off.items()))
+        raise DataError(f"dataset {name!r}: expected every file at dataset.sample_rate={target} Hz, found {detail}. "
+                        f"Set dataset.resample=true to resample them, or dataset.sample_rate to their rate.")
+    if off:
+        log.info("%s: resampling %d file(s) to %d Hz (%s)", name, sum(map(len, off.values())), target,
+                 ", ".join(f"{len(n)} from {r} Hz" for r, n in sorted(off.items())))
+
+    splits: dict[str, list] = {s: [] for s in SPLITS}
+    utterances: dict[str, list[str]] = {s: [] for s in SPLITS}
+    short: list[str] = []
+    for split in SPLITS:
+        for f, x, rate in loaded[split]:
+            x = resample(x, rate, target)
+            try:
+                x = normalize(x, opts.normalize)
+            except ValueError as exc:
+                bad.append(f"{f.name} ({exc})")
+                continue
+            inputs, targets = frame_signal(x)
+            if opts.max_steps:
+                inputs, targets = inputs[: opts.max_steps], targets[: opts.max_steps]
+            if len(inputs) == 0:
+                short.append(f.name)
+                continue
+            splits[split].extend(chunk(inputs, targets, opts.chunk_steps))
+            utterances[split].append(f.name)
+    silent = [b for b in bad if b.endswith("nothing to normalise)")]
+    if silent and not opts.skip_bad_files:
+        raise DataError(f"dataset {name!r}: {len(silent)} silent audio file(s): {_listing(silent)}. "
+                        f"Remove them, or set dataset.skip_bad_files=true to leave them out.")
+    if bad:
+        log.warning("%s: left out %d bad audio file(s): %s", name, len(bad), _listing(bad))
+    if short:
+        log.warning("%s: left out %d file(s) shorter than %d samples (no step to predict): %s", name, len(short),
+                    INPUT_SAMPLES + OUTPUT_SAMPLES, _listing(short))
+    if not splits["train"]:
+        raise DataError(f"dataset {name!r}: no usable training audio")
+    return SpeechCorpus(name=name, splits=splits, source=source, sample_rate=int(target), normalize=opts.normalize,
+                        head_kwargs={"components": opts.components, "min_scale": opts.min_scale},
+                        utterances=utterances)
+
+
+# --------------------------------------------------------------------------- where the files are
+
+def resolve_folder(path: str | os.PathLike | None, relpath: str, data_root=None, what: str = "corpus") -> Path:
+    """``path`` when given (absolute, relative to the working directory, or to a data root),
+    else ``relpath`` under the first data root that has it."""
+    if path is not None and str(path) != "":
+        p = Path(path).expanduser()
+        if p.is_dir():
+            return p
+        if not p.is_absolute():
+            for r in candidate_roots(data_root):
+                if (r / p).is_dir():
+                    return r / p
+        raise DataError(f"{p}: folder not found (dataset.path for the {what}); expected a folder of audio files, "
+                        f"absolute or relative to the working directory or to a data root")
+    roots = candidate_roots(data_root)
+    for r in roots:
+        if (r / relpath).is_dir():
+            return r / relpath
+    looked = ", ".join(str(r / relpath) for r in roots)
+    raise DataError(f"{what}: folder {relpath} not found (looked in: {looked}). Set RNNBENCH_DATA (or the config "
+                    f"key data_root) to the folder holding {relpath}, or dataset.path to the folder itself.")
+
+
+def _wavs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
+
+
+def _int_list(cfg: Mapping, key: str, default: Sequence[int]) -> set[int]:
+    v = cfg.get(key, default)
+    try:
+        out = {int(i) for i in v}
+    except (TypeError, ValueError):
+        raise ConfigError(f"config value dataset.{key}={v!r} is invalid: expected a list of integers") from None
+    return out
+
+
+def fsdd_files(folder: Path, test_indices: Iterable[int] = range(5),
+               valid_indices: Iterable[int] = range(5, 10)) -> dict[str, list[AudioFile]]:
+    """FSDD recordings by split: index in ``test_indices`` test, in ``valid_indices`` valid, else train.
+
+    Ordered by digit, speaker, index.
+    """
+    test_indices, valid_indices = set(test_indices), set(valid_indices)
+    if test_indices & valid_indices:
+        raise ConfigError(f"FSDD split: indices {sorted(test_indices & valid_indices)} are both test and valid")
+    keyed = []
+    for p in _wavs(folder):
+        m = _FSDD_NAME.match(p.stem)
+        if not m:
+            raise DataError(f"{p}: not an FSDD recording name; expected {{digit}}_{{speaker}}_{{index}}.wav")
+        keyed.append(((int(m.group(1)), m.group(2), int(m.group(3))), p))
+    if not keyed:
+        raise DataError(f"{folder}: no .wav recordings found (expected FSDD's {{digit}}_{{speaker}}_{{index}}.wav)")
+    out: dict[str, list[AudioFile]] = {s: [] for s in SPLITS}
+    for (digit, speaker, index), p in sorted(keyed):
+        split = "test" if index in test_indices else "valid" if index in valid_indices else "train"
+        out[split].append(AudioFile(p, p.name))
+    return out
+
+
+def yesno_files(folder: Path, every: int = 6) -> dict[str, list[AudioFile]]:
+    """YESNO files by split: sorted by name, position ``i % every == 0`` test, ``== 1`` valid, else train."""
+    if every < 3:
+        raise ConfigError(f"config value dataset.holdout_every={every!r} is invalid: expected an integer >= 3")
+    paths = _wavs(folder)
+    if not paths:
+        raise DataError(f"{folder}: no .wav files found (expected YESNO's waves_yesno/*.wav)")
+    out: dict[str, list[AudioFile]] = {s: [] for s in SPLITS}
+    for i, p in enumerate(paths):
+        split = "test" if i % every == 0 else "valid" if i % every == 1 else "train"
+        out[split].append(AudioFile(p, p.name))
+    return out
+
+
+FOLDER_SPLITS = {"train": ("train",), "valid": ("valid", "validation", "dev", "val"), "test": ("test",)}
+SPLIT_RULES = ("auto", "folders", "hash", "sorted")
+
+
+def split_by_rule(files: list[AudioFile], rule: str, valid_fraction: float, test_fraction: float,
+                  seed: int = 0) -> dict[str, list[AudioFile]]:
+    """Carve valid and test from a list of files.
+
+    ``round(fraction * n)`` files each (at least one when the fraction is positive and there
+    are 3 files or more).  ``hash``: the files whose sha256 of ``"{seed}:{name}"`` ranks lowest
+    are test, the next ones valid (a file keeps its split when others are added, mostly);
+    ``sorted``: by name, the last files are test and the ones before them valid.
+    """
+    for key, v in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            raise ConfigError(f"config value dataset.{key}={v!r} is invalid: expected a number in [0, 1)")
+    if valid_fraction + test_fraction >= 1:
+        raise ConfigError(f"config values dataset.valid_fraction={valid_fraction} + test_fraction={test_fraction} "
+                          f"leave no training files: expected a sum below 1")
+    n = len(files)
+
+    def count(frac):
+        k = int(round(frac * n))
+        return max(k, 1) if frac > 0 and n >= 3 else k
+
+    n_test, n_valid = count(test_fraction), count(valid_fraction)
+    ordered = sorted(files, key=lambda f: f.name)
+    if rule == "hash":
+        ranked = sorted(ordered, key=lambda f: hashlib.sha256(f"{seed}:{f.name}".encode()).hexdigest())
+        test, valid = ranked[:n_test], ranked[n_test:n_test + n_valid]
+    elif rule == "sorted":
+        test = ordered[n - n_test:] if n_test else []
+        valid = ordered[n - n_test - n_valid:n - n_test] if n_valid else []
+    else:
+        raise ConfigError(f"config value dataset.split={rule!r} is invalid: expected one of {SPLIT_RULES}")
+    held = {f.name for f in test} | {f.name for f in valid}
+    test_names, valid_names = {f.name for f in test}, {f.name for f in valid}
+    return {"train": [f for f in ordered if f.name not in held],
+            "valid": [f for f in ordered if f.name in valid_names],
+            "test": [f for f in ordered if f.name in test_names]}
+
+
+def folder_files(folder: Path, extensions: Sequence[str] = AUDIO_EXTENSIONS, rule: str = "auto",
+                 valid_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> dict[str, list[AudioFile]]:
+    """The audio files under ``folder`` (recursively), split by sub-folder or by ``rule``."""
+    exts = {"." + e.lower().lstrip(".") for e in extensions}
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts and p.is_file())
+    if not paths:
+        raise DataError(f"{folder}: no audio files found (extensions {sorted(exts)})")
+    files = [AudioFile(p, p.relative_to(folder).as_posix()) for p in paths]
+    top = {p.relative_to(folder).parts[0] for p in paths if len(p.relative_to(folder).parts) > 1}
+    split_dirs = {s: [d for d in names if d in top] for s, names in FOLDER_SPLITS.items()}
+    has_folders = bool(split_dirs["train"]) and bool(split_dirs["valid"] or split_dirs["test"])
+    if rule == "folders" or (rule == "auto" and has_folders):
+        if not has_folders:
+            raise DataError(f"{folder}: dataset.split=folders needs sub-folders train/ and valid/ (or dev/) "
+                            f"and/or test/, found {sorted(top) or 'none'}")
+        out: dict[str, list[AudioFile]] = {s: [] for s in SPLITS}
+        for f in files:
+            first = f.name.split("/", 1)[0] if "/" in f.name else None
+            for s, dirs in split_dirs.items():
+                if first in dirs:
+                    out[s].append(f)
+        return out
+    return split_by_rule(files, "hash" if rule == "auto" else rule, valid_fraction, test_fraction, seed)
+
+
+# --------------------------------------------------------------------------- torchaudio corpora
+
+class _Captured(Exception):
+    def __init__(self, path):
+        super().__init__(path)
+        self.path = path
+
+
+def torchaudio_files(class_name: str, root: Path, kwargs: Mapping | None = None) -> list[AudioFile]:
+    """The audio files of a ``torchaudio.datasets`` corpus found under ``root`` (never downloaded).
+
+    The class lists its items; each item's file is found by letting the class load it with a
+    stand-in ``torchaudio.load`` that only records the path (so no audio backend is needed).
+    """
+    from unittest import mock
+
+    import torchaudio
+    import torchaudio.datasets as tds
+
+    cls = getattr(tds, str(class_name), None)
+    if not isinstance(cls, type):
+        choices = [n for n in getattr(tds, "__all__", dir(tds)) if isinstance(getattr(tds, n, None), type)]
+        raise ConfigError(f"config value dataset.dataset={class_name!r} is invalid: expected a torchaudio.datasets "
+                          f"class, one of {choices}")
+    kwargs = dict(kwargs or {})
+    if kwargs.pop("download", False):
+        raise ConfigError("torchaudio corpora are never downloaded by rnnbench: remove download=true from "
+                          "dataset.kwargs and place the corpus under the data root yourself")
+    try:
+        ds = cls(str(root), download=False, **kwargs) if "download" in _init_params(cls) else cls(str(root), **kwargs)
+    except (RuntimeError, OSError, FileNotFoundError, ValueError) as exc:
+        raise DataError(f"torchaudio.datasets.{class_name} not found under {root} ({type(exc).__name__}: {exc}); "
+                        f"place the corpus there in the layout torchaudio expects (download is disabled)") from exc
+
+    def stub(path, *args, **kw):
+        raise _Captured(os.fspath(path))
+
+    files = []
+    with mock.patch.object(torchaudio, "load", stub):
+        for n in range(len(ds)):
+            try:
+                ds[n]
+            except _Captured as cap:
+                p = Path(cap.path)
+                try:
+                    name = p.resolve().relative_to(root.resolve()).as_posix()
+                except ValueError:
+                    name = str(p)
+                files.append(AudioFile(p, name))
+                continue
+            except Exception as exc:
+                raise DataError(f"torchaudio.datasets.{class_name} item {n} under {root}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+            raise ConfigError(f"torchaudio.datasets.{class_name} does not read audio through torchaudio.load; "
+                              f"use kind=audio_folder on its folder instead")
+    if not files:
+        raise DataError(f"torchaudio.datasets.{class_name} under {root}: no items")
+    return files
+
+
+def _init_params(cls) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+# --------------------------------------------------------------------------- dataset kinds
+
+def load_fsdd(root=None, path=None, test_indices=range(5), valid_indices=range(5, 10), **options) -> SpeechCorpus:
+    folder = resolve_folder(path, FSDD_RELPATH, root, "FSDD")
+    opts = SpeechOptions.from_config(options)
+    return build_speech_corpus("fsdd", fsdd_files(folder, test_indices, valid_indices), opts, source=folder)
+
+
+def load_yesno(root=None, path=None, holdout_every: int = 6, **options) -> SpeechCorpus:
+    folder = resolve_folder(path, YESNO_RELPATH, root, "YESNO")
+    opts = SpeechOptions.from_config(options)
+    return build_speech_corpus("yesno", yesno_files(folder, int(holdout_every)), opts, source=folder)
+
+
+def _options(cfg: Mapping, extra: Sequence[str] = ()) -> dict:
+    known = set(SpeechOptions.__dataclass_fields__)
+    return {k: cfg[k] for k in cfg if k in known and k not in extra}
+
+
+@register_dataset_kind("fsdd")
+def _fsdd_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
+    """``dataset.kind=fsdd``: the Free Spoken Digit Dataset, official test split, valid = index 5-9."""
+    return load_fsdd(data_root, dataset.get("path"), _int_list(dataset, "test_indices", range(5)),
+                     _int_list(dataset, "valid_indices", range(5, 10)), **_options(dataset))
+
+
+@register_dataset_kind("yesno")
+def _yesno_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
+    """``dataset.kind=yesno``: the 60 YESNO recordings, fixed 40/10/10 split."""
+    every = dataset.get("holdout_every", 6)
+    if isinstance(every, bool) or not isinstance(every, int):
+        raise ConfigError(f"config value dataset.holdout_every={every!r} is invalid: expected an integer >= 3")
+    return load_yesno(data_root, dataset.get("path"), every, **_options(dataset))
+
+
+def _split_cfg(dataset: Mapping) -> tuple[str, float, float, int]:
+    rule = dataset.get("split", "auto")
+    if rule not in SPLIT_RULES:
+        raise ConfigError(f"config value dataset.split={rule!r} is invalid: expected one of {SPLIT_RULES}")
+    seed = dataset.get("split_seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"config value dataset.split_seed={seed!r} is invalid: expected an integer")
+    return rule, dataset.get("valid_fraction", 0.1), dataset.get("test_fraction", 0.1), seed
+
+
+@register_dataset_kind("audio_folder")
+def _folder_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
+    """``dataset.kind=audio_folder``: a folder of audio files (``dataset.path``)."""
+    if not dataset.get("path"):
+        raise ConfigError("config value dataset.path=None is invalid: expected the folder of audio files "
+                          "(absolute, or relative to the working directory or to the data root)")
+    folder = resolve_folder(dataset["path"], "", data_root, "audio folder")
+    rule, vf, tf, seed = _split_cfg(dataset)
+    exts = dataset.get("extensions") or AUDIO_EXTENSIONS
+    files = folder_files(folder, list(exts), rule, vf, tf, seed)
+    opts = SpeechOptions.from_config(_options(dataset))
+    return build_speech_corpus(str(dataset.get("name", folder.name)), files, opts, source=folder)
+
+
+@register_dataset_kind("torchaudio")
+def _torchaudio_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
+    """``dataset.kind=torchaudio``: a ``torchaudio.datasets`` class over a corpus already on disk."""
+    class_name = dataset.get("dataset")
+    if not class_name:
+        raise ConfigError("config value dataset.dataset=None is invalid: expected a torchaudio.datasets class "
+                          "name such as LIBRISPEECH, VCTK_092 or YESNO")
+    root = resolve_folder(dataset.get("path"), "", data_root, f"torchaudio.datasets.{class_name}") \
+        if dataset.get("path") else _first_root(data_root)
+    kwargs = dict(dataset.get("kwargs") or {})
+    per_split = dataset.get("split_kwargs")
+    if per_split:
+        missing = [s for s in ("train",) if s not in per_split]
+        if missing:
+            raise ConfigError(f"config value dataset.split_kwargs lacks {missing}: expected keys train, valid, test")
+        files = {s: torchaudio_files(class_name, root, {**kwargs, **dict(per_split[s] or {})})
+                 for s in SPLITS if s in per_split}
+    else:
+        rule, vf, tf, seed = _split_cfg(dataset)
+        files = split_by_rule(torchaudio_files(class_name, root, kwargs), "hash" if rule == "auto" else rule,
+                              vf, tf, seed)
+    opts = SpeechOptions.from_config(_options(dataset))
+    return build_speech_corpus(str(dataset.get("name", str(class_name).lower())), files, opts, source=root)
+
+
+def _first_root(data_root) -> Path:
+    for r in candidate_roots(data_root):
+        if r.is_dir():
+            return r
+    raise DataError("no data root found: set dataset.path, the config key data_root or RNNBENCH_DATA")
+
+
+def speech_corpus_stub(dataset: Mapping) -> SpeechCorpus:
+    """A corpus with no sequences but the model's sizes and head: enough to rebuild a trained model."""
+    opts = SpeechOptions.from_config(_options(dataset))
+    return SpeechCorpus(name=str(dataset.get("name", "speech")), splits={s: [] for s in SPLITS},
+                        sample_rate=int(opts.sample_rate or SAMPLE_RATE), normalize=opts.normalize,
+                        head_kwargs={"components": opts.components, "min_scale": opts.min_scale})

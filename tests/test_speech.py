@@ -1,0 +1,262 @@
+"""Speech corpora on tiny WAV fixtures: framing, splits, normalisation, sample rates, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rnnbench.data import load_dataset
+from rnnbench.data.speech import (
+    AudioFile, SpeechCorpus, chunk, folder_files, frame_signal, fsdd_files, normalize, num_steps,
+    split_by_rule, unframe, yesno_files,
+)
+from rnnbench.errors import ConfigError, DataError
+
+RATE = 8000
+
+
+def tone(n, freq, rate=RATE, amp=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / rate
+    return (amp * np.sin(2 * np.pi * freq * t) + 0.01 * amp * rng.standard_normal(n)).astype(np.float32)
+
+
+def write(path, x, rate=RATE, subtype="PCM_16"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x, rate, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Ten short 8 kHz tones of different pitch and loudness."""
+    d = tmp_path / "audio"
+    for i in range(10):
+        write(d / f"utt{i:02d}.wav", tone(400 + 37 * i, 200 + 50 * i, amp=0.02 * (i + 1), seed=i))
+    return d
+
+
+def folder_cfg(path, **kw):
+    cfg = {"kind": "audio_folder", "name": "toy", "task": "speech", "path": str(path)}
+    cfg.update(kw)
+    return cfg
+
+
+# --------------------------------------------------------------------------- framing
+
+@pytest.mark.parametrize("n", [29, 30, 31, 39, 40, 41, 125, 1000])
+def test_framing_reads_20_and_predicts_the_next_10(n):
+    x = np.arange(n, dtype=np.float32)
+    inputs, targets = frame_signal(x)
+    T = num_steps(n)
+    assert T == max(0, (n - 20) // 10)
+    assert inputs.shape == (T, 20) and targets.shape == (T, 10)
+    assert inputs.dtype == targets.dtype == np.float32
+    for t in range(T):
+        np.testing.assert_array_equal(inputs[t], x[10 * t:10 * t + 20])
+        np.testing.assert_array_equal(targets[t], x[10 * t + 20:10 * t + 30])
+    if T:
+        # every sample after the first 20 is predicted exactly once (but a tail of < 10)
+        predicted = targets.reshape(-1)
+        np.testing.assert_array_equal(predicted, x[20:20 + 10 * T])
+        assert n - 20 - 10 * T < 10
+        np.testing.assert_array_equal(unframe(inputs, targets), x[:20 + 10 * T])
+        assert inputs.flags.writeable and not np.shares_memory(inputs, x)
+
+
+def test_chunks_keep_every_step():
+    inputs, targets = frame_signal(np.arange(1234, dtype=np.float32))
+    pieces = chunk(inputs, targets, 25)
+    assert [len(p[0]) for p in pieces] == [25] * 4 + [21]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces]), inputs)
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in pieces]), targets)
+    assert chunk(inputs, targets, None)[0][0] is inputs
+    assert chunk(inputs[:0], targets[:0], 5) == []
+
+
+def test_corpus_items_sizes_and_chunking(folder):
+    corpus = load_dataset(folder_cfg(folder), None)
+    assert isinstance(corpus, SpeechCorpus)
+    assert (corpus.task, corpus.input_size, corpus.output_size, corpus.head) == ("speech", 20, 10, "gmm")
+    assert corpus.head_kwargs["components"] == 20 and corpus.sample_rate == RATE
+    lengths = {f"utt{i:02d}.wav": num_steps(400 + 37 * i) for i in range(10)}
+    for split in ("train", "valid", "test"):
+        assert corpus.lengths(split) == [lengths[n] for n in corpus.utterances[split]]
+        for inputs, targets in corpus[split]:
+            assert inputs.shape[1:] == (20,) and targets.shape[1:] == (10,) and inputs.dtype == np.float32
+    chunked = load_dataset(folder_cfg(folder, chunk_steps=16), None)
+    for split in ("train", "valid", "test"):
+        assert sum(chunked.lengths(split)) == sum(corpus.lengths(split))
+        assert max(chunked.lengths(split)) <= 16
+    capped = load_dataset(folder_cfg(folder, max_steps=30, max_utterances=3), None)
+    assert max(capped.lengths("train")) == 30 and len(capped.utterances["train"]) == 3
+    rows = {r["split"]: r for r in corpus.stats()}
+    assert rows["train"]["seconds"] == pytest.approx(rows["train"]["frames"] * 10 / RATE)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+def test_normalisation_per_utterance():
+    rng = np.random.default_rng(0)
+    x = (3.0 + 0.5 * rng.standard_normal(5000)).astype(np.float32)
+    y = normalize(x, "standard")
+    assert abs(y.mean()) < 1e-5 and y.std() == pytest.approx(1.0, abs=1e-5)
+    assert np.sqrt(np.mean(normalize(x, "rms").astype(np.float64) ** 2)) == pytest.approx(1.0, abs=1e-5)
+    assert np.abs(normalize(x, "peak")).max() == pytest.approx(1.0)
+    np.testing.assert_array_equal(normalize(x, "none"), x)
+    with pytest.raises(ValueError, match="silent"):
+        normalize(np.full(100, 0.25, np.float32), "standard")
+
+
+def test_loudness_differences_are_removed(folder):
+    corpus = load_dataset(folder_cfg(folder, split="sorted"), None)
+    for inputs, targets in corpus["train"]:
+        signal = unframe(inputs, targets)
+        assert abs(signal.std() - 1.0) < 0.05  # normalised before the tail was dropped
+    # loudness 10x apart in the files, not in the corpus
+    stds = [unframe(*s).std() for s in corpus["train"]]
+    assert max(stds) / min(stds) < 1.1
+
+
+def test_normalise_option_is_checked(folder):
+    with pytest.raises(ConfigError, match="dataset.normalize='loud'"):
+        load_dataset(folder_cfg(folder, normalize="loud"), None)
+    with pytest.raises(ConfigError, match="dataset.chunk_steps=0"):
+        load_dataset(folder_cfg(folder, chunk_steps=0), None)
+
+
+# --------------------------------------------------------------------------- splits
+
+def test_fsdd_split_rule(tmp_path):
+    d = tmp_path / "recordings"
+    for digit in (0, 7):
+        for speaker in ("ann", "bob"):
+            for index in range(12):
+                write(d / f"{digit}_{speaker}_{index}.wav", tone(300, 300, seed=index))
+    files = fsdd_files(d)
+    idx = {s: sorted({int(f.name.split("_")[2][:-4]) for f in files[s]}) for s in files}
+    assert idx == {"test": [0, 1, 2, 3, 4], "valid": [5, 6, 7, 8, 9], "train": [10, 11]}
+    assert [len(files[s]) for s in ("train", "valid", "test")] == [8, 20, 20]
+    for split in ("valid", "test"):  # balanced: 5 per speaker and digit
+        for key in ("0_ann", "0_bob", "7_ann", "7_bob"):
+            assert sum(f.name.startswith(key + "_") for f in files[split]) == 5
+    corpus = load_dataset({"kind": "fsdd", "name": "fsdd", "task": "speech", "path": str(d)}, None)
+    assert len(corpus.utterances["train"]) == 8
+    # the data-root layout is found without a path
+    root = tmp_path / "root"
+    (root / "speech" / "fsdd").mkdir(parents=True)
+    d.rename(root / "speech" / "fsdd" / "recordings")
+    assert len(load_dataset({"kind": "fsdd", "name": "fsdd", "task": "speech"}, root)["test"]) == 20
+    write(root / "speech" / "fsdd" / "recordings" / "hello.wav", tone(300, 300))
+    with pytest.raises(DataError, match="hello.wav"):
+        load_dataset({"kind": "fsdd", "name": "fsdd", "task": "speech"}, root)
+
+
+def test_yesno_split_rule(tmp_path):
+    d = tmp_path / "waves_yesno"
+    names = [f"{i // 4}_{(i // 2) % 2}_{i % 2}" for i in range(8)] + ["1_1_1_1", "1_1_1_0", "1_0_1_0", "0_1_1_1"]
+    for i, n in enumerate(names):
+        write(d / f"{n}.wav", tone(500, 250, seed=i))
+    files = yesno_files(d)
+    ordered = sorted(f"{n}.wav" for n in names)
+    assert [f.name for f in files["test"]] == [ordered[0], ordered[6]]
+    assert [f.name for f in files["valid"]] == [ordered[1], ordered[7]]
+    assert len(files["train"]) == 8
+
+
+def test_folder_hash_split_is_seeded_deterministic_and_complete(tmp_path):
+    files = [AudioFile(tmp_path / f"f{i}.wav", f"f{i}.wav") for i in range(40)]
+    a = split_by_rule(files, "hash", 0.1, 0.2, seed=0)
+    b = split_by_rule(list(reversed(files)), "hash", 0.1, 0.2, seed=0)
+    assert a == b
+    assert [len(a[s]) for s in ("train", "valid", "test")] == [28, 4, 8]
+    names = [f.name for s in a for f in a[s]]
+    assert sorted(names) == sorted(f.name for f in files)
+    other = split_by_rule(files, "hash", 0.1, 0.2, seed=1)
+    assert {f.name for f in other["test"]} != {f.name for f in a["test"]}
+    s = split_by_rule(files, "sorted", 0.1, 0.2)
+    ordered = sorted(f.name for f in files)
+    assert [f.name for f in s["test"]] == ordered[-8:] and [f.name for f in s["valid"]] == ordered[-12:-8]
+    tiny = split_by_rule(files[:3], "hash", 0.1, 0.1)
+    assert [len(tiny[s]) for s in ("train", "valid", "test")] == [1, 1, 1]
+    with pytest.raises(ConfigError, match="valid_fraction"):
+        split_by_rule(files, "hash", 0.6, 0.5)
+
+
+def test_folder_split_by_subfolders(tmp_path):
+    d = tmp_path / "corpus"
+    for split, n in (("train", 4), ("dev", 2), ("test", 2)):
+        for i in range(n):
+            write(d / split / f"a{i}.flac", tone(400, 300, seed=i), subtype="PCM_16")
+    files = folder_files(d)
+    assert [len(files[s]) for s in ("train", "valid", "test")] == [4, 2, 2]
+    assert all(f.name.startswith("dev/") for f in files["valid"])
+    corpus = load_dataset(folder_cfg(d), None)
+    assert len(corpus["train"]) == 4
+    with pytest.raises(DataError, match="split=folders"):
+        folder_files(tmp_path / "corpus" / "train", rule="folders")
+
+
+# --------------------------------------------------------------------------- bad files, rates
+
+def test_corrupt_file_is_named(folder):
+    (folder / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    with pytest.raises(DataError, match="broken.wav"):
+        load_dataset(folder_cfg(folder), None)
+    corpus = load_dataset(folder_cfg(folder, skip_bad_files=True), None)
+    assert sum(len(v) for v in corpus.utterances.values()) == 10
+
+
+def test_silent_file_is_named(folder):
+    write(folder / "quiet.wav", np.zeros(800, np.float32))
+    with pytest.raises(DataError, match="quiet.wav.*silent|silent.*quiet.wav"):
+        load_dataset(folder_cfg(folder), None)
+
+
+def test_mixed_rates_refused_or_resampled(folder):
+    write(folder / "wide.wav", tone(1600, 300, rate=16000), rate=16000)
+    with pytest.raises(DataError) as err:
+        load_dataset(folder_cfg(folder), None)
+    assert "wide.wav" in str(err.value) and "16000 Hz" in str(err.value) and "resample" in str(err.value)
+    corpus = load_dataset(folder_cfg(folder, resample=True, split="sorted"), None)
+    assert corpus.sample_rate == RATE
+    lengths = dict(zip(corpus.utterances["train"] + corpus.utterances["valid"] + corpus.utterances["test"],
+                       corpus.lengths("train") + corpus.lengths("valid") + corpus.lengths("test")))
+    assert lengths["wide.wav"] == num_steps(800)  # 0.1 s at 8 kHz
+    with pytest.raises(DataError, match="different sample rates"):
+        load_dataset(folder_cfg(folder, sample_rate=None), None)
+
+
+def test_common_rate_is_kept_when_sample_rate_is_null(tmp_path):
+    d = tmp_path / "wide"
+    for i in range(4):
+        write(d / f"w{i}.wav", tone(1600, 300, rate=16000, seed=i), rate=16000)
+    assert load_dataset(folder_cfg(d, sample_rate=None), None).sample_rate == 16000
+
+
+def test_missing_folder_and_path(tmp_path):
+    with pytest.raises(DataError, match="nowhere"):
+        load_dataset(folder_cfg(tmp_path / "nowhere"), None)
+    with pytest.raises(ConfigError, match="dataset.path"):
+        load_dataset({"kind": "audio_folder", "name": "x", "task": "speech"}, None)
+    with pytest.raises(DataError, match="speech/fsdd/recordings"):
+        load_dataset({"kind": "fsdd", "name": "fsdd", "task": "speech"}, tmp_path)
+
+
+# --------------------------------------------------------------------------- torchaudio
+
+def test_torchaudio_corpus_class(tmp_path):
+    d = tmp_path / "waves_yesno"
+    for i in range(6):
+        write(d / f"{i % 2}_{(i // 2) % 2}_{i // 4}_1.wav", tone(600, 220, seed=i))
+    cfg = {"kind": "torchaudio", "dataset": "YESNO", "path": str(tmp_path), "name": "ta", "task": "speech"}
+    corpus = load_dataset(cfg, None)
+    assert sum(len(v) for v in corpus.utterances.values()) == 6
+    assert all(n.startswith("waves_yesno/") for v in corpus.utterances.values() for n in v)
+    with pytest.raises(ConfigError, match="never downloaded"):
+        load_dataset({**cfg, "kwargs": {"download": True}}, None)
+    with pytest.raises(ConfigError, match="NOPE"):
+        load_dataset({**cfg, "dataset": "NOPE"}, None)
+    with pytest.raises(DataError, match="YESNO not found"):
+        load_dataset({**cfg, "path": str(d)}, None)
