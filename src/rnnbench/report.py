@@ -1,0 +1,300 @@
+"""From run directories to the paper's tables: collect, select on validation, compare.
+
+Everything here reads stored results only (``summary.json``, ``metrics.csv``, ``config.yaml``,
+and a sweep's ``multirun.yaml``); nothing is retrained.  Selection is on validation NLL, never
+on test: for each dataset x cell the learning-rate draw with the best mean validation NLL over
+its seeds is chosen, and that draw's train and test NLL are reported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from .sizes import INPUT_SIZE, PAPER_TABLE1
+
+# Chung et al. (2014), Table 2: test NLL per time step (tanh, GRU, LSTM).
+PAPER_TABLE2_TEST = {
+    "nottingham": {"tanh": 3.13, "gru": 3.23, "lstm": 3.20},
+    "jsb": {"tanh": 9.10, "gru": 8.54, "lstm": 8.67},
+    "musedata": {"tanh": 6.23, "gru": 5.99, "lstm": 6.23},
+    "piano": {"tanh": 9.03, "gru": 8.82, "lstm": 9.03},
+}
+DATASET_ORDER = ["nottingham", "jsb", "musedata", "piano"]
+CELL_ORDER = ["tanh", "gru", "lstm", "gru_after"]
+DATASET_TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de"}
+
+
+def _order(values: Iterable[str], preferred: list[str]) -> list[str]:
+    values = list(dict.fromkeys(values))
+    return [v for v in preferred if v in values] + sorted(v for v in values if v not in preferred)
+
+
+# --------------------------------------------------------------------------- collecting
+
+def _run_dirs(root: Path) -> list[Path]:
+    """Run directories under ``root``: folders holding config.yaml or a .hydra folder."""
+    found = {p.parent for p in root.rglob("config.yaml") if p.parent.name != ".hydra"}
+    found |= {p.parent for p in root.rglob(".hydra") if p.is_dir()}
+    return sorted(found)
+
+
+def collect_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run directory found under the given sweep directories."""
+    rows = []
+    for sweep in map(Path, sweep_dirs):
+        if not sweep.is_dir():
+            raise FileNotFoundError(f"{sweep}: no such sweep directory")
+        for run in _run_dirs(sweep):
+            row = {"sweep": sweep.name, "run": run.relative_to(sweep).as_posix()}
+            cfg_path = run / "config.yaml"
+            if not cfg_path.is_file():
+                cfg_path = run / ".hydra" / "config.yaml"
+            cfg = OmegaConf.load(cfg_path) if cfg_path.is_file() else OmegaConf.create({})
+            row["draw"] = OmegaConf.select(cfg, "search.draw", default=None)
+            summary_path = run / "summary.json"
+            if summary_path.is_file():
+                row.update(json.loads(summary_path.read_text()))
+                row.pop("padding_waste_eval", None)
+            else:
+                row.update(status="not started", dataset=OmegaConf.select(cfg, "dataset.name", default=None),
+                           cell=OmegaConf.select(cfg, "cell.name", default=None),
+                           seed=OmegaConf.select(cfg, "seed", default=None))
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["draw"] = df["draw"].astype("Int64")
+    return df.sort_values(["sweep", "dataset", "cell", "draw", "seed", "run"], na_position="last").reset_index(drop=True)
+
+
+def expected_configs(sweep_dir: str | Path) -> list[dict] | None:
+    """The (dataset, cell, draw, seed) combinations a Hydra sweep asked for, from its multirun.yaml."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.is_file():
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = OmegaConf.load(path)
+    params = dict(OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False))
+    for ov in cfg.hydra.overrides.get("task", []):  # command-line sweeps override config ones
+        key, _, value = str(ov).partition("=")
+        params[key.lstrip("+~")] = value
+    keys = {"dataset": "dataset", "cell": "cell", "search.draw": "draw", "seed": "seed"}
+    axes = {}
+    parser = OverridesParser.create()
+    for key, column in keys.items():
+        if key not in params:
+            continue
+        ov = parser.parse_overrides([f"{key}={params[key]}"])[0]
+        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        axes[column] = values
+    if "seed" not in axes:
+        axes["seed"] = [str(OmegaConf.select(cfg, "seed", default=0))]
+    if "draw" not in axes:
+        axes["draw"] = [None]
+    cols = list(axes)
+    return [dict(zip(cols, combo)) for combo in itertools.product(*(axes[c] for c in cols))]
+
+
+def missing_runs(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for sweep in map(Path, sweep_dirs):
+        expected = expected_configs(sweep)
+        if expected is None:
+            continue
+        have = set()
+        if not runs.empty:
+            sub = runs[runs["sweep"] == sweep.name]
+            have = {(str(r.dataset), str(r.cell), None if pd.isna(r.draw) else str(int(r.draw)), str(r.seed))
+                    for r in sub.itertuples()}
+        for e in expected:
+            key = (e.get("dataset"), e.get("cell"), e.get("draw"), str(e.get("seed")))
+            if key not in have:
+                rows.append({"sweep": sweep.name, **e})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- tables
+
+def select_best(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset x cell: the draw (learning rate) with the best mean validation NLL over seeds."""
+    ok = runs[runs["status"] == "finished"].dropna(subset=["valid_nll"])
+    rows = []
+    for (dataset, cell), group in ok.groupby(["dataset", "cell"], sort=False):
+        by_lr = group.groupby("lr")
+        mean_valid = by_lr["valid_nll"].mean()
+        lr = mean_valid.idxmin()
+        chosen = group[group["lr"] == lr].sort_values("seed")
+        n = len(chosen)
+        rows.append({
+            "dataset": dataset, "cell": cell, "units": int(chosen["units"].iloc[0]), "lr": float(lr),
+            "draw": chosen["draw"].iloc[0], "seeds": n, "draws_finished": int(by_lr.ngroups),
+            "train_nll": chosen["train_nll"].mean(), "valid_nll": chosen["valid_nll"].mean(),
+            "test_nll": chosen["test_nll"].mean(),
+            "test_std": chosen["test_nll"].std(ddof=1) if n > 1 else math.nan,
+            "best_epoch": int(chosen["best_epoch"].iloc[0]), "epochs": int(chosen["epochs"].iloc[0]),
+            "updates": int(chosen["updates"].iloc[0]), "stop_reason": chosen["stop_reason"].iloc[0],
+            "batch_size": int(chosen["batch_size"].iloc[0]), "run": chosen["run"].iloc[0],
+            "sweep": chosen["sweep"].iloc[0],
+        })
+    best = pd.DataFrame(rows)
+    if best.empty:
+        return best
+    best["paper_test"] = [PAPER_TABLE2_TEST.get(d, {}).get(c, math.nan) for d, c in zip(best.dataset, best.cell)]
+    best["diff"] = best["test_nll"] - best["paper_test"]
+    key = {d: i for i, d in enumerate(_order(best.dataset, DATASET_ORDER))}
+    ckey = {c: i for i, c in enumerate(_order(best.cell, CELL_ORDER))}
+    return best.sort_values(["dataset", "cell"], key=lambda s: s.map(key if s.name == "dataset" else ckey)).reset_index(drop=True)
+
+
+def table2(best: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 2 layout: rows dataset x {train, test, paper test, difference}, columns cells."""
+    rows = []
+    cells = _order(best.cell, CELL_ORDER)
+    for dataset in _order(best.dataset, DATASET_ORDER):
+        sub = best[best.dataset == dataset].set_index("cell")
+        title = DATASET_TITLES.get(dataset, dataset)
+        for label, column in (("train", "train_nll"), ("test", "test_nll"), ("test (paper)", "paper_test"),
+                              ("test - paper", "diff")):
+            row = {"dataset": title, "split": label}
+            for c in cells:
+                v = sub[column].get(c, math.nan) if c in sub.index else math.nan
+                if column == "test_nll" and c in sub.index and sub.loc[c, "seeds"] > 1:
+                    row[c] = f"{v:.2f} ± {sub.loc[c, 'test_std']:.2f}"
+                else:
+                    row[c] = "" if pd.isna(v) else (f"{v:+.2f}" if column == "diff" else f"{v:.2f}")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table1(runs: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    seen = runs.dropna(subset=["params_recurrent"]).drop_duplicates(["task", "cell", "units"])
+    for r in seen.itertuples():
+        paper_units, paper_params = PAPER_TABLE1.get(r.task, {}).get(r.cell, (math.nan, math.nan))
+        rows.append({"task": r.task, "cell": r.cell, "units": int(r.units), "input": INPUT_SIZE.get(r.task),
+                     "params_recurrent": int(r.params_recurrent), "params_total": int(r.params_total),
+                     "paper_units": paper_units, "paper_params": paper_params})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    ckey = {c: i for i, c in enumerate(_order(df.cell, CELL_ORDER))}
+    return df.sort_values(["task", "cell"], key=lambda s: s.map(ckey) if s.name == "cell" else s).reset_index(drop=True)
+
+
+def gru_vs_lstm(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Test NLL of GRU minus LSTM at their chosen rates, paired by seed, with a 95% t-interval."""
+    from scipy import stats
+
+    rows = []
+    ok = runs[runs["status"] == "finished"]
+    for dataset in _order(best.dataset, DATASET_ORDER):
+        sub = best[best.dataset == dataset].set_index("cell")
+        if not {"gru", "lstm"} <= set(sub.index):
+            continue
+        per = {}
+        for c in ("gru", "lstm"):
+            r = ok[(ok.dataset == dataset) & (ok.cell == c) & (ok.lr == sub.loc[c, "lr"])]
+            per[c] = r.set_index("seed")["test_nll"]
+        seeds = sorted(set(per["gru"].index) & set(per["lstm"].index))
+        if len(seeds) < 2:
+            continue
+        d = per["gru"].loc[seeds].to_numpy() - per["lstm"].loc[seeds].to_numpy()
+        mean, sd, n = float(d.mean()), float(d.std(ddof=1)), len(d)
+        half = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+        rows.append({"dataset": dataset, "seeds": n, "gru_minus_lstm": mean, "ci95_low": mean - half,
+                     "ci95_high": mean + half})
+    return pd.DataFrame(rows)
+
+
+def status_table(runs: pd.DataFrame) -> pd.DataFrame:
+    if runs.empty:
+        return runs
+    t = runs.groupby(["dataset", "cell", "status"]).size().unstack(fill_value=0).reset_index()
+    return t
+
+
+# --------------------------------------------------------------------------- writing
+
+def _write_table(df: pd.DataFrame, out: Path, stem: str, floatfmt: str = ".4f") -> list[Path]:
+    from .fileio import atomic_write_text
+
+    paths = [atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False, float_format="%.6g"))]
+    paths.append(atomic_write_text(out / f"{stem}.md", _markdown(df, floatfmt) + "\n"))
+    paths.append(atomic_write_text(out / f"{stem}.tex", df.to_latex(index=False, float_format="%.2f", escape=True)))
+    return paths
+
+
+def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A GitHub Markdown table without the optional tabulate dependency."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else format(v, floatfmt)
+        return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    p = run_dir / "metrics.csv"
+    return pd.read_csv(p) if p.is_file() else pd.DataFrame()
+
+
+def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
+    """Collect, tabulate and plot; return what was written and what is missing or failed."""
+    from .fileio import atomic_write_text
+    from .figures import plot_curves
+
+    sweep_dirs = [Path(s) for s in sweep_dirs]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = collect_runs(sweep_dirs)
+    if runs.empty:
+        raise FileNotFoundError(f"no run directories under {', '.join(map(str, sweep_dirs))}")
+    written = [atomic_write_text(out / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))]
+    best = select_best(runs)
+    missing = missing_runs(sweep_dirs, runs)
+    problems = runs[runs["status"] != "finished"][["sweep", "run", "dataset", "cell", "status"]]
+    sections = ["# Results", ""]
+    if not best.empty:
+        t2 = table2(best)
+        written += _write_table(t2, out, "table2")
+        written += _write_table(best, out, "selected_runs")
+        sections += ["## Table 2: test NLL per time step, best learning rate on validation", "",
+                     _markdown(t2), ""]
+        cmp = gru_vs_lstm(runs, best)
+        if not cmp.empty:
+            written += _write_table(cmp, out, "gru_vs_lstm")
+            sections += ["## GRU minus LSTM (test NLL, paired by seed, 95% t-interval)", "", _markdown(cmp), ""]
+    t1 = table1(runs)
+    if not t1.empty:
+        written += _write_table(t1, out, "table1")
+        sections += ["## Table 1: units and parameters", "", _markdown(t1, ".0f"), ""]
+    st = status_table(runs)
+    sections += ["## Runs by status", "", _markdown(st), ""]
+    if not missing.empty:
+        written += _write_table(missing, out, "missing")
+        sections += [f"## Missing runs ({len(missing)})", "", _markdown(missing), ""]
+    if not problems.empty:
+        sections += [f"## Runs not finished ({len(problems)})", "", _markdown(problems), ""]
+    if not best.empty:
+        curves = {}
+        for r in best.itertuples():
+            sweep = next(s for s in sweep_dirs if s.name == r.sweep)
+            curves[(r.dataset, r.cell)] = read_metrics(sweep / r.run)
+        written += plot_curves(curves, out, order=(_order(best.dataset, DATASET_ORDER), _order(best.cell, CELL_ORDER)))
+        sections += ["## Learning curves of the selected runs", "", "![updates](curves_updates.png)", "",
+                     "![seconds](curves_seconds.png)", ""]
+    written.append(atomic_write_text(out / "report.md", "\n".join(sections)))
+    return {"written": written, "runs": runs, "best": best, "missing": missing, "problems": problems}
