@@ -229,7 +229,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             (run_dir / name).unlink(missing_ok=True)
 
     counts = model.param_counts()
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    cfg_text = OmegaConf.to_yaml(cfg, resolve=True)
+    if not (run_dir / "config.yaml").is_file() or (run_dir / "config.yaml").read_text() != cfg_text:
+        atomic_write_text(run_dir / "config.yaml", cfg_text)
 
     def summary() -> dict:
         best = next((r for r in history if r["epoch"] == state.best_epoch), {})
@@ -325,10 +327,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         save_checkpoint()
         atomic_write_json(run_dir / "summary.json", summary())
 
-    _write_metrics(run_dir, history)
-    save_checkpoint()
     result = summary()
-    atomic_write_json(run_dir / "summary.json", result)
+    if result != read_summary(run_dir):  # a finished run called again changes nothing on disk
+        _write_metrics(run_dir, history)
+        save_checkpoint()
+        atomic_write_json(run_dir / "summary.json", result)
     log.info("%s: %s (%s); best epoch %d: valid %.4f test %s", run_dir, state.status, state.stop_reason,
              state.best_epoch, state.best_valid, result["test_nll"])
     return result
