@@ -71,7 +71,7 @@ def test_sampling_writes_wav_and_png(speech_cfg, tmp_path):
     again = sample_run(run, tmp_path / "out2", num=2, length=50, temperature=1.0, seed=3, primer=False)
     assert sf.read(str(again[0]))[0].tolist() == sf.read(str(paths[0]))[0].tolist()
     primed = sample_run(run, tmp_path / "out3", num=1, length=40, temperature=0.8, seed=0, primer=True)
-    assert sf.info(str(primed[0])).frames == 20 + 10 * 40
+    assert sf.info(str(primed[0])).frames == 20 + 10 * 40 and primed[0].name == "sample_primed_seed0_00.wav"
     assert sample_main([str(run), "--out", str(tmp_path / "cli"), "--length", "30"]) == 0
     assert sorted(p.suffix for p in (tmp_path / "cli").iterdir()) == [".png", ".wav"]
 

@@ -135,7 +135,7 @@ def sample_run(run_dir, out_dir, *, num: int = 1, length: int | None = None, tem
     paths: list[Path] = []
     cell = cfg.cell.name
     for i, x in enumerate(waves):
-        stem = out_dir / f"sample_seed{seed}_{i:02d}"
+        stem = out_dir / f"sample{'_primed' if primer else ''}_seed{seed}_{i:02d}"
         title = (f"{cfg.dataset.name} / {cell} ({int(cfg.cell.units)} units): {steps} steps, "
                  f"T={temperature:g}, seed {seed}" + (f", primer {primer_names[i]}" if primer else ""))
         paths.append(write_wav(stem.with_suffix(".wav"), x, rate))
