@@ -8,11 +8,13 @@ Sources (exactly one of)
     ``dataset.path``    a folder, searched recursively, or one file.  Suffixes read:
                         ``.mid .midi .xml .musicxml .mxl .abc .krn``; other files are ignored.
     ``dataset.corpus``  a music21 corpus selection, read offline from music21's bundled corpus:
-                        ``bach_chorales`` (Riemenschneider's 371 chorales; the numbering reuses
-                        20 files, so 351 distinct files), ``nottingham_sample``,
-                        ``oneills1850``, ``essen_folksong``, ``ryans_mammoth``
-                        (ABC folk collections), or any folder/file below the corpus root
-                        (``airdsAirs``, ``bach``, ``essenFolksong/han1.abc``).
+                        ``bach_chorales`` (Riemenschneider's 371 chorales: music21 ships 349
+                        distinct files for them, some numbers share a file), the ABC folk
+                        collections ``oneills1850`` (about 2,000 Irish tunes),
+                        ``essen_folksong`` (about 8,500 European folk songs) and
+                        ``ryans_mammoth`` (about 1,000 tunes) -- melodies --, or any folder
+                        or file below the corpus root (``airdsAirs``, ``bach``,
+                        ``nottingham-dataset``, ``essenFolksong/han1.abc``).
 
 Pieces
     Every score is a piece; a file holding several (an ABC collection, a music21 Opus) gives
@@ -43,8 +45,11 @@ the time step of the JSB benchmark)
 Transposition (``dataset.transpose``)
     ``null`` keeps the pitches.  ``C`` moves each piece's tonic to C (major pieces to C major,
     minor ones to C minor), by the smallest shift (-5..+6 semitones) -- the JSB benchmark is
-    stored that way.  The key is estimated with the Krumhansl-Schmuckler method on the
-    duration-weighted pitch classes (Krumhansl-Kessler profiles).
+    stored that way.  ``dataset.tonic`` says how the tonic is found: ``profile`` (default)
+    estimates the key with the Krumhansl-Schmuckler method on the duration-weighted pitch
+    classes (Krumhansl-Kessler profiles); ``final_bass`` takes the lowest note of the last
+    sounding chord (right for chorales, which end on the tonic; it reproduces JSB's shift for
+    92% of the chorales both hold, the profile method for 78%).
 
 Notes outside the 88 keys (MIDI 21..108)
     ``out_of_range=fold`` (default) moves them by octaves into the range (counted as
@@ -108,13 +113,11 @@ CHORD_SYMBOLS = ("ignore", "realize")
 # Named selections of music21's corpus (paths relative to its root; see corpus_sources()).
 NAMED_CORPORA = {
     "bach_chorales": "Bach's four-part chorales in Riemenschneider's numbering (music21 chorales.Iterator)",
-    "nottingham_sample": "nottingham-dataset: two reels of the Nottingham Music Database, melody + chord symbols",
     "oneills1850": "O'Neill's Music of Ireland (1850), ABC, melodies",
     "essen_folksong": "the Essen folk-song collection, ABC, melodies",
     "ryans_mammoth": "Ryan's Mammoth Collection, ABC, melodies",
 }
-_NAMED_FOLDERS = {"nottingham_sample": "nottingham-dataset", "oneills1850": "oneills1850",
-                  "essen_folksong": "essenFolksong", "ryans_mammoth": "ryansMammoth"}
+_NAMED_FOLDERS = {"oneills1850": "oneills1850", "essen_folksong": "essenFolksong", "ryans_mammoth": "ryansMammoth"}
 
 # Krumhansl & Kessler (1982) key profiles, tonic first.
 _KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
