@@ -260,3 +260,13 @@ def test_torchaudio_corpus_class(tmp_path):
         load_dataset({**cfg, "dataset": "NOPE"}, None)
     with pytest.raises(DataError, match="YESNO not found"):
         load_dataset({**cfg, "path": str(d)}, None)
+
+
+def test_misspelt_key_and_empty_split_are_refused(folder, tmp_path):
+    with pytest.raises(ConfigError, match="dataset.chunk_step "):
+        load_dataset(folder_cfg(folder, chunk_step=10), None)
+    d = tmp_path / "two"
+    for i in range(2):
+        write(d / f"x{i}.wav", tone(400, 300, seed=i))
+    with pytest.raises(DataError, match="valid and test split"):
+        load_dataset(folder_cfg(d), None)

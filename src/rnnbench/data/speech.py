@@ -315,8 +315,11 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]], opts: S
     if short:
         log.warning("%s: left out %d file(s) shorter than %d samples (no step to predict): %s", name, len(short),
                     INPUT_SAMPLES + OUTPUT_SAMPLES, _listing(short))
-    if not splits["train"]:
-        raise DataError(f"dataset {name!r}: no usable training audio")
+    empty = [s for s in SPLITS if not splits[s]]
+    if empty:
+        raise DataError(f"dataset {name!r}: no usable audio in the {' and '.join(empty)} split(s) "
+                        f"({', '.join(f'{s}: {len(files[s])} files' for s in SPLITS)}); every split needs at least "
+                        f"one utterance of 30 samples or more -- add files or change the split settings")
     return SpeechCorpus(name=name, splits=splits, source=source, sample_rate=int(target), normalize=opts.normalize,
                         head_kwargs={"components": opts.components, "min_scale": opts.min_scale},
                         utterances=utterances)
@@ -544,14 +547,33 @@ def load_yesno(root=None, path=None, holdout_every: int = 6, **options) -> Speec
     return build_speech_corpus("yesno", yesno_files(folder, int(holdout_every)), opts, source=folder)
 
 
-def _options(cfg: Mapping, extra: Sequence[str] = ()) -> dict:
+_COMMON_KEYS = {"name", "kind", "task", "path", "download"} | set(SpeechOptions.__dataclass_fields__)
+_SPLIT_RULE_KEYS = {"split", "valid_fraction", "test_fraction", "split_seed"}
+KIND_KEYS = {
+    "fsdd": _COMMON_KEYS | {"test_indices", "valid_indices"},
+    "yesno": _COMMON_KEYS | {"holdout_every"},
+    "audio_folder": _COMMON_KEYS | _SPLIT_RULE_KEYS | {"extensions"},
+    "torchaudio": _COMMON_KEYS | _SPLIT_RULE_KEYS | {"dataset", "kwargs", "split_kwargs"},
+}
+
+
+def _check_keys(cfg: Mapping, kind: str) -> None:
+    """A misspelt key would silently fall back to its default: refuse it instead."""
+    unknown = sorted(str(k) for k in cfg if k not in KIND_KEYS[kind])
+    if unknown:
+        raise ConfigError(f"config keys {', '.join('dataset.' + k for k in unknown)} are not settings of "
+                          f"dataset.kind={kind}; expected some of {sorted(KIND_KEYS[kind])}")
+
+
+def _options(cfg: Mapping) -> dict:
     known = set(SpeechOptions.__dataclass_fields__)
-    return {k: cfg[k] for k in cfg if k in known and k not in extra}
+    return {k: cfg[k] for k in cfg if k in known}
 
 
 @register_dataset_kind("fsdd")
 def _fsdd_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
     """``dataset.kind=fsdd``: the Free Spoken Digit Dataset, official test split, valid = index 5-9."""
+    _check_keys(dataset, "fsdd")
     return load_fsdd(data_root, dataset.get("path"), _int_list(dataset, "test_indices", range(5)),
                      _int_list(dataset, "valid_indices", range(5, 10)), **_options(dataset))
 
@@ -559,6 +581,7 @@ def _fsdd_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
 @register_dataset_kind("yesno")
 def _yesno_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
     """``dataset.kind=yesno``: the 60 YESNO recordings, fixed 40/10/10 split."""
+    _check_keys(dataset, "yesno")
     every = dataset.get("holdout_every", 6)
     if isinstance(every, bool) or not isinstance(every, int):
         raise ConfigError(f"config value dataset.holdout_every={every!r} is invalid: expected an integer >= 3")
@@ -578,6 +601,7 @@ def _split_cfg(dataset: Mapping) -> tuple[str, float, float, int]:
 @register_dataset_kind("audio_folder")
 def _folder_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
     """``dataset.kind=audio_folder``: a folder of audio files (``dataset.path``)."""
+    _check_keys(dataset, "audio_folder")
     if not dataset.get("path"):
         raise ConfigError("config value dataset.path=None is invalid: expected the folder of audio files "
                           "(absolute, or relative to the working directory or to the data root)")
@@ -592,6 +616,7 @@ def _folder_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
 @register_dataset_kind("torchaudio")
 def _torchaudio_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
     """``dataset.kind=torchaudio``: a ``torchaudio.datasets`` class over a corpus already on disk."""
+    _check_keys(dataset, "torchaudio")
     class_name = dataset.get("dataset")
     if not class_name:
         raise ConfigError("config value dataset.dataset=None is invalid: expected a torchaudio.datasets class "
