@@ -260,6 +260,15 @@ def test_torchaudio_corpus_class(tmp_path):
         load_dataset({**cfg, "dataset": "NOPE"}, None)
     with pytest.raises(DataError, match="YESNO not found"):
         load_dataset({**cfg, "path": str(d)}, None)
+    # one instance per split
+    for split, n in (("tr", 3), ("va", 1), ("te", 2)):
+        for i in range(n):
+            write(tmp_path / split / f"{i}_0_1.wav", tone(600, 220, seed=i))
+    per_split = {"train": {"folder_in_archive": "tr"}, "valid": {"folder_in_archive": "va"},
+                 "test": {"folder_in_archive": "te"}}
+    corpus = load_dataset({**cfg, "split_kwargs": per_split}, None)
+    assert {s: len(v) for s, v in corpus.utterances.items()} == {"train": 3, "valid": 1, "test": 2}
+    assert corpus.utterances["valid"] == ["va/0_0_1.wav"]
 
 
 def test_misspelt_key_and_empty_split_are_refused(folder, tmp_path):
