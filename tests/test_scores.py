@@ -267,6 +267,21 @@ def test_config_groups(score_folder):
     chorales = compose("dataset=chorales").dataset
     assert chorales.kind == "scores" and chorales.task == "music" and chorales.corpus == "bach_chorales"
     assert chorales.step == 1.0 and chorales.get("path") is None
+    folk = compose("dataset=folk").dataset
+    assert folk.kind == "scores" and folk.corpus == "oneills1850" and folk.step == 0.5
+
+
+def test_data_cli_stats_of_a_score_dataset(score_folder, tmp_path, monkeypatch, capsys):
+    from rnnbench.cli.data import main as data_main
+
+    (tmp_path / "conf" / "dataset").mkdir(parents=True)
+    (tmp_path / "conf" / "dataset" / "mine.yaml").write_text(
+        f"name: mine\nkind: scores\ntask: music\npath: {score_folder}\n")
+    monkeypatch.setenv("RNNBENCH_CONF", str(tmp_path / "conf"))
+    assert data_main(["stats", "mine"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].split()[:3] == ["mine", "train", "1"]
+    assert "3 score file(s) skipped" in err
 
 
 @pytest.mark.slow

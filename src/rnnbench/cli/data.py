@@ -21,6 +21,25 @@ def _load_speech(name: str, root):
     return load_dataset(OmegaConf.load(Path(conf_dir()) / "dataset" / f"{name}.yaml"), root)
 
 
+def _is_scores(name: str) -> bool:
+    """Whether ``conf/dataset/<name>.yaml`` builds its corpus from scores (``kind: scores``)."""
+    from omegaconf import OmegaConf
+
+    from . import conf_dir
+
+    path = Path(conf_dir()) / "dataset" / f"{name}.yaml"
+    return name not in MUSIC_DATASETS and path.is_file() and OmegaConf.load(path).get("kind") == "scores"
+
+
+def _load_music(name: str, args):
+    """A benchmark by name, or a score dataset (``chorales``, ``folk``) as its config describes it."""
+    if _is_scores(name):
+        corpus = _load_speech(name, args.root)  # (the loader reads any conf/dataset/<name>.yaml)
+        print(f"# {name}: {len(corpus.skipped)} score file(s) skipped; cache {corpus.cache_path}", file=sys.stderr)
+        return corpus
+    return load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
+
+
 def _speech_stats(names, args) -> None:
     print(f"{'dataset':<11} {'split':<6} {'utterances':>10} {'sequences':>9} {'steps':>9} {'seconds':>8} "
           f"{'min_len':>7} {'max_len':>7}")
@@ -40,7 +59,7 @@ def _stats(args) -> int:
             return 0
     rows = []
     for name in [n for n in args.datasets if n not in SPEECH_DATASETS] or MUSIC_DATASETS:
-        corpus = load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
+        corpus = _load_music(name, args)
         rows.extend(corpus.stats())
         print(f"# {name}: {corpus.source}", file=sys.stderr)
     header = f"{'dataset':<11} {'split':<6} {'sequences':>9} {'frames':>9} {'notes/frame':>11} {'min_len':>7} {'max_len':>7}"
@@ -70,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             if name in SPEECH_DATASETS:  # not downloaded: found under the data root, or an error saying where
                 corpus = _load_speech(name, args.root)
             else:
-                corpus = load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
+                corpus = _load_music(name, args)
             print(f"{name}: ok  {corpus.source}")
         return 0
     except RnnbenchError as exc:
