@@ -109,6 +109,10 @@ def test_benchmark_runs_are_sampled_too(toy_cfg, tmp_path):
     assert [p.suffix for p in paths] == [".mid", ".png"]
     roll = sc.score_to_roll(paths[0], step=1.0, trim=False, length=12 + 16)
     assert roll.shape == (28, 88)
+    (tmp_path / "toy.mat").unlink()  # without a primer the data is not needed (a run copied elsewhere)
+    assert len(music.sample_run(tmp_path / "run", tmp_path / "out2", length=12)) == 2
+    with pytest.raises(RnnbenchError, match="toy.mat"):
+        music.sample_run(tmp_path / "run", tmp_path / "out3", length=12, primer=True)
 
 
 def test_bad_arguments(run_dir, tmp_path):

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.music import LOWEST_MIDI, N_KEYS
+from ..data.corpus import SPLITS
+from ..data.music import LOWEST_MIDI, N_KEYS, MusicCorpus
 from ..data.scores import roll_to_midi
 from ..errors import ConfigError, RnnbenchError
 from ..fileio import atomic_write
@@ -110,12 +111,15 @@ def sample_run(run_dir, out_dir, *, num: int = 1, length: int = 200, temperature
     cfg = load_config(run_dir)
     if cfg.dataset.task != "music":
         raise RnnbenchError(f"{run_dir}: a {cfg.dataset.task!r} run; this sampler draws music")
-    corpus = load_dataset(cfg.dataset, cfg.get("data_root")) if primer else None
+    if primer:
+        corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
+    else:  # the model's shapes are those of every piano-roll corpus: no need to read (or find) the data
+        corpus = MusicCorpus(name=str(cfg.dataset.name), splits={s: [] for s in SPLITS})
     cfg, model = load_model(run_dir, which=which, corpus=corpus)
     if model.head.__class__.__name__ != "BernoulliHead":
         raise RnnbenchError(f"{run_dir}: expected a Bernoulli output head for piano rolls")
     step = frame_step(cfg)
-    tests = corpus["test"] if corpus is not None else []
+    tests = corpus["test"]
     paths: list[Path] = []
     for i in range(num):
         gen = torch.Generator().manual_seed(sample_seed(seed, i))
