@@ -642,6 +642,8 @@ def build_score_corpus(
         raise ConfigError("dataset.path and dataset.corpus: set exactly one (a folder of scores, or a music21 "
                           f"corpus selection such as {', '.join(sorted(NAMED_CORPORA))})")
     fractions = _check_fractions(split)
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int):
+        raise ConfigError(f"config value dataset.split_seed={split_seed!r} is invalid: expected an integer")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"config value dataset.limit={limit!r} is invalid: expected null or an integer >= 1")
     if corpus is not None:
