@@ -59,7 +59,7 @@ def test_run_directory_and_learning(toy_cfg, tmp_path):
     rows = read_metrics(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert list(rows[0]) == ["epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll",
-                             "train_loss_noisy", "lr"]
+                             "train_loss_noisy", "lr", "skipped_updates"]
     assert int(rows[-1]["updates"]) == 3 * 3  # 12 train sequences, batch 4
     assert float(rows[-1]["valid_nll"]) < float(rows[0]["valid_nll"]) < 61.0
     saved = json.loads((run / "summary.json").read_text())
@@ -188,3 +188,33 @@ def test_cli_bad_value_exits_with_a_clear_message(toy_mat, tmp_path):
     p = _cli(["dataset=jsb", "data_root=" + str(tmp_path / "nowhere"), "dataset.download=false"], tmp_path)
     assert p.returncode == 2
     assert "JSB_Chorales.mat not found" in p.stderr + p.stdout
+
+
+def test_overflowing_gradients_can_be_skipped(toy_cfg, tmp_path, monkeypatch):
+    """With train.skip_nonfinite an update whose gradient overflows is skipped and counted."""
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def flaky(params, max_norm):
+        calls["n"] += 1
+        return torch.tensor(float("inf")) if calls["n"] == 2 else real(params, max_norm)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", flaky)
+    cfg = OmegaConf.merge(toy_cfg, {"train": {"skip_nonfinite": True, "max_epochs": 2}})
+    summary = train(cfg, tmp_path / "skip")
+    assert summary["status"] == "finished" and summary["skipped_updates"] == 1
+    assert summary["updates"] == 2 * 3 - 1
+    assert [int(r["skipped_updates"]) for r in read_metrics(tmp_path / "skip")] == [1, 0]
+    calls["n"] = 0
+    strict = train(OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 2}}), tmp_path / "strict")
+    assert strict["status"] == "diverged"
+
+
+def test_neutral_new_options_keep_old_runs_resumable(toy_cfg):
+    from rnnbench.train import config_fingerprint
+
+    with_default = config_fingerprint(toy_cfg)
+    as_dict = OmegaConf.to_container(toy_cfg, resolve=True)
+    del as_dict["train"]["skip_nonfinite"]  # a run configured before the option existed
+    assert config_fingerprint(OmegaConf.create(as_dict)) == with_default
+    assert config_fingerprint(OmegaConf.merge(toy_cfg, {"train": {"skip_nonfinite": True}})) != with_default

@@ -42,8 +42,11 @@ log = logging.getLogger("rnnbench.train")
 
 METRIC_FIELDS = [
     "epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll", "train_loss_noisy", "lr",
+    "skipped_updates",
 ]
 FINAL_STATUSES = ("finished", "diverged")
+# Options whose value here means "behave as before the option existed".
+NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False}
 # Keys that may change between a run and its resumption (they extend or steer it, not change it).
 RESUMABLE_KEYS = ("train.max_epochs", "train.max_minutes", "train.resume", "train.threads", "train.device",
                   "train.log_every", "data_root", "dataset.download")
@@ -88,15 +91,18 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
-    """Hash of the configuration, ignoring the keys that may change on resumption."""
+    """Hash of the configuration, ignoring the keys that may change on resumption and options
+    that sit at their neutral value (so adding such an option keeps older runs resumable)."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for key in RESUMABLE_KEYS:
+    for key in RESUMABLE_KEYS + tuple(NEUTRAL_DEFAULTS):
         *parents, leaf = key.split(".")
         node = c
         for p in parents:
             node = node.get(p, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        if isinstance(node, dict) and leaf in node:
+            if key in NEUTRAL_DEFAULTS and node[leaf] != NEUTRAL_DEFAULTS[key]:
+                continue
+            node.pop(leaf)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -161,6 +167,7 @@ class TrainState:
     bad_epochs: int = 0
     status: str = "running"
     stop_reason: str | None = None
+    skipped_updates: int = 0
 
 
 # --------------------------------------------------------------------------- run
@@ -242,7 +249,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             "lr": float(cfg.optim.lr), "seed": int(cfg.seed), "batch_size": int(tcfg.batch_size),
             "weight_noise": float(tcfg.weight_noise), "best_epoch": state.best_epoch,
             "train_nll": best.get("train_nll"), "valid_nll": best.get("valid_nll"), "test_nll": best.get("test_nll"),
-            "epochs": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
+            "epochs": state.epoch, "updates": state.updates, "skipped_updates": state.skipped_updates, "wall_seconds": round(state.wall_seconds, 3),
             "fingerprint": fingerprint,
             "padding_waste_eval": {s: round(padding_waste(lengths[s], eval_batches[s]), 4) for s in seqs},
         }
@@ -261,6 +268,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                  cfg.optim.lr, tcfg.batch_size)
 
     max_epochs = int(tcfg.max_epochs)
+    skip_nonfinite = bool(tcfg.get("skip_nonfinite", False))
     budget = float(tcfg.max_minutes) * 60 if tcfg.get("max_minutes") else math.inf
     session_start = time.perf_counter()
     if state.status == "running" or (state.stop_reason in ("max_epochs", "time_budget")):
@@ -275,7 +283,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         t0 = time.perf_counter()
         batches = batch_indices(lengths["train"], int(tcfg.batch_size), shuffle=True, generator=shuffle_gen,
                                 bucket=bool(tcfg.get("bucket", True)))
-        loss_sum, loss_frames, diverged = 0.0, 0, False
+        loss_sum, loss_frames, diverged, skipped = 0.0, 0, False, 0
         for batch in iterate(seqs["train"], batches):
             batch = batch.to(device)
             with weight_noise(noisy, float(tcfg.weight_noise), noise_gen):
@@ -288,9 +296,15 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg.clip_norm))
             else:
                 gnorm = torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]).norm()
-            if not (math.isfinite(float(loss.detach())) and math.isfinite(float(gnorm))):
+            if not math.isfinite(float(loss.detach())):
                 diverged = True
                 break
+            if not math.isfinite(float(gnorm)):
+                if not skip_nonfinite or skipped >= max(1, len(batches) // 2):
+                    diverged = True
+                    break
+                skipped += 1  # a gradient that overflowed: leave the weights as they are
+                continue
             optimizer.step()
             state.updates += 1
             loss_sum += float(loss_total.detach())
@@ -306,7 +320,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         train_time = time.perf_counter() - t0
         state.wall_seconds += train_time
         row = {"epoch": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
-               "train_loss_noisy": loss_sum / max(loss_frames, 1), "lr": float(cfg.optim.lr)}
+               "train_loss_noisy": loss_sum / max(loss_frames, 1), "lr": float(cfg.optim.lr),
+               "skipped_updates": skipped}
+        state.skipped_updates += skipped
+        if skipped:
+            log.warning("epoch %d: %d updates skipped (non-finite gradient)", state.epoch, skipped)
         for s in ("train", "valid", "test"):
             row[f"{s}_nll"] = evaluate(model, seqs[s], eval_batches[s], device)
         history.append(row)
