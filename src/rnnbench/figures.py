@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 COLORS = {"tanh": "tab:blue", "gru": "tab:red", "lstm": "tab:green", "gru_after": "tab:orange"}
-TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de"}
+TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de",
+          "fsdd": "FSDD (speech)", "yesno": "YESNO (speech)"}
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
@@ -43,7 +44,7 @@ def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order) -
                 ax.plot(m[xkey], m["train_nll"], color=COLORS.get(cell), ls="--", alpha=0.7, label=f"{cell} train")
             ax.set_title(TITLES.get(dataset, dataset))
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("NLL per time step")
+            ax.set_ylabel("NLL per time step (nats)")
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
         fig.tight_layout()

@@ -25,10 +25,16 @@ PAPER_TABLE2_TEST = {
     "jsb": {"tanh": 9.10, "gru": 8.54, "lstm": 8.67},
     "musedata": {"tanh": 6.23, "gru": 5.99, "lstm": 6.23},
     "piano": {"tanh": 9.03, "gru": 8.82, "lstm": 9.03},
+    # Speech: the paper's private Ubisoft sets.  Our public stand-ins are different data, so these
+    # are shown for orientation only and no difference is computed.
+    "fsdd": {"tanh": 6.44, "gru": 3.59, "lstm": 2.70},   # Ubisoft A
+    "yesno": {"tanh": 7.62, "gru": 0.88, "lstm": 1.26},  # Ubisoft B
 }
-DATASET_ORDER = ["nottingham", "jsb", "musedata", "piano"]
+OTHER_DATA = {"fsdd": "Ubisoft A", "yesno": "Ubisoft B"}
+DATASET_ORDER = ["nottingham", "jsb", "musedata", "piano", "fsdd", "yesno"]
 CELL_ORDER = ["tanh", "gru", "lstm", "gru_after"]
-DATASET_TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de"}
+DATASET_TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de",
+                  "fsdd": "FSDD (for Ubisoft A)", "yesno": "YESNO (for Ubisoft B)"}
 
 
 def _order(values: Iterable[str], preferred: list[str]) -> list[str]:
@@ -148,7 +154,8 @@ def select_best(runs: pd.DataFrame) -> pd.DataFrame:
     if best.empty:
         return best
     best["paper_test"] = [PAPER_TABLE2_TEST.get(d, {}).get(c, math.nan) for d, c in zip(best.dataset, best.cell)]
-    best["diff"] = best["test_nll"] - best["paper_test"]
+    best["diff"] = [t - p if d not in OTHER_DATA else math.nan
+                    for d, t, p in zip(best.dataset, best.test_nll, best.paper_test)]
     key = {d: i for i, d in enumerate(_order(best.dataset, DATASET_ORDER))}
     ckey = {c: i for i, c in enumerate(_order(best.cell, CELL_ORDER))}
     return best.sort_values(["dataset", "cell"], key=lambda s: s.map(key if s.name == "dataset" else ckey)).reset_index(drop=True)
@@ -161,8 +168,11 @@ def table2(best: pd.DataFrame) -> pd.DataFrame:
     for dataset in _order(best.dataset, DATASET_ORDER):
         sub = best[best.dataset == dataset].set_index("cell")
         title = DATASET_TITLES.get(dataset, dataset)
-        for label, column in (("train", "train_nll"), ("test", "test_nll"), ("test (paper)", "paper_test"),
+        paper_label = f"test (paper, {OTHER_DATA[dataset]}: other data)" if dataset in OTHER_DATA else "test (paper)"
+        for label, column in (("train", "train_nll"), ("test", "test_nll"), (paper_label, "paper_test"),
                               ("test - paper", "diff")):
+            if column == "diff" and dataset in OTHER_DATA:
+                continue
             row = {"dataset": title, "split": label}
             for c in cells:
                 v = sub[column].get(c, math.nan) if c in sub.index else math.nan
