@@ -4,7 +4,8 @@
     python scripts/bench_step.py --task speech --batch 32 --length 200
     python scripts/bench_step.py --device cuda
 
-Our cells are the paper's (peephole LSTM, reset-before GRU); nn.LSTM has no peepholes and nn.GRU
+"fused" is what rnnbench runs (the compiled CPU recurrences where available), "reference" the
+plain PyTorch loop of rnnbench.cells.  Our cells are the paper's (peephole LSTM, reset-before GRU); nn.LSTM has no peepholes and nn.GRU
 applies the reset gate after the product, so the built-ins are a speed yardstick, not a
 substitute.  All numbers come from this one run; ratios = ours / built-in (lower is better).
 """
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnbench import fused
 from rnnbench.model import SequenceModel
 from rnnbench.sizes import INPUT_SIZE, PAPER_TABLE1
 
@@ -72,18 +74,25 @@ def main(argv=None) -> int:
 
     print(f"# one training step, {args.task} size, batch {args.batch} x length {args.length}, "
           f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
-    print(f"{'cell':<6}{'units':>6}{'ours ms':>10}{'built-in ms':>13}{'ratio':>8}")
+    print(f"{'cell':<6}{'units':>6}{'fused ms':>10}{'reference ms':>14}{'built-in ms':>13}"
+          f"{'fused/built-in':>16}{'reference/built-in':>20}")
     for cell in args.cells:
         units = PAPER_TABLE1[args.task][cell][0]
         torch.manual_seed(0)
         ours = SequenceModel(cell, D, units, out).to(device)
-        ours_t = time_step(lambda: loss_of(ours.cell(x)[0], ours.head.linear), list(ours.parameters()),
-                           device, args.repeats, args.warmup)
+        times = {}
+        for impl in ("auto", "python"):
+            fused.set_impl(impl)
+            times[impl] = time_step(lambda: loss_of(ours.cell(x)[0], ours.head.linear), list(ours.parameters()),
+                                    device, args.repeats, args.warmup)
+        fused.set_impl(None)
+        ours_t, ref_loop_t = times["auto"], times["python"]
         ref = BUILTIN[cell](D, units).to(device)
         head = nn.Linear(units, out).to(device)
         ref_t = time_step(lambda: loss_of(ref(x)[0], head), list(ref.parameters()) + list(head.parameters()),
                           device, args.repeats, args.warmup)
-        print(f"{cell:<6}{units:>6}{ours_t * 1e3:>10.1f}{ref_t * 1e3:>13.1f}{ours_t / ref_t:>8.2f}")
+        print(f"{cell:<6}{units:>6}{ours_t * 1e3:>10.1f}{ref_loop_t * 1e3:>14.1f}{ref_t * 1e3:>13.1f}"
+              f"{ours_t / ref_t:>16.2f}{ref_loop_t / ref_t:>20.2f}")
     return 0
 
 
