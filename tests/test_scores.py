@@ -185,7 +185,7 @@ def test_second_build_comes_from_the_cache(score_folder, tmp_path, monkeypatch):
     first = build(score_folder, cache_dir=cache)
     n_files = len(calls)
     assert n_files == 6 and not first.from_cache
-    files = list((cache / "scores").iterdir())
+    files = list((cache / "scores").glob("*.npz"))  # (beside it: the build lock file)
     assert len(files) == 1 and files[0].suffix == ".npz" and first.cache_path == files[0]
     second = build(score_folder, cache_dir=cache, split_seed=3)  # the split never rebuilds
     assert len(calls) == n_files and second.from_cache
@@ -297,3 +297,28 @@ def test_first_ten_chorales_from_music21():
     # transposed to C: the final bass note of (nearly) every chorale is a C
     assert sum((np.flatnonzero(r[-1]).min() + 21) % 12 == 0 for r in rolls) >= 9
     assert load_dataset(cfg).from_cache
+
+
+def test_parallel_builds_parse_once(score_folder, tmp_path, monkeypatch):
+    """Parallel sweep jobs that all miss the cache: one builds it, the others wait and read it."""
+    import threading
+
+    from rnnbench.data import scores as sc
+
+    calls = []
+    real = sc.parse_sources
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sc, "parse_sources", counting)
+    cache = tmp_path / "shared-cache"
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(build(score_folder, cache_dir=cache))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and len(calls) == 1
+    assert sum(not r.from_cache for r in results) == 1

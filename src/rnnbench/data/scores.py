@@ -78,6 +78,8 @@ Cache
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import io
 import json
@@ -624,6 +626,26 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "scores"
 
 
+@contextlib.contextmanager
+def _build_lock(cache_path: Path | None):
+    """Let one process build a cache entry while parallel sweep jobs wait for it (POSIX flock)."""
+    if cache_path is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, parallel builds just repeat the work
+        yield
+        return
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache_path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_score_corpus(
     name: str = "scores",
     *,
@@ -662,10 +684,16 @@ def build_score_corpus(
     pieces = _load_pieces(cache_path, key) if cache else None
     from_cache = pieces is not None
     if pieces is None:
-        log.info("%s: reading %d files (cache %s)", label, len(sources), cache_path if cache else "off")
-        pieces = parse_sources(sources, settings, label)
-        if pieces.ids and cache:
-            _save_pieces(cache_path, pieces, key, dict(source=label, settings=asdict(settings)))
+        with _build_lock(cache_path if cache else None):
+            # another process may have built it while this one waited for the lock
+            pieces = _load_pieces(cache_path, key) if cache else None
+            from_cache = pieces is not None
+            if pieces is None:
+                log.info("%s: reading %d files (cache %s)", label, len(sources), cache_path if cache else "off")
+                pieces = parse_sources(sources, settings, label)
+                if pieces.ids and cache:
+                    _save_pieces(cache_path, pieces, key, dict(source=label, settings=asdict(settings)))
+    if not from_cache:
         log.info("%s: %d pieces from %d files in %.1f s, %d skipped", label, len(pieces.ids), len(sources),
                  pieces.build_seconds, len(pieces.skipped))
     elif pieces.skipped:
