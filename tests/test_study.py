@@ -207,3 +207,17 @@ def test_report_cli_on_empty_dir(tmp_path):
     p = subprocess.run([sys.executable, "-m", "rnnbench.cli.report", str(tmp_path / "empty")], capture_output=True,
                        text=True)
     assert p.returncode == 2 and "no run directories" in p.stderr
+
+
+def test_missing_runs_compare_only_swept_keys(tmp_path):
+    """A dataset fixed by the experiment (not swept) must not make every run look missing."""
+    sweep = tmp_path / "quick"
+    for cell in ("gru", "lstm"):
+        fake_run(sweep, "chorales", cell, 0, 0, 1e-3, valid=8.0, test=8.1)
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      cell: tanh,gru,lstm\n      search.draw: range(0,1)\n"
+        "  overrides:\n    task: []\nseed: 0\n")
+    from rnnbench.report import missing_runs
+
+    missing = missing_runs([sweep], collect_runs([sweep]))
+    assert missing.to_dict("records") == [{"sweep": "quick", "cell": "tanh", "draw": "0", "seed": "0"}]

@@ -110,21 +110,28 @@ def expected_configs(sweep_dir: str | Path) -> list[dict] | None:
 
 
 def missing_runs(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame) -> pd.DataFrame:
+    """Combinations a sweep asked for (its multirun.yaml) with no run directory; compared on the
+    swept keys only (a dataset fixed by the experiment is not a sweep axis)."""
     rows = []
     for sweep in map(Path, sweep_dirs):
         expected = expected_configs(sweep)
         if expected is None:
             continue
-        have = set()
-        if not runs.empty:
-            sub = runs[runs["sweep"] == sweep.name]
-            have = {(str(r.dataset), str(r.cell), None if pd.isna(r.draw) else str(int(r.draw)), str(r.seed))
-                    for r in sub.itertuples()}
+        sub = runs[runs["sweep"] == sweep.name] if not runs.empty else runs
         for e in expected:
-            key = (e.get("dataset"), e.get("cell"), e.get("draw"), str(e.get("seed")))
-            if key not in have:
+            cols = [c for c, v in e.items() if v is not None]
+            have = {tuple(_as_str(getattr(r, c)) for c in cols) for r in sub.itertuples()} if len(sub) else set()
+            if tuple(str(e[c]) for c in cols) not in have:
                 rows.append({"sweep": sweep.name, **e})
     return pd.DataFrame(rows)
+
+
+def _as_str(v) -> str | None:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v)
 
 
 # --------------------------------------------------------------------------- tables
