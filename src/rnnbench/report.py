@@ -178,8 +178,9 @@ def table2(best: pd.DataFrame) -> pd.DataFrame:
         paper_label = f"test (paper, {OTHER_DATA[dataset]}: other data)" if dataset in OTHER_DATA else "test (paper)"
         for label, column in (("train", "train_nll"), ("test", "test_nll"), (paper_label, "paper_test"),
                               ("test - paper", "diff")):
-            if column == "diff" and dataset in OTHER_DATA:
-                continue
+            if (column == "diff" and dataset in OTHER_DATA) or (column != "train_nll" and column != "test_nll"
+                                                                and dataset not in PAPER_TABLE2_TEST):
+                continue  # no paper number for this dataset (or not comparable): no paper rows
             row = {"dataset": title, "split": label}
             for c in cells:
                 v = sub[column].get(c, math.nan) if c in sub.index else math.nan
