@@ -7,9 +7,11 @@ config picks it, and :func:`load_dataset` turns a ``dataset`` config into a :cla
 from .batching import Batch, batch_indices, iterate, make_batch, padding_waste
 from .corpus import DATASET_KINDS, SPLITS, Corpus, load_dataset, register_dataset_kind, seq_len
 from .music import MUSIC_DATASETS, N_KEYS, MusicCorpus, load_mat, load_music, load_pickle, notes_to_roll, roll_to_notes
-from . import scores  # noqa: F401  (registers dataset.kind=scores; music21 is imported lazily)
 from .sources import ENV_DATA, MUSIC_FILES, RemoteFile, locate, sha256_of
-from . import speech  # registers the speech dataset kinds (fsdd, yesno, audio_folder, torchaudio)
+
+# Importing these registers their dataset kinds; music21, soundfile and torchaudio load lazily.
+from . import scores  # noqa: E402,F401  dataset.kind=scores
+from . import speech  # noqa: E402,F401  dataset.kind=fsdd, yesno, audio_folder, torchaudio
 
 __all__ = [
     "Batch", "batch_indices", "iterate", "make_batch", "padding_waste",
