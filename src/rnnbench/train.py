@@ -249,7 +249,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             "lr": float(cfg.optim.lr), "seed": int(cfg.seed), "batch_size": int(tcfg.batch_size),
             "weight_noise": float(tcfg.weight_noise), "best_epoch": state.best_epoch,
             "train_nll": best.get("train_nll"), "valid_nll": best.get("valid_nll"), "test_nll": best.get("test_nll"),
-            "epochs": state.epoch, "updates": state.updates, "skipped_updates": state.skipped_updates, "wall_seconds": round(state.wall_seconds, 3),
+            "epochs": state.epoch, "updates": state.updates, "skipped_updates": state.skipped_updates,
+            "wall_seconds": round(state.wall_seconds, 3),
             "fingerprint": fingerprint,
             "padding_waste_eval": {s: round(padding_waste(lengths[s], eval_batches[s]), 4) for s in seqs},
         }
