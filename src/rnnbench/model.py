@@ -47,6 +47,12 @@ class SequenceModel(nn.Module):
         self.cell = make_cell(cell, input_size, units)
         self.head = HEADS[head](units, input_size if output_size is None else output_size, **(head_kwargs or {}))
 
+    @classmethod
+    def for_corpus(cls, cell: str, units: int, corpus) -> "SequenceModel":
+        """The model a corpus asks for: its input and output sizes and its output head."""
+        return cls(cell, corpus.input_size, units, corpus.output_size, head=corpus.head,
+                   head_kwargs=corpus.head_kwargs)
+
     def forward(self, inputs: Tensor, state=None):
         return self.cell(inputs, state)
 

@@ -9,7 +9,6 @@ its seeds is chosen, and that draw's train and test NLL are reported.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from pathlib import Path
 from typing import Iterable
@@ -17,6 +16,7 @@ from typing import Iterable
 import pandas as pd
 from omegaconf import OmegaConf
 
+from .runs import read_summary
 from .sizes import INPUT_SIZE, PAPER_TABLE1
 
 # Chung et al. (2014), Table 2: test NLL per time step (tanh, GRU, LSTM).
@@ -64,9 +64,9 @@ def collect_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
                 cfg_path = run / ".hydra" / "config.yaml"
             cfg = OmegaConf.load(cfg_path) if cfg_path.is_file() else OmegaConf.create({})
             row["draw"] = OmegaConf.select(cfg, "search.draw", default=None)
-            summary_path = run / "summary.json"
-            if summary_path.is_file():
-                row.update(json.loads(summary_path.read_text()))
+            summary = read_summary(run)
+            if summary is not None:
+                row.update(summary)
                 row.pop("padding_waste_eval", None)
             else:
                 row.update(status="not started", dataset=OmegaConf.select(cfg, "dataset.name", default=None),

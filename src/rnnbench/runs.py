@@ -19,11 +19,17 @@ def load_config(run_dir: str | Path) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def load_summary(run_dir: str | Path) -> dict:
+def read_summary(run_dir: str | Path) -> dict | None:
+    """The run's summary.json, or ``None`` when it has none yet."""
     path = Path(run_dir) / "summary.json"
-    if not path.is_file():
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_summary(run_dir: str | Path) -> dict:
+    summary = read_summary(run_dir)
+    if summary is None:
         raise RnnbenchError(f"{run_dir}: no summary.json (the run has not finished an epoch)")
-    return json.loads(path.read_text())
+    return summary
 
 
 def load_model(run_dir: str | Path, which: str = "best", corpus=None) -> tuple[DictConfig, SequenceModel]:
@@ -41,8 +47,7 @@ def load_model(run_dir: str | Path, which: str = "best", corpus=None) -> tuple[D
         raise RnnbenchError(f"{ckpt_path}: checkpoint not found")
     if corpus is None:
         corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
-    model = SequenceModel(cfg.cell.name, corpus.input_size, int(cfg.cell.units), corpus.output_size,
-                          head=corpus.head, head_kwargs=corpus.head_kwargs)
+    model = SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus)
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model.load_state_dict(ckpt["model"])
     model.eval()

@@ -37,6 +37,7 @@ from .data import batch_indices, iterate, load_dataset, padding_waste
 from .errors import ConfigError
 from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text
 from .model import SequenceModel
+from .runs import read_summary
 
 log = logging.getLogger("rnnbench.train")
 
@@ -181,11 +182,6 @@ def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
 
 
-def read_summary(run_dir: str | Path) -> dict | None:
-    p = Path(run_dir) / "summary.json"
-    return json.loads(p.read_text()) if p.is_file() else None
-
-
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train (or resume, or skip if already done) the run described by ``cfg`` in ``run_dir``."""
     validate_config(cfg)
@@ -206,8 +202,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     }
 
     torch.manual_seed(int(cfg.seed))
-    model = SequenceModel(cfg.cell.name, corpus.input_size, int(cfg.cell.units), corpus.output_size,
-                          head=corpus.head, head_kwargs=corpus.head_kwargs).to(device)
+    model = SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus).to(device)
     optimizer = make_optimizer(model.parameters(), cfg.optim)
     noisy = model.noisy_parameters()
     shuffle_gen = torch.Generator().manual_seed(int(cfg.seed) + 1)
@@ -262,6 +257,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             "torch_rng": torch.get_rng_state(), "state": vars(state).copy(), "history": history,
             "fingerprint": fingerprint,
         })
+
+    def persist(result: dict) -> None:
+        _write_metrics(run_dir, history)
+        save_checkpoint()
+        atomic_write_json(run_dir / "summary.json", result)
 
     if state.epoch == 0 and not history:
         log.info("%s/%s: %d units, %d recurrent / %d total parameters, lr=%.3g, batch %d",
@@ -342,15 +342,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         log.info("epoch %3d  updates %6d  %6.1fs  train %.4f  valid %.4f  test %.4f%s",
                  state.epoch, state.updates, train_time, row["train_nll"], row["valid_nll"], row["test_nll"],
                  "  *" if state.best_epoch == state.epoch else "")
-        _write_metrics(run_dir, history)
-        save_checkpoint()
-        atomic_write_json(run_dir / "summary.json", summary())
+        persist(summary())
 
     result = summary()
     if result != read_summary(run_dir):  # a finished run called again changes nothing on disk
-        _write_metrics(run_dir, history)
-        save_checkpoint()
-        atomic_write_json(run_dir / "summary.json", result)
+        persist(result)
     log.info("%s: %s (%s); best epoch %d: valid %.4f test %s", run_dir, state.status, state.stop_reason,
              state.best_epoch, state.best_valid, result["test_nll"])
     return result
