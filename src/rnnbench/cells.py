@@ -99,16 +99,24 @@ class RecurrentCell(nn.Module):
     def step(self, xw: Tensor, state):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fused(self, xw: Tensor, state):
-        """The whole recurrence in one fused call, or ``None`` where this cell has none."""
+    def fused(self, xw: Tensor, state, weights: dict[str, Tensor] | None = None):
+        """The whole recurrence in one fused call, or ``None`` where this cell has none.
+
+        ``weights`` replaces the cell's own recurrent weights by name, e.g. with the ``(K, ...)``
+        weights of K stacked members (``rnnbench.stack``), whose rows ``xw`` then holds in K blocks.
+        """
         return None
 
-    def forward(self, x: Tensor, state=None):
+    def _w(self, name: str, weights: dict[str, Tensor] | None) -> Tensor:
+        return weights[name] if weights else getattr(self, name)
+
+    def forward(self, x: Tensor, state=None, *, reference: bool = False):
+        """Outputs ``(T, B, H)`` and the final state; ``reference=True`` forces the Python loop."""
         T, B, _ = x.shape
         if state is None:
             state = self.init_state(B, x)
         xw = torch.addmm(self.bias, x.reshape(T * B, -1), self.weight_ih).view(T, B, -1)
-        if T > 0 and fused.use_fused(xw):
+        if T > 0 and not reference and fused.use_fused(xw):
             out = self.fused(xw, state)
             if out is not None:
                 return out
@@ -134,8 +142,8 @@ class TanhCell(RecurrentCell):
     def step(self, xw: Tensor, h: Tensor) -> Tensor:
         return torch.tanh(torch.addmm(xw, h, self.weight_hh))
 
-    def fused(self, xw: Tensor, h: Tensor):
-        hs = fused.tanh_recurrence(xw, h, self.weight_hh)
+    def fused(self, xw: Tensor, h: Tensor, weights=None):
+        hs = fused.tanh_recurrence(xw, h, self._w("weight_hh", weights))
         return hs, hs[-1]
 
 
@@ -153,8 +161,8 @@ class GRUCell(RecurrentCell):
         h_tilde = torch.tanh(torch.addmm(xw[:, 2 * H :], r * h, U[:, 2 * H :]))
         return torch.lerp(h, h_tilde, z)  # (1 - z) * h + z * h~
 
-    def fused(self, xw: Tensor, h: Tensor):
-        hs = fused.gru_recurrence(xw, h, self.weight_hh)
+    def fused(self, xw: Tensor, h: Tensor, weights=None):
+        hs = fused.gru_recurrence(xw, h, self._w("weight_hh", weights))
         return hs, hs[-1]
 
 
@@ -208,8 +216,9 @@ class PeepholeLSTMCell(RecurrentCell):
         o = torch.sigmoid(g[:, 3 * H :] + p[2] * c)
         return (o * torch.tanh(c), c)
 
-    def fused(self, xw: Tensor, state):
-        hs, cs = fused.lstm_recurrence(xw, state[0], state[1], self.weight_hh, self.weight_peep)
+    def fused(self, xw: Tensor, state, weights=None):
+        hs, cs = fused.lstm_recurrence(xw, state[0], state[1], self._w("weight_hh", weights),
+                                       self._w("weight_peep", weights))
         return hs, (hs[-1], cs[-1])
 
 

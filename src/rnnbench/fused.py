@@ -12,6 +12,10 @@ Which implementation a cell uses is set by ``RNNBENCH_IMPL`` (or :func:`set_impl
 * ``python``: the reference implementation (``rnnbench.cells``), always.
 
 On CUDA the reference implementation runs.  Both give the same values (tested to tolerance).
+
+The same functions run K *stacked members* (rnnbench/stack.py): recurrent weights ``U`` of shape
+``(K, H, G*H)`` (peepholes ``(K, 3, H)``) act on the rows of ``xw``/``h0``, which hold K blocks of
+``B`` rows, member by member; the weight gradients then come back per member.
 """
 
 from __future__ import annotations
@@ -87,8 +91,31 @@ def use_fused(x: Tensor) -> bool:
 
 
 def _prev(first: Tensor, seq: Tensor) -> Tensor:
-    """``[first, seq[0], ..., seq[T-2]]`` flattened to (T*B, H): the state each step started from."""
-    return torch.cat([first.unsqueeze(0), seq[:-1]]).reshape(-1, seq.shape[-1])
+    """``[first, seq[0], ..., seq[T-2]]``, (T, B, H): the state each step started from."""
+    return torch.cat([first.unsqueeze(0), seq[:-1]])
+
+
+def _outer(a: Tensor, b: Tensor, K: int | None) -> Tensor:
+    """Weight gradient ``sum over steps and rows of a^T b``: (Ha, Hb), or (K, Ha, Hb) per member
+    when the rows are K member blocks."""
+    if K is None:
+        return a.reshape(-1, a.shape[-1]).t() @ b.reshape(-1, b.shape[-1])
+    T, R = a.shape[:2]
+    a = a.reshape(T, K, R // K, a.shape[-1])
+    b = b.reshape(T, K, R // K, b.shape[-1])
+    return torch.einsum("tkbi,tkbj->kij", a, b)
+
+
+def _members(U: Tensor) -> int | None:
+    return U.shape[0] if U.dim() == 3 else None
+
+
+def _colsum(a: Tensor, K: int | None) -> Tensor:
+    """Sum over steps and rows: (H,), or (K, H) per member."""
+    if K is None:
+        return a.reshape(-1, a.shape[-1]).sum(0)
+    T, R = a.shape[:2]
+    return a.reshape(T, K, R // K, a.shape[-1]).sum((0, 2))
 
 
 class _Tanh(torch.autograd.Function):
@@ -102,7 +129,7 @@ class _Tanh(torch.autograd.Function):
     def backward(ctx, dhs):
         hs, h0, U = ctx.saved_tensors
         dxw, dh0 = torch.ops.rnnbench.tanh_backward(dhs.contiguous(), hs, U.contiguous())
-        dU = _prev(h0, hs).t() @ dxw.reshape(-1, dxw.shape[-1])
+        dU = _outer(_prev(h0, hs), dxw, _members(U))
         return dxw, dh0, dU
 
 
@@ -121,9 +148,9 @@ class _GRU(torch.autograd.Function):
         U = U.contiguous()
         dxw, dh0 = torch.ops.rnnbench.gru_backward(dhs.contiguous(), hs, h0, U, gates)
         hprev = _prev(h0, hs)
-        d = dxw.reshape(-1, 3 * H)
-        r = gates[..., H:2 * H].reshape(-1, H)
-        dU = torch.cat([hprev.t() @ d[:, :2 * H], (r * hprev).t() @ d[:, 2 * H:]], dim=1)
+        r = gates[..., H:2 * H]
+        K = _members(U)
+        dU = torch.cat([_outer(hprev, dxw[..., :2 * H], K), _outer(r * hprev, dxw[..., 2 * H:], K)], dim=-1)
         return dxw, dh0, dU
 
 
@@ -144,11 +171,11 @@ class _LSTM(torch.autograd.Function):
         dcs = torch.zeros_like(cs) if dcs is None else dcs.contiguous()
         dxw, dh0, dc0 = torch.ops.rnnbench.lstm_backward(dhs, dcs, cs, tcs, c0, U.contiguous(),
                                                            P.contiguous(), gates)
-        d = dxw.reshape(-1, 4 * H)
-        dU = _prev(h0, hs).t() @ d
+        K = _members(U)
+        dU = _outer(_prev(h0, hs), dxw, K)
         cprev = _prev(c0, cs)
-        dP = torch.stack([(d[:, :H] * cprev).sum(0), (d[:, H:2 * H] * cprev).sum(0),
-                          (d[:, 3 * H:] * cs.reshape(-1, H)).sum(0)])
+        dP = torch.stack([_colsum(dxw[..., :H] * cprev, K), _colsum(dxw[..., H:2 * H] * cprev, K),
+                          _colsum(dxw[..., 3 * H:] * cs, K)], dim=-2)
         return dxw, dh0, dc0, dU, dP
 
 

@@ -182,110 +182,221 @@ def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train (or resume, or skip if already done) the run described by ``cfg`` in ``run_dir``."""
-    validate_config(cfg)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tcfg = cfg.train
-    fingerprint = config_fingerprint(cfg)
-    if tcfg.get("threads"):
-        torch.set_num_threads(int(tcfg.threads))
-    device = resolve_device(tcfg.get("device", "cpu"))
+class Splits:
+    """A corpus's three splits, their lengths and the (bucketed) evaluation batches."""
 
-    corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
-    seqs = {s: corpus[s] for s in ("train", "valid", "test")}
-    lengths = {s: corpus.lengths(s) for s in seqs}
-    eval_batches = {
-        s: batch_indices(lengths[s], batch_size=10**9, shuffle=False, bucket=True, max_frames=int(tcfg.eval_batch_frames))
-        for s in seqs
-    }
+    NAMES = ("train", "valid", "test")
 
-    torch.manual_seed(int(cfg.seed))
-    model = SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus).to(device)
-    optimizer = make_optimizer(model.parameters(), cfg.optim)
-    noisy = model.noisy_parameters()
-    shuffle_gen = torch.Generator().manual_seed(int(cfg.seed) + 1)
-    noise_gen = torch.Generator().manual_seed(int(cfg.seed) + 2)
-    state = TrainState()
-    history: list[dict] = []
+    def __init__(self, cfg: DictConfig, eval_batch_frames: int | None = None):
+        corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
+        self.corpus = corpus
+        self.seqs = {s: corpus[s] for s in self.NAMES}
+        self.lengths = {s: corpus.lengths(s) for s in self.NAMES}
+        frames = int(eval_batch_frames or cfg.train.eval_batch_frames)
+        self.eval_batches = {
+            s: batch_indices(self.lengths[s], batch_size=10**9, shuffle=False, bucket=True, max_frames=frames)
+            for s in self.NAMES
+        }
 
-    last = run_dir / "last.pt"
-    if last.is_file() and tcfg.get("resume", True):
-        ckpt = torch.load(last, map_location=device, weights_only=False)
-        if ckpt["fingerprint"] != fingerprint:
-            raise ConfigError(
-                f"{run_dir} holds a run with a different configuration (fingerprint {ckpt['fingerprint']}, "
-                f"now {fingerprint}); use another run directory, or train.resume=false to start it afresh"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        shuffle_gen.set_state(ckpt["shuffle_rng"])
-        noise_gen.set_state(ckpt["noise_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state = TrainState(**ckpt["state"])
-        history = ckpt["history"]
-        log.info("resuming %s from epoch %d (%s)", run_dir, state.epoch, state.status)
-    elif last.is_file():
-        for name in ("last.pt", "best.pt", "metrics.csv", "summary.json"):
-            (run_dir / name).unlink(missing_ok=True)
+    def train_batches(self, tcfg, generator: torch.Generator) -> list[list[int]]:
+        return batch_indices(self.lengths["train"], int(tcfg.batch_size), shuffle=True, generator=generator,
+                             bucket=bool(tcfg.get("bucket", True)))
 
-    counts = model.param_counts()
-    cfg_text = OmegaConf.to_yaml(cfg, resolve=True)
-    if not (run_dir / "config.yaml").is_file() or (run_dir / "config.yaml").read_text() != cfg_text:
-        atomic_write_text(run_dir / "config.yaml", cfg_text)
+    def eval_waste(self) -> dict[str, float]:
+        return {s: round(padding_waste(self.lengths[s], self.eval_batches[s]), 4) for s in self.NAMES}
 
-    def summary() -> dict:
-        best = next((r for r in history if r["epoch"] == state.best_epoch), {})
+
+def make_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
+    """The two random streams of a run: batch order (seed + 1) and weight noise (seed + 2)."""
+    return torch.Generator().manual_seed(int(seed) + 1), torch.Generator().manual_seed(int(seed) + 2)
+
+
+class Run:
+    """One run directory: its configuration, progress, history and the files it writes.
+
+    The training loops (:func:`train` for one model, :func:`rnnbench.stack.train_stack` for
+    several trained side by side) share this bookkeeping, so a run's files do not depend on how
+    it was trained, and a run started one way can be resumed the other.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: str | Path):
+        validate_config(cfg)
+        self.cfg, self.tcfg = cfg, cfg.train
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = config_fingerprint(cfg)
+        self.state = TrainState()
+        self.history: list[dict] = []
+        self.counts: dict[str, int] = {}
+        self.eval_waste: dict[str, float] = {}
+        self.extra: dict[str, Any] = {}  # further summary fields (e.g. how the run was trained)
+        self.session_start = time.perf_counter()
+        self.epoch_start = self.session_start
+
+    # ---- starting
+    def checkpoint(self, device) -> dict | None:
+        """The checkpoint to resume from (``None``: start afresh), after checking it belongs here."""
+        last = self.run_dir / "last.pt"
+        if last.is_file() and self.tcfg.get("resume", True):
+            ckpt = torch.load(last, map_location=device, weights_only=False)
+            if ckpt["fingerprint"] != self.fingerprint:
+                raise ConfigError(
+                    f"{self.run_dir} holds a run with a different configuration (fingerprint {ckpt['fingerprint']}, "
+                    f"now {self.fingerprint}); use another run directory, or train.resume=false to start it afresh"
+                )
+            self.state = TrainState(**ckpt["state"])
+            self.history = ckpt["history"]
+            self.extra = dict(ckpt.get("extra", {}))
+            log.info("resuming %s from epoch %d (%s)", self.run_dir, self.state.epoch, self.state.status)
+            return ckpt
+        if last.is_file():
+            for name in ("last.pt", "best.pt", "metrics.csv", "summary.json"):
+                (self.run_dir / name).unlink(missing_ok=True)
+        return None
+
+    def start(self, counts: dict[str, int], eval_waste: dict[str, float]) -> None:
+        """Write the configuration, log the model, and reopen a run that stopped on a budget."""
+        cfg = self.cfg
+        self.counts, self.eval_waste = counts, eval_waste
+        cfg_text = OmegaConf.to_yaml(cfg, resolve=True)
+        path = self.run_dir / "config.yaml"
+        if not path.is_file() or path.read_text() != cfg_text:
+            atomic_write_text(path, cfg_text)
+        if self.state.epoch == 0 and not self.history:
+            log.info("%s/%s: %d units, %d recurrent / %d total parameters, lr=%.3g, batch %d",
+                     cfg.dataset.name, cfg.cell.name, cfg.cell.units, counts["recurrent"], counts["total"],
+                     cfg.optim.lr, self.tcfg.batch_size)
+        if self.state.status == "running" or self.state.stop_reason in ("max_epochs", "time_budget"):
+            self.state.status, self.state.stop_reason = "running", None
+        self.session_start = time.perf_counter()
+
+    @property
+    def running(self) -> bool:
+        return self.state.status == "running"
+
+    def begin_epoch(self) -> bool:
+        """Whether another epoch is due; if not, the run ends here (epoch cap or time budget)."""
+        if not self.running:
+            return False
+        if self.state.epoch >= int(self.tcfg.max_epochs):
+            self.state.status, self.state.stop_reason = "finished", "max_epochs"
+            return False
+        budget = float(self.tcfg.max_minutes) * 60 if self.tcfg.get("max_minutes") else math.inf
+        if time.perf_counter() - self.session_start >= budget:
+            self.state.status, self.state.stop_reason = "finished", "time_budget"
+            return False
+        return True
+
+    # ---- ending an epoch
+    def diverged(self, seconds: float) -> None:
+        """The epoch ended early on a non-finite loss or gradient: the run is over."""
+        state = self.state
+        state.epoch += 1
+        state.wall_seconds += seconds
+        state.status, state.stop_reason = "diverged", "non-finite loss or gradient"
+        log.warning("%s epoch %d: non-finite loss or gradient, run marked diverged", self.run_dir, state.epoch)
+        self.history.append({"epoch": state.epoch, "updates": state.updates,
+                             "wall_seconds": round(state.wall_seconds, 3), "lr": float(self.cfg.optim.lr)})
+
+    def end_epoch(self, seconds: float, train_loss_noisy: float, skipped: int, nll: Mapping[str, float],
+                  best_model) -> None:
+        """Record a completed epoch; ``best_model()`` gives the weights to keep if it is the best so far."""
+        state = self.state
+        state.epoch += 1
+        state.wall_seconds += seconds
+        row = {"epoch": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
+               "train_loss_noisy": train_loss_noisy, "lr": float(self.cfg.optim.lr), "skipped_updates": skipped}
+        state.skipped_updates += skipped
+        if skipped:
+            log.warning("%s epoch %d: %d updates skipped (non-finite gradient)", self.run_dir, state.epoch, skipped)
+        for s in Splits.NAMES:
+            row[f"{s}_nll"] = nll[s]
+        self.history.append(row)
+        if not math.isfinite(row["valid_nll"]):
+            state.status, state.stop_reason = "diverged", "non-finite validation NLL"
+        elif row["valid_nll"] < state.best_valid:
+            state.best_valid, state.best_epoch, state.bad_epochs = row["valid_nll"], state.epoch, 0
+            atomic_torch_save(self.run_dir / "best.pt", {"model": best_model(), "epoch": state.epoch,
+                                                         "cell": self.cfg.cell.name, "units": int(self.cfg.cell.units)})
+        else:
+            state.bad_epochs += 1
+            if state.bad_epochs >= int(self.tcfg.patience):
+                state.status, state.stop_reason = "finished", "early_stopping"
+        log.info("epoch %3d  updates %6d  %6.1fs  train %.4f  valid %.4f  test %.4f%s", state.epoch, state.updates,
+                 seconds, row["train_nll"], row["valid_nll"], row["test_nll"],
+                 "  *" if state.best_epoch == state.epoch else "")
+
+    # ---- files
+    def summary(self) -> dict:
+        cfg, tcfg, state = self.cfg, self.tcfg, self.state
+        best = next((r for r in self.history if r["epoch"] == state.best_epoch), {})
         return {
             "status": state.status, "stop_reason": state.stop_reason,
             "dataset": cfg.dataset.name, "task": cfg.dataset.task, "cell": cfg.cell.name, "units": int(cfg.cell.units),
-            "params_recurrent": counts["recurrent"], "params_total": counts["total"],
+            "params_recurrent": self.counts["recurrent"], "params_total": self.counts["total"],
             "lr": float(cfg.optim.lr), "seed": int(cfg.seed), "batch_size": int(tcfg.batch_size),
             "weight_noise": float(tcfg.weight_noise), "best_epoch": state.best_epoch,
             "train_nll": best.get("train_nll"), "valid_nll": best.get("valid_nll"), "test_nll": best.get("test_nll"),
             "epochs": state.epoch, "updates": state.updates, "skipped_updates": state.skipped_updates,
             "wall_seconds": round(state.wall_seconds, 3),
-            "fingerprint": fingerprint,
-            "padding_waste_eval": {s: round(padding_waste(lengths[s], eval_batches[s]), 4) for s in seqs},
+            "fingerprint": self.fingerprint,
+            "padding_waste_eval": self.eval_waste,
+            **self.extra,
         }
 
-    def save_checkpoint() -> None:
-        atomic_torch_save(last, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "shuffle_rng": shuffle_gen.get_state(), "noise_rng": noise_gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "state": vars(state).copy(), "history": history,
-            "fingerprint": fingerprint,
+    def persist(self, payload: Mapping[str, Any], result: dict | None = None) -> None:
+        """Write metrics.csv, last.pt (``payload``: model, optimizer and RNG states) and summary.json."""
+        _write_metrics(self.run_dir, self.history)
+        atomic_torch_save(self.run_dir / "last.pt", {
+            **payload, "state": vars(self.state).copy(), "history": self.history, "fingerprint": self.fingerprint,
+            "extra": self.extra,
         })
+        atomic_write_json(self.run_dir / "summary.json", self.summary() if result is None else result)
 
-    def persist(result: dict) -> None:
-        _write_metrics(run_dir, history)
-        save_checkpoint()
-        atomic_write_json(run_dir / "summary.json", result)
+    def finish(self, payload: Mapping[str, Any]) -> dict:
+        result = self.summary()
+        if result != read_summary(self.run_dir):  # a finished run called again changes nothing on disk
+            self.persist(payload, result)
+        log.info("%s: %s (%s); best epoch %d: valid %.4f test %s", self.run_dir, self.state.status,
+                 self.state.stop_reason, self.state.best_epoch, self.state.best_valid, result["test_nll"])
+        return result
 
-    if state.epoch == 0 and not history:
-        log.info("%s/%s: %d units, %d recurrent / %d total parameters, lr=%.3g, batch %d",
-                 cfg.dataset.name, cfg.cell.name, cfg.cell.units, counts["recurrent"], counts["total"],
-                 cfg.optim.lr, tcfg.batch_size)
 
-    max_epochs = int(tcfg.max_epochs)
+def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train (or resume, or skip if already done) the run described by ``cfg`` in ``run_dir``."""
+    run = Run(cfg, run_dir)
+    tcfg = cfg.train
+    if tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg.threads))
+    device = resolve_device(tcfg.get("device", "cpu"))
+    data = Splits(cfg)
+
+    torch.manual_seed(int(cfg.seed))
+    model = SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), data.corpus).to(device)
+    optimizer = make_optimizer(model.parameters(), cfg.optim)
+    noisy = model.noisy_parameters()
+    shuffle_gen, noise_gen = make_generators(cfg.seed)
+
+    ckpt = run.checkpoint(device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        shuffle_gen.set_state(ckpt["shuffle_rng"])
+        noise_gen.set_state(ckpt["noise_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+    run.start(model.param_counts(), data.eval_waste())
+
+    def payload() -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "shuffle_rng": shuffle_gen.get_state(), "noise_rng": noise_gen.get_state(),
+                "torch_rng": torch.get_rng_state()}
+
     skip_nonfinite = bool(tcfg.get("skip_nonfinite", False))
-    budget = float(tcfg.max_minutes) * 60 if tcfg.get("max_minutes") else math.inf
-    session_start = time.perf_counter()
-    if state.status == "running" or (state.stop_reason in ("max_epochs", "time_budget")):
-        state.status, state.stop_reason = "running", None
-    while state.status == "running":
-        if state.epoch >= max_epochs:
-            state.status, state.stop_reason = "finished", "max_epochs"
-            break
-        if time.perf_counter() - session_start >= budget:
-            state.status, state.stop_reason = "finished", "time_budget"
-            break
+    while run.begin_epoch():
         t0 = time.perf_counter()
-        batches = batch_indices(lengths["train"], int(tcfg.batch_size), shuffle=True, generator=shuffle_gen,
-                                bucket=bool(tcfg.get("bucket", True)))
+        batches = data.train_batches(tcfg, shuffle_gen)
         loss_sum, loss_frames, diverged, skipped = 0.0, 0, False, 0
-        for batch in iterate(seqs["train"], batches):
+        for batch in iterate(data.seqs["train"], batches):
             batch = batch.to(device)
             with weight_noise(noisy, float(tcfg.weight_noise), noise_gen):
                 nll = model.frame_nll(batch.inputs, batch.targets)
@@ -307,46 +418,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 skipped += 1  # a gradient that overflowed: leave the weights as they are
                 continue
             optimizer.step()
-            state.updates += 1
+            run.state.updates += 1
             loss_sum += float(loss_total.detach())
             loss_frames += batch.frames
-        state.epoch += 1
         if diverged:
-            state.wall_seconds += time.perf_counter() - t0
-            state.status, state.stop_reason = "diverged", "non-finite loss or gradient"
-            log.warning("epoch %d: non-finite loss or gradient, run marked diverged", state.epoch)
-            history.append({"epoch": state.epoch, "updates": state.updates,
-                            "wall_seconds": round(state.wall_seconds, 3), "lr": float(cfg.optim.lr)})
+            run.diverged(time.perf_counter() - t0)
             break
         train_time = time.perf_counter() - t0
-        state.wall_seconds += train_time
-        row = {"epoch": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
-               "train_loss_noisy": loss_sum / max(loss_frames, 1), "lr": float(cfg.optim.lr),
-               "skipped_updates": skipped}
-        state.skipped_updates += skipped
-        if skipped:
-            log.warning("epoch %d: %d updates skipped (non-finite gradient)", state.epoch, skipped)
-        for s in ("train", "valid", "test"):
-            row[f"{s}_nll"] = evaluate(model, seqs[s], eval_batches[s], device)
-        history.append(row)
-        if not math.isfinite(row["valid_nll"]):
-            state.status, state.stop_reason = "diverged", "non-finite validation NLL"
-        elif row["valid_nll"] < state.best_valid:
-            state.best_valid, state.best_epoch, state.bad_epochs = row["valid_nll"], state.epoch, 0
-            atomic_torch_save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": state.epoch,
-                                                    "cell": cfg.cell.name, "units": int(cfg.cell.units)})
-        else:
-            state.bad_epochs += 1
-            if state.bad_epochs >= int(tcfg.patience):
-                state.status, state.stop_reason = "finished", "early_stopping"
-        log.info("epoch %3d  updates %6d  %6.1fs  train %.4f  valid %.4f  test %.4f%s",
-                 state.epoch, state.updates, train_time, row["train_nll"], row["valid_nll"], row["test_nll"],
-                 "  *" if state.best_epoch == state.epoch else "")
-        persist(summary())
-
-    result = summary()
-    if result != read_summary(run_dir):  # a finished run called again changes nothing on disk
-        persist(result)
-    log.info("%s: %s (%s); best epoch %d: valid %.4f test %s", run_dir, state.status, state.stop_reason,
-             state.best_epoch, state.best_valid, result["test_nll"])
-    return result
+        nll = {s: evaluate(model, data.seqs[s], data.eval_batches[s], device) for s in Splits.NAMES}
+        run.end_epoch(train_time, loss_sum / max(loss_frames, 1), skipped, nll, model.state_dict)
+        run.persist(payload())
+    return run.finish(payload())

@@ -6,6 +6,11 @@
 // Shapes: xw (T, B, G*H) pre-activations from the input, h0/c0 (B, H), U (H, G*H) recurrent
 // weights (columns grouped by gate), P (3, H) peepholes.  Everything contiguous, same dtype.
 // Gate order: tanh [a]; gru [z, r, n]; lstm [i, f, g, o].
+//
+// Stacked members (several models of one architecture trained side by side, rnnbench/stack.py):
+// U (K, H, G*H) and P (K, 3, H) hold K members' weights, and the B rows of xw/h0/c0 are K
+// blocks of B/K rows, member by member.  Each step's recurrent product is then one batched
+// product (bmm) instead of a matrix product; everything else is row-wise and unchanged.
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
@@ -23,15 +28,54 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions");
 }
 
+// Weights of one model (2-d) or of K stacked members (3-d, one more leading dimension).
+int64_t members(const at::Tensor& W, int64_t rows, const char* name, int64_t dim) {
+  TORCH_CHECK(W.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(W.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(W.dim() == dim || W.dim() == dim + 1, name, " must have ", dim, " or ", dim + 1, " dimensions");
+  const int64_t K = W.dim() == dim ? 1 : W.size(0);
+  TORCH_CHECK(K >= 1 && rows % K == 0, name, ": ", rows, " rows cannot be split among ", K, " members");
+  return K;
+}
+
+// out (R, N) = h (R, H) @ U, where U is (H, N) or K members' (K, H, N) acting on K row blocks.
+// ``out`` and ``h`` may be column slices of wider rows (row stride > width).
+void rec_mm(at::Tensor out, const at::Tensor& h, const at::Tensor& U) {
+  if (U.dim() == 2) {
+    at::mm_out(out, h, U);
+    return;
+  }
+  const int64_t K = U.size(0), R = h.size(0);
+  at::Tensor o = out.view({K, R / K, out.size(1)});
+  at::bmm_out(o, h.view({K, R / K, h.size(1)}), U);
+}
+
+// out = xw + h @ U (addmm), with the same member convention.
+void rec_addmm(at::Tensor out, const at::Tensor& xw, const at::Tensor& h, const at::Tensor& U) {
+  if (U.dim() == 2) {
+    at::addmm_out(out, xw, h, U);
+    return;
+  }
+  const int64_t K = U.size(0), R = h.size(0);
+  at::Tensor o = out.view({K, R / K, out.size(1)});
+  at::baddbmm_out(o, xw.view({K, R / K, xw.size(1)}), h.view({K, R / K, h.size(1)}), U);
+}
+
+// The recurrent weights transposed for the backward pass: (N, H) or (K, N, H).
+at::Tensor rec_t(const at::Tensor& U) { return U.transpose(-1, -2); }
+
+// Columns [start, start + n) of every member's weights.
+at::Tensor cols(const at::Tensor& U, int64_t start, int64_t n) { return U.narrow(-1, start, n); }
+
 // ---------------------------------------------------------------- tanh
 at::Tensor tanh_forward(const at::Tensor& xw, const at::Tensor& h0, const at::Tensor& U) {
-  check(xw, "xw", 3); check(h0, "h0", 2); check(U, "U", 2);
+  check(xw, "xw", 3); check(h0, "h0", 2); members(U, xw.size(1), "U", 2);
   const int64_t T = xw.size(0);
   auto hs = at::empty_like(xw);
   at::Tensor h = h0;
   for (int64_t t = 0; t < T; ++t) {
     at::Tensor out = hs[t];
-    at::addmm_out(out, xw[t], h, U);
+    rec_addmm(out, xw[t], h, U);
     out.tanh_();
     h = out;
   }
@@ -44,7 +88,8 @@ std::tuple<at::Tensor, at::Tensor> tanh_backward(const at::Tensor& dhs, const at
   const int64_t T = hs.size(0), B = hs.size(1), H = hs.size(2);
   auto dxw = at::empty_like(hs);
   auto carry = at::zeros({B, H}, hs.options());
-  auto Ut = U.t();
+  members(U, B, "U", 2);
+  auto Ut = rec_t(U);
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "tanh_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const scalar_t* h = hs.data_ptr<scalar_t>() + t * B * H;
@@ -52,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor> tanh_backward(const at::Tensor& dhs, const at
       const scalar_t* c = carry.data_ptr<scalar_t>();
       scalar_t* da = dxw.data_ptr<scalar_t>() + t * B * H;
       for (int64_t k = 0; k < B * H; ++k) da[k] = (g[k] + c[k]) * (scalar_t(1) - h[k] * h[k]);
-      at::mm_out(carry, dxw[t], Ut);
+      rec_mm(carry, dxw[t], Ut);
     }
   });
   return {dxw, carry};
@@ -60,11 +105,11 @@ std::tuple<at::Tensor, at::Tensor> tanh_backward(const at::Tensor& dhs, const at
 
 // ---------------------------------------------------------------- gru (reset before the product)
 std::tuple<at::Tensor, at::Tensor> gru_forward(const at::Tensor& xw, const at::Tensor& h0, const at::Tensor& U) {
-  check(xw, "xw", 3); check(h0, "h0", 2); check(U, "U", 2);
+  check(xw, "xw", 3); check(h0, "h0", 2); members(U, xw.size(1), "U", 2);
   const int64_t T = xw.size(0), B = xw.size(1), H = h0.size(1);
   auto hs = at::empty({T, B, H}, xw.options());
   auto gates = at::empty_like(xw);  // z, r, n after their nonlinearities
-  auto Uzr = U.narrow(1, 0, 2 * H), Un = U.narrow(1, 2 * H, H);
+  auto Uzr = cols(U, 0, 2 * H), Un = cols(U, 2 * H, H);
   auto azr = at::empty({B, 2 * H}, xw.options());
   auto an = at::empty({B, H}, xw.options());
   auto rh = at::empty({B, H}, xw.options());
@@ -76,7 +121,7 @@ std::tuple<at::Tensor, at::Tensor> gru_forward(const at::Tensor& xw, const at::T
       const scalar_t* hp = h.data_ptr<scalar_t>();
       scalar_t* a = azr.data_ptr<scalar_t>();
       scalar_t* rhp = rh.data_ptr<scalar_t>();
-      at::mm_out(azr, h, Uzr);
+      rec_mm(azr, h, Uzr);
       for (int64_t b = 0; b < B; ++b)
         for (int64_t j = 0; j < 2 * H; ++j) a[b * 2 * H + j] += x[b * 3 * H + j];
       azr.sigmoid_();  // vectorized inside ATen
@@ -87,7 +132,7 @@ std::tuple<at::Tensor, at::Tensor> gru_forward(const at::Tensor& xw, const at::T
           gt[b * 3 * H + H + j] = r;
           rhp[b * H + j] = r * hp[b * H + j];
         }
-      at::mm_out(an, rh, Un);
+      rec_mm(an, rh, Un);
       scalar_t* n = an.data_ptr<scalar_t>();
       for (int64_t b = 0; b < B; ++b)
         for (int64_t j = 0; j < H; ++j) n[b * H + j] += x[b * 3 * H + 2 * H + j];
@@ -113,7 +158,8 @@ std::tuple<at::Tensor, at::Tensor> gru_backward(const at::Tensor& dhs, const at:
   auto carry = at::zeros({B, H}, hs.options());
   auto drh = at::empty({B, H}, hs.options());
   auto dzr_h = at::empty({B, H}, hs.options());
-  auto UnT = U.narrow(1, 2 * H, H).t(), UzrT = U.narrow(1, 0, 2 * H).t();
+  members(U, B, "U", 2);
+  auto UnT = rec_t(cols(U, 2 * H, H)), UzrT = rec_t(cols(U, 0, 2 * H));
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const scalar_t* hp = t > 0 ? hs.data_ptr<scalar_t>() + (t - 1) * B * H : h0.data_ptr<scalar_t>();
@@ -132,7 +178,7 @@ std::tuple<at::Tensor, at::Tensor> gru_backward(const at::Tensor& dhs, const at:
           c[k] = dh * (scalar_t(1) - z);
         }
       at::Tensor dn = dxw[t].narrow(1, 2 * H, H);
-      at::mm_out(drh, dn, UnT);  // d(r * h_prev)
+      rec_mm(drh, dn, UnT);  // d(r * h_prev)
       const scalar_t* dr = drh.data_ptr<scalar_t>();
       for (int64_t b = 0; b < B; ++b)
         for (int64_t j = 0; j < H; ++j) {
@@ -141,7 +187,7 @@ std::tuple<at::Tensor, at::Tensor> gru_backward(const at::Tensor& dhs, const at:
           d[q + H + j] = dr[k] * hp[k] * r * (scalar_t(1) - r);
           c[k] += dr[k] * r;
         }
-      at::mm_out(dzr_h, dxw[t].narrow(1, 0, 2 * H), UzrT);
+      rec_mm(dzr_h, dxw[t].narrow(1, 0, 2 * H), UzrT);
       carry.add_(dzr_h);
     }
   });
@@ -151,8 +197,10 @@ std::tuple<at::Tensor, at::Tensor> gru_backward(const at::Tensor& dhs, const at:
 // ---------------------------------------------------------------- lstm with diagonal peepholes
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
     const at::Tensor& xw, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& U, const at::Tensor& P) {
-  check(xw, "xw", 3); check(h0, "h0", 2); check(c0, "c0", 2); check(U, "U", 2); check(P, "P", 2);
-  const int64_t T = xw.size(0), B = xw.size(1), H = h0.size(1);
+  check(xw, "xw", 3); check(h0, "h0", 2); check(c0, "c0", 2);
+  const int64_t K = members(U, xw.size(1), "U", 2);
+  TORCH_CHECK(members(P, xw.size(1), "P", 2) == K && P.dim() == U.dim(), "P and U must hold the same members");
+  const int64_t T = xw.size(0), B = xw.size(1), H = h0.size(1), BK = B / K;
   auto hs = at::empty({T, B, H}, xw.options());
   auto cs = at::empty({T, B, H}, xw.options());
   auto tcs = at::empty({T, B, H}, xw.options());  // tanh(c), kept for the backward pass
@@ -163,24 +211,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
     const scalar_t* cp = c0.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       at::Tensor a = gates[t];
-      at::addmm_out(a, xw[t], h, U);
+      rec_addmm(a, xw[t], h, U);
       scalar_t* gt = a.data_ptr<scalar_t>();
-      for (int64_t b = 0; b < B; ++b)
+      for (int64_t b = 0; b < B; ++b) {
+        const scalar_t* pb = p + (b / BK) * 3 * H;  // this row's member's peepholes
         for (int64_t j = 0; j < H; ++j) {
           const int64_t k = b * H + j, q = b * 4 * H;
-          gt[q + j] += p[j] * cp[k];
-          gt[q + H + j] += p[H + j] * cp[k];
+          gt[q + j] += pb[j] * cp[k];
+          gt[q + H + j] += pb[H + j] * cp[k];
         }
+      }
       a.narrow(1, 0, 2 * H).sigmoid_();
       a.narrow(1, 2 * H, H).tanh_();
       scalar_t* co = cs.data_ptr<scalar_t>() + t * B * H;
-      for (int64_t b = 0; b < B; ++b)
+      for (int64_t b = 0; b < B; ++b) {
+        const scalar_t* pb = p + (b / BK) * 3 * H;
         for (int64_t j = 0; j < H; ++j) {
           const int64_t k = b * H + j, q = b * 4 * H;
           scalar_t c = gt[q + H + j] * cp[k] + gt[q + j] * gt[q + 2 * H + j];
           co[k] = c;
-          gt[q + 3 * H + j] += p[2 * H + j] * c;
+          gt[q + 3 * H + j] += pb[2 * H + j] * c;
         }
+      }
       a.narrow(1, 3 * H, H).sigmoid_();
       at::Tensor tc = tcs[t];
       at::tanh_out(tc, cs[t]);
@@ -201,12 +253,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(const at::Tensor& d
                                                              const at::Tensor& P, const at::Tensor& gates) {
   check(dhs, "dhs", 3); check(dcs, "dcs", 3); check(cs, "cs", 3); check(tcs, "tcs", 3); check(gates, "gates", 3);
   const int64_t T = cs.size(0), B = cs.size(1), H = cs.size(2);
+  const int64_t K = members(U, B, "U", 2), BK = B / K;
+  TORCH_CHECK(members(P, B, "P", 2) == K && P.dim() == U.dim(), "P and U must hold the same members");
   auto dxw = at::empty_like(gates);
   auto dh_carry = at::zeros({B, H}, cs.options());
   auto dc_carry = at::zeros({B, H}, cs.options());
-  auto UT = U.t();
+  auto UT = rec_t(U);
   AT_DISPATCH_FLOATING_TYPES(cs.scalar_type(), "lstm_backward", [&] {
-    const scalar_t* p = P.data_ptr<scalar_t>();
+    const scalar_t* pm = P.data_ptr<scalar_t>();
     const scalar_t* c0p = c0.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
       const scalar_t* gh = dhs.data_ptr<scalar_t>() + t * B * H;
@@ -217,7 +271,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(const at::Tensor& d
       scalar_t* d = dxw.data_ptr<scalar_t>() + t * B * 4 * H;
       scalar_t* dhc = dh_carry.data_ptr<scalar_t>();
       scalar_t* dcc = dc_carry.data_ptr<scalar_t>();
-      for (int64_t b = 0; b < B; ++b)
+      for (int64_t b = 0; b < B; ++b) {
+        const scalar_t* p = pm + (b / BK) * 3 * H;  // this row's member's peepholes
         for (int64_t j = 0; j < H; ++j) {
           const int64_t k = b * H + j, q = b * 4 * H;
           scalar_t i = gt[q + j], f = gt[q + H + j], g = gt[q + 2 * H + j], o = gt[q + 3 * H + j];
@@ -231,7 +286,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(const at::Tensor& d
           d[q + j] = dai; d[q + H + j] = daf; d[q + 2 * H + j] = dag; d[q + 3 * H + j] = dao;
           dcc[k] = dc * f + dai * p[j] + daf * p[H + j];
         }
-      at::mm_out(dh_carry, dxw[t], UT);
+      }
+      rec_mm(dh_carry, dxw[t], UT);
     }
   });
   return {dxw, dh_carry, dc_carry};
