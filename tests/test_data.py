@@ -132,3 +132,16 @@ def test_locate_downloads_into_cache_when_missing(tmp_path, monkeypatch):
     # found in the cache the second time, no download needed
     src.unlink()
     assert locate(remote, root=tmp_path / "empty") == got
+
+
+def test_evaluation_batches_cap_padding_and_cover_every_sequence_once():
+    from rnnbench.data import batch_indices, padding_waste
+
+    lengths = np.random.default_rng(0).integers(5, 1500, size=700).tolist()
+    loose = batch_indices(lengths, batch_size=10**9, shuffle=False, bucket=True, max_frames=400_000)
+    tight = batch_indices(lengths, batch_size=10**9, shuffle=False, bucket=True, max_frames=400_000, max_waste=0.1)
+    for batches in (loose, tight):
+        assert sorted(i for b in batches for i in b) == list(range(700))
+        assert all(max(lengths[i] for i in b) * len(b) <= 400_000 for b in batches if len(b) > 1)
+    assert all(padding_waste(lengths, [b]) <= 0.1 for b in tight)
+    assert padding_waste(lengths, tight) < 0.1 < padding_waste(lengths, loose)

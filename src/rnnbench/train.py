@@ -50,7 +50,7 @@ FINAL_STATUSES = ("finished", "diverged")
 NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False}
 # Keys that may change between a run and its resumption (they extend or steer it, not change it).
 RESUMABLE_KEYS = ("train.max_epochs", "train.max_minutes", "train.resume", "train.threads", "train.device",
-                  "train.log_every", "data_root", "dataset.download")
+                  "train.log_every", "train.eval_max_waste", "data_root", "dataset.download")
 
 
 # --------------------------------------------------------------------------- config
@@ -85,6 +85,7 @@ def validate_config(cfg: DictConfig) -> None:
     need("train.clip_norm", lambda v: v is None or v > 0, "a positive number or null")
     need("train.weight_noise", lambda v: v >= 0, "a number >= 0")
     need("train.eval_batch_frames", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    need("train.eval_max_waste", lambda v: v is None or 0 <= v < 1, "a number in [0, 1) or null")
     need("train.max_minutes", lambda v: v is None or v > 0, "a positive number or null")
     need("cell.units", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
     need("seed", lambda v: isinstance(v, int), "an integer")
@@ -193,8 +194,10 @@ class Splits:
         self.seqs = {s: corpus[s] for s in self.NAMES}
         self.lengths = {s: corpus.lengths(s) for s in self.NAMES}
         frames = int(eval_batch_frames or cfg.train.eval_batch_frames)
+        waste = cfg.train.get("eval_max_waste")
         self.eval_batches = {
-            s: batch_indices(self.lengths[s], batch_size=10**9, shuffle=False, bucket=True, max_frames=frames)
+            s: batch_indices(self.lengths[s], batch_size=10**9, shuffle=False, bucket=True, max_frames=frames,
+                             max_waste=None if waste is None else float(waste))
             for s in self.NAMES
         }
 
@@ -229,7 +232,7 @@ class Run:
         self.history: list[dict] = []
         self.counts: dict[str, int] = {}
         self.eval_waste: dict[str, float] = {}
-        self.extra: dict[str, Any] = {}  # further summary fields (e.g. how the run was trained)
+        self.extra: dict[str, Any] = {}  # further summary fields, kept in last.pt
         self.session_start = time.perf_counter()
         self.epoch_start = self.session_start
 
@@ -247,6 +250,8 @@ class Run:
             self.state = TrainState(**ckpt["state"])
             self.history = ckpt["history"]
             self.extra = dict(ckpt.get("extra", {}))
+            if "padding_waste_eval" not in self.extra:  # (runs from before it was kept in last.pt)
+                self.extra["padding_waste_eval"] = (read_summary(self.run_dir) or {}).get("padding_waste_eval")
             log.info("resuming %s from epoch %d (%s)", self.run_dir, self.state.epoch, self.state.status)
             return ckpt
         if last.is_file():
@@ -258,6 +263,7 @@ class Run:
         """Write the configuration, log the model, and reopen a run that stopped on a budget."""
         cfg = self.cfg
         self.counts, self.eval_waste = counts, eval_waste
+        self.extra.setdefault("padding_waste_eval", eval_waste)  # (a finished run keeps what it measured)
         cfg_text = OmegaConf.to_yaml(cfg, resolve=True)
         path = self.run_dir / "config.yaml"
         if not path.is_file() or path.read_text() != cfg_text:
@@ -312,6 +318,7 @@ class Run:
         for s in Splits.NAMES:
             row[f"{s}_nll"] = nll[s]
         self.history.append(row)
+        self.extra["padding_waste_eval"] = self.eval_waste
         if not math.isfinite(row["valid_nll"]):
             state.status, state.stop_reason = "diverged", "non-finite validation NLL"
         elif row["valid_nll"] < state.best_valid:
@@ -340,8 +347,7 @@ class Run:
             "epochs": state.epoch, "updates": state.updates, "skipped_updates": state.skipped_updates,
             "wall_seconds": round(state.wall_seconds, 3),
             "fingerprint": self.fingerprint,
-            "padding_waste_eval": self.eval_waste,
-            **self.extra,
+            **self.extra,  # padding_waste_eval: padding in the evaluation batches; stacked_members
         }
 
     def persist(self, payload: Mapping[str, Any], result: dict | None = None) -> None:

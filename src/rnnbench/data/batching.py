@@ -67,13 +67,15 @@ def batch_indices(
     generator: torch.Generator | None = None,
     bucket: bool = True,
     max_frames: int | None = None,
+    max_waste: float | None = None,
 ) -> list[list[int]]:
     """Group sequence indices into batches.
 
     With ``bucket`` the sequences are sorted by length before grouping (much less
     padding); with ``shuffle`` the order inside equal lengths and the order of the
     batches are random (drawn from ``generator``).  ``max_frames`` caps
-    ``batch rows x longest sequence`` of each batch (used for evaluation).
+    ``batch rows x longest sequence`` of each batch, and ``max_waste`` the fraction of padded
+    frames in it (both used for evaluation, where a batch holds as many sequences as fit).
     """
     n = len(lengths)
     if batch_size < 1:
@@ -87,14 +89,17 @@ def batch_indices(
         order = order[np.argsort(lengths[order], kind="stable")]
     batches: list[list[int]] = []
     cur: list[int] = []
-    longest = 0
+    longest = real = 0
     for i in order:
-        grown = max(longest, int(lengths[i]))
-        if cur and (len(cur) >= batch_size or (max_frames and grown * (len(cur) + 1) > max_frames)):
+        n = int(lengths[i])
+        grown = max(longest, n)
+        padded = grown * (len(cur) + 1)
+        if cur and (len(cur) >= batch_size or (max_frames and padded > max_frames)
+                    or (max_waste is not None and 1 - (real + n) / padded > max_waste)):
             batches.append(cur)
-            cur, grown = [], int(lengths[i])
+            cur, grown, real = [], n, 0
         cur.append(int(i))
-        longest = grown
+        longest, real = grown, real + n
     if cur:
         batches.append(cur)
     if shuffle and bucket:
