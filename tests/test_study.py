@@ -121,6 +121,35 @@ def test_launchers(toy_mat, tmp_path, launcher):
     assert all(s["status"] == "finished" and s["epochs"] == 2 and s["units"] == 6 for s, _ in got.values())
 
 
+@pytest.mark.slow
+def test_stacked_launcher_matches_the_basic_launcher(toy_mat, tmp_path):
+    """hydra/launcher=stacked: same run directories and numbers (to rounding) as one job at a time."""
+    base = ["train.max_epochs=3", "cell=gru,lstm", "search.draw=0,1,2"]
+    ref = subprocess.run(sweep_cmd(toy_mat, base), env=run_env(tmp_path, "basic"), capture_output=True, text=True,
+                         timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    stacked_cmd = sweep_cmd(toy_mat, base + ["hydra/launcher=stacked", "hydra.launcher.n_jobs=2"])
+    env = run_env(tmp_path, "stacked")
+    p = subprocess.run(stacked_cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    expected, got = sweep_results(tmp_path / "basic"), sweep_results(tmp_path / "stacked")
+    assert sorted(got) == sorted(expected) and len(got) == 6
+    for run, (summary, rows) in got.items():
+        assert summary["stacked_members"] == 3
+        assert (tmp_path / "stacked" / "sweeps" / "quick_jsb" / run / ".hydra" / "overrides.yaml").is_file()
+        ref_summary, ref_rows = expected[run]
+        assert summary["epochs"] == ref_summary["epochs"] == 3 and summary["lr"] == ref_summary["lr"]
+        assert summary["valid_nll"] == pytest.approx(ref_summary["valid_nll"], rel=1e-4)
+        for a, b in zip(rows, ref_rows):
+            assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-4)
+    logs = sorted(p.name for p in (tmp_path / "stacked" / "sweeps" / "quick_jsb" / "toy").rglob("stack-*.log"))
+    assert len(logs) == 2
+    # the report reads it like any sweep; the same command again trains nothing
+    again = subprocess.run(stacked_cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "epoch   1" not in again.stderr + again.stdout
+    assert sweep_results(tmp_path / "stacked") == got
+
+
 # ----------------------------------------------------------------------------- report
 
 def fake_run(sweep: Path, dataset, cell, draw, seed, lr, valid, test, train=None, status="finished", epochs=3):

@@ -366,6 +366,7 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
     proto_opt = make_optimizer(proto.parameters(), cfg.optim)
     for m in members:
         m.run.extra["stacked_members"] = K0
+        m.run.label = f"lr {float(m.run.cfg.optim.lr):.3g}  "
     log.info("%s/%s: training %d runs as one stack (lr %s)", cfg.dataset.name, cfg.cell.name, K0,
              ", ".join(f"{float(m.run.cfg.optim.lr):.3g}" for m in members))
 

@@ -233,6 +233,7 @@ class Run:
         self.counts: dict[str, int] = {}
         self.eval_waste: dict[str, float] = {}
         self.extra: dict[str, Any] = {}  # further summary fields, kept in last.pt
+        self.label = ""  # prefix of this run's log lines (set where several runs log together)
         self.session_start = time.perf_counter()
         self.epoch_start = self.session_start
 
@@ -329,7 +330,8 @@ class Run:
             state.bad_epochs += 1
             if state.bad_epochs >= int(self.tcfg.patience):
                 state.status, state.stop_reason = "finished", "early_stopping"
-        log.info("epoch %3d  updates %6d  %6.1fs  train %.4f  valid %.4f  test %.4f%s", state.epoch, state.updates,
+        log.info("%sepoch %3d  updates %6d  %6.1fs  train %.4f  valid %.4f  test %.4f%s", self.label, state.epoch,
+                 state.updates,
                  seconds, row["train_nll"], row["valid_nll"], row["test_nll"],
                  "  *" if state.best_epoch == state.epoch else "")
 
