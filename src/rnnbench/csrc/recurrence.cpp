@@ -38,31 +38,64 @@ int64_t members(const at::Tensor& W, int64_t rows, const char* name, int64_t dim
   return K;
 }
 
-// out (R, N) = h (R, H) @ U, where U is (H, N) or K members' (K, H, N) acting on K row blocks.
-// ``out`` and ``h`` may be column slices of wider rows (row stride > width).
-void rec_mm(at::Tensor out, const at::Tensor& h, const at::Tensor& U) {
-  if (U.dim() == 2) {
-    at::mm_out(out, h, U);
-    return;
+// Rows per member up to which the recurrent product is a hand-written loop rather than a BLAS
+// call: at the paper's batch of one sequence a step multiplies a single row (per member), where
+// a library call costs more in overhead than the arithmetic, and the loop below vectorizes.
+constexpr int64_t kSmallRows = 8;
+
+// o[r, :] = (init ? init[r, :] : 0) + h[r, :] @ U for ``rows`` rows; U (H, N) with row stride ldu.
+template <typename T>
+void small_mm(T* __restrict__ out, int64_t ldo, const T* __restrict__ h, int64_t ldh, const T* __restrict__ U,
+              int64_t ldu, const T* __restrict__ init, int64_t ldi, int64_t rows, int64_t H, int64_t N) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* __restrict__ o = out + r * ldo;
+    if (init) {
+      for (int64_t j = 0; j < N; ++j) o[j] = init[r * ldi + j];
+    } else {
+      for (int64_t j = 0; j < N; ++j) o[j] = T(0);
+    }
+    const T* hr = h + r * ldh;
+    for (int64_t i = 0; i < H; ++i) {
+      const T a = hr[i];
+      const T* __restrict__ u = U + i * ldu;
+      for (int64_t j = 0; j < N; ++j) o[j] += a * u[j];
+    }
   }
-  const int64_t K = U.size(0), R = h.size(0);
-  at::Tensor o = out.view({K, R / K, out.size(1)});
-  at::bmm_out(o, h.view({K, R / K, h.size(1)}), U);
 }
 
-// out = xw + h @ U (addmm), with the same member convention.
+// out (R, N) = [xw +] h (R, H) @ U, where U is (H, N) or K members' (K, H, N) acting on K row
+// blocks.  ``out``, ``xw`` and ``h`` may be column slices of wider rows (row stride > width).
+void rec_product(at::Tensor out, const at::Tensor* xw, const at::Tensor& h, const at::Tensor& U) {
+  const int64_t K = U.dim() == 2 ? 1 : U.size(0), R = h.size(0), BK = R / K, H = h.size(1), N = out.size(1);
+  const bool dense = U.stride(-1) == 1 && out.stride(1) == 1 && h.stride(1) == 1 && (!xw || xw->stride(1) == 1);
+  if (BK <= kSmallRows && dense) {
+    AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rec_product", [&] {
+      const int64_t uk = U.dim() == 2 ? 0 : U.stride(0);
+      for (int64_t k = 0; k < K; ++k)
+        small_mm<scalar_t>(out.data_ptr<scalar_t>() + k * BK * out.stride(0), out.stride(0),
+                           h.data_ptr<scalar_t>() + k * BK * h.stride(0), h.stride(0),
+                           U.data_ptr<scalar_t>() + k * uk, U.stride(-2),
+                           xw ? xw->data_ptr<scalar_t>() + k * BK * xw->stride(0) : nullptr,
+                           xw ? xw->stride(0) : 0, BK, H, N);
+    });
+    return;
+  }
+  if (U.dim() == 2) {
+    if (xw) at::addmm_out(out, *xw, h, U); else at::mm_out(out, h, U);
+    return;
+  }
+  at::Tensor o = out.view({K, BK, N});
+  if (xw) at::baddbmm_out(o, xw->view({K, BK, N}), h.view({K, BK, H}), U);
+  else at::bmm_out(o, h.view({K, BK, H}), U);
+}
+
+void rec_mm(at::Tensor out, const at::Tensor& h, const at::Tensor& U) { rec_product(out, nullptr, h, U); }
 void rec_addmm(at::Tensor out, const at::Tensor& xw, const at::Tensor& h, const at::Tensor& U) {
-  if (U.dim() == 2) {
-    at::addmm_out(out, xw, h, U);
-    return;
-  }
-  const int64_t K = U.size(0), R = h.size(0);
-  at::Tensor o = out.view({K, R / K, out.size(1)});
-  at::baddbmm_out(o, xw.view({K, R / K, xw.size(1)}), h.view({K, R / K, h.size(1)}), U);
+  rec_product(out, &xw, h, U);
 }
 
-// The recurrent weights transposed for the backward pass: (N, H) or (K, N, H).
-at::Tensor rec_t(const at::Tensor& U) { return U.transpose(-1, -2); }
+// The recurrent weights transposed for the backward pass, made contiguous: (N, H) or (K, N, H).
+at::Tensor rec_t(const at::Tensor& U) { return U.transpose(-1, -2).contiguous(); }
 
 // Columns [start, start + n) of every member's weights.
 at::Tensor cols(const at::Tensor& U, int64_t start, int64_t n) { return U.narrow(-1, start, n); }
