@@ -3,11 +3,14 @@
     python scripts/bench_step.py                     # music size, batch 32 x length 200, CPU
     python scripts/bench_step.py --task speech --batch 32 --length 200
     python scripts/bench_step.py --device cuda
+    python scripts/bench_step.py --batch 1 --members 10   # also: 10 runs stacked (rnnbench.stack)
 
 "fused" is what rnnbench runs (the compiled CPU recurrences where available), "reference" the
 plain PyTorch loop of rnnbench.cells.  Our cells are the paper's (peephole LSTM, reset-before GRU); nn.LSTM has no peepholes and nn.GRU
 applies the reset gate after the product, so the built-ins are a speed yardstick, not a
-substitute.  All numbers come from this one run; ratios = ours / built-in (lower is better).
+substitute.  With ``--members K`` it also times one step of K stacked members (the runs of a
+learning-rate search trained as one model, rnnbench.stack) and reports the time per member.
+All numbers come from this one run; ratios = ours / built-in (lower is better).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch import nn
 from rnnbench import fused
 from rnnbench.model import SequenceModel
 from rnnbench.sizes import INPUT_SIZE, PAPER_TABLE1
+from rnnbench.stack import StackedModel
 
 BUILTIN = {"tanh": lambda d, h: nn.RNN(d, h, nonlinearity="tanh"), "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -56,6 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cells", nargs="*", default=["tanh", "gru", "lstm"])
+    ap.add_argument("--members", type=int, default=0, help="also time K stacked members (0: no)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,8 +79,10 @@ def main(argv=None) -> int:
 
     print(f"# one training step, {args.task} size, batch {args.batch} x length {args.length}, "
           f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
+    K = args.members
+    stacked_head = f"{f'stack of {K}, ms/member':>24}{'stack/built-in':>16}" if K else ""
     print(f"{'cell':<6}{'units':>6}{'fused ms':>10}{'reference ms':>14}{'built-in ms':>13}"
-          f"{'fused/built-in':>16}{'reference/built-in':>20}")
+          f"{'fused/built-in':>16}{'reference/built-in':>20}{stacked_head}")
     for cell in args.cells:
         units = PAPER_TABLE1[args.task][cell][0]
         torch.manual_seed(0)
@@ -91,8 +98,15 @@ def main(argv=None) -> int:
         head = nn.Linear(units, out).to(device)
         ref_t = time_step(lambda: loss_of(ref(x)[0], head), list(ref.parameters()) + list(head.parameters()),
                           device, args.repeats, args.warmup)
+        stacked = ""
+        if K:
+            stack = StackedModel(ours, K).to(device)
+            # (a Bernoulli NLL for both tasks: the head's cost is not what is compared)
+            st = time_step(lambda: stack.frame_nll(x, y).mean(), list(stack.parameters()), device,
+                           args.repeats, args.warmup) / K
+            stacked = f"{st * 1e3:>24.2f}{st / ref_t:>16.2f}"
         print(f"{cell:<6}{units:>6}{ours_t * 1e3:>10.1f}{ref_loop_t * 1e3:>14.1f}{ref_t * 1e3:>13.1f}"
-              f"{ours_t / ref_t:>16.2f}{ref_loop_t / ref_t:>20.2f}")
+              f"{ours_t / ref_t:>16.2f}{ref_loop_t / ref_t:>20.2f}{stacked}")
     return 0
 
 

@@ -113,3 +113,19 @@ def test_pairs_of_inputs_and_targets_are_batched_as_given():
     torch.testing.assert_close(batch.inputs[:3, 1], torch.from_numpy(items[1][0]).float())
     torch.testing.assert_close(batch.targets[:5, 0], torch.from_numpy(items[0][1]).float())
     assert batch.mask.sum() == 8 and batch.inputs[3:, 1].abs().sum() == 0
+
+
+def test_bernoulli_nll_equals_binary_cross_entropy():
+    import torch.nn.functional as F
+
+    from rnnbench.model import BernoulliHead
+
+    torch.manual_seed(0)
+    head = BernoulliHead(5, 88).double()
+    with torch.no_grad():
+        head.linear.weight.mul_(40)  # logits from about -100 to 100: both tails
+    h = torch.randn(7, 3, 5, dtype=torch.float64)
+    y = (torch.rand(7, 3, 88) < 0.3).double()
+    ref = F.binary_cross_entropy_with_logits(head(h), y, reduction="none").sum(-1)
+    assert float(head(h).abs().max()) > 50
+    torch.testing.assert_close(head.nll(h, y), ref, rtol=1e-12, atol=1e-9)
