@@ -115,7 +115,7 @@ class StackedModel(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(w.detach().index_select(0, idx)) for w in self.weights)
 
     def _fused_features(self, inputs: Tensor) -> Tensor | None:
-        """All members' recurrent features ``(T, K, B, H)`` through the fused kernels, or ``None``."""
+        """All members' recurrent features ``(K, T, B, H)`` through the fused kernels, or ``None``."""
         cell = self.proto.cell
         if type(cell).fused is RecurrentCell.fused or not fused.use_fused(inputs):
             return None
@@ -131,7 +131,7 @@ class StackedModel(nn.Module):
         out = cell.fused(xw, cell.init_state(K * B, xw), weights=weights)
         if out is None:
             return None
-        return out[0].view(T, K, B, -1)
+        return out[0].view(T, K, B, -1).transpose(0, 1).contiguous()  # (the head's products want members first)
 
     def frame_nll(self, inputs: Tensor, targets: Tensor) -> Tensor:
         """Every member's NLL of every frame, ``(T, K, B)``; padded frames must be masked."""
@@ -143,7 +143,7 @@ class StackedModel(nn.Module):
             return vmap(lambda q: functional_call(member, q, (inputs, targets)), out_dims=1)(p)
         head = _HeadNLL(self.proto.head)
         hp = {n: w for n, w in params.items() if n.startswith("head.")}
-        return vmap(lambda q, hk: functional_call(head, q, (hk, targets)), in_dims=(0, 1), out_dims=1)(hp, h)
+        return vmap(lambda q, hk: functional_call(head, q, (hk, targets)), in_dims=(0, 0), out_dims=1)(hp, h)
 
 
 # --------------------------------------------------------------------------- optimizer
