@@ -98,14 +98,15 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
         else:
             work += [(g[k:k + cap] if cap else g, None) for k in range(0, len(g), cap or len(g))]
     work = [(idx, jobs[idx[0]][3].parent / f"stack-{initial_job_idx + idx[0]}.log") for idx, _ in work]
+    verbose = bool(config.hydra.verbose)
+    args = [([jobs[i][2] for i in idx], [jobs[i][3] for i in idx], log_file, cap, verbose) for idx, log_file in work]
+    n_jobs = int(launcher.n_jobs)
+    n_jobs = n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)  # -1: every core, as joblib
     log.info("Launching %d jobs as %d stacks (at most %s runs each), %d at a time", len(jobs), len(work),
-             cap or "all", launcher.n_jobs)
+             cap or "all", n_jobs)
     for idx, log_file in work:
         lrs = ", ".join(" ".join(filter_overrides(jobs[i][0])) for i in idx)
         log.info("\tstack of %d -> %s : %s", len(idx), log_file.parent, lrs)
-    verbose = bool(config.hydra.verbose)
-    args = [([jobs[i][2] for i in idx], [jobs[i][3] for i in idx], log_file, cap, verbose) for idx, log_file in work]
-    n_jobs = max(1, int(launcher.n_jobs))
     if n_jobs == 1 or len(args) == 1:
         outcomes = [_run_group(*a) for a in args]
     else:

@@ -1,11 +1,11 @@
 """Hydra launcher ``stacked``: a multirun's jobs that differ only in learning rate train together.
 
     rnnbench-train -m experiment=chung2014_music hydra/launcher=stacked
-    rnnbench-train -m experiment=chung2014_music hydra/launcher=stacked hydra.launcher.n_jobs=2
+    rnnbench-train -m experiment=chung2014_music hydra/launcher=stacked hydra.launcher.n_jobs=1
 
 Jobs whose configurations are equal but for ``optim.lr``/``search.draw`` (the draws of one
-dataset x cell x seed) form a stack (``rnnbench.stack``); stacks run ``n_jobs`` at a time, one
-process each.  Every job gets the run directory, ``.hydra`` files and results it would get from
+dataset x cell x seed) form a stack (``rnnbench.stack``); stacks run ``n_jobs`` at a time (default:
+one per core), one process each.  Every job gets the run directory, ``.hydra`` files and results it would get from
 the basic launcher, and an interrupted sweep resumes the same way.  (Hydra finds launchers only
 in the ``hydra_plugins`` package; the work is done in ``rnnbench.launch``.)
 """
@@ -19,7 +19,7 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class StackedLauncherConf:
     _target_: str = "hydra_plugins.rnnbench_stacked_launcher.stacked_launcher.StackedLauncher"
-    n_jobs: int = 1  # stacks trained at the same time, one process each (one per core)
+    n_jobs: int = -1  # stacks trained at the same time, one process each; -1: one per core
     max_members: Optional[int] = 10  # runs per stack; a larger group is split
     min_members: int = 2  # groups smaller than this run one job at a time, as the basic launcher would
 
