@@ -14,9 +14,10 @@ Every member writes the same run directory, with the same numbers (to rounding; 
 runs.  ``summary.json`` adds ``stacked_members`` (the stack's size when the run started) and
 ``wall_seconds`` is the stack's time, shared by its members.
 
-Use it through the ``stacked`` Hydra launcher (``hydra/launcher=stacked``) or
-:func:`train_stack`.  It pays at small batches (the paper's batch of 1); see
-``scripts/bench_stack.py`` for the measured speed-up.
+Use it through the ``stacked`` Hydra launcher (``hydra/launcher=stacked``, the default of the music
+experiments) or :func:`train_stack`.  It pays at small batches (the paper's batch of 1), where
+overhead, not arithmetic, sets the pace; ``scripts/bench_sweep.py`` and ``scripts/bench_step.py
+--members K`` measure it.
 """
 
 from __future__ import annotations
