@@ -150,6 +150,42 @@ def test_stacked_launcher_matches_the_basic_launcher(toy_mat, tmp_path):
     assert sweep_results(tmp_path / "stacked") == got
 
 
+@pytest.mark.slow
+def test_killed_stacked_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp_path):
+    extra = ["train.max_epochs=8", "cell=gru", "search.draw=0,1,2", "hydra/launcher=stacked"]
+    ref = subprocess.run(sweep_cmd(toy_mat, extra), env=run_env(tmp_path, "ref"), capture_output=True, text=True,
+                         timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    expected = sweep_results(tmp_path / "ref")
+    assert len(expected) == 3
+
+    env = run_env(tmp_path, "killed")
+    proc = subprocess.Popen(sweep_cmd(toy_mat, extra), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    sweep = tmp_path / "killed" / "sweeps" / "quick_jsb"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill -9 (workers included) once the stack is a few epochs in
+        rows = list(sweep.glob("toy/gru/*/metrics.csv"))
+        if rows and len(rows[0].read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any(s["status"] == "running" for s, _ in sweep_results(tmp_path / "killed").values())
+
+    again = subprocess.run(sweep_cmd(toy_mat, extra), env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    got = sweep_results(tmp_path / "killed")
+    assert sorted(got) == sorted(expected)
+    for run, (summary, rows) in got.items():
+        assert summary["status"] == "finished" and summary["epochs"] == 8
+        assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+        for a, b in zip(rows, expected[run][1]):  # the same numbers, to rounding (see stack.py)
+            assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
+            assert int(a["updates"]) == int(b["updates"])
+    assert not list(sweep.rglob("*.tmp"))
+
+
 # ----------------------------------------------------------------------------- report
 
 def fake_run(sweep: Path, dataset, cell, draw, seed, lr, valid, test, train=None, status="finished", epochs=3):
