@@ -76,7 +76,7 @@ def _run_group(cfgs: list[DictConfig], dirs: list[Path], log_file: Path, max_mem
 
 
 def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    from rnnbench.stack import group_for_stacks
+    from rnnbench.stack import MEMBER_KEYS, group_for_stacks
 
     setup_globals()
     config = launcher.config
@@ -105,8 +105,10 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
     log.info("Launching %d jobs as %d stacks (at most %s runs each), %d at a time", len(jobs), len(work),
              cap or "all", n_jobs)
     for idx, log_file in work:
-        lrs = ", ".join(" ".join(filter_overrides(jobs[i][0])) for i in idx)
-        log.info("\tstack of %d -> %s : %s", len(idx), log_file.parent, lrs)
+        own = [[o for o in filter_overrides(jobs[i][0]) if o.split("=", 1)[0].lstrip("+~") in MEMBER_KEYS]
+               for i in idx]
+        log.info("\tstack of %d in %s (%s)", len(idx), log_file.parent,
+                 "; ".join(" ".join(o) for o in own) or "one run")
     if n_jobs == 1 or len(args) == 1:
         outcomes = [_run_group(*a) for a in args]
     else:
