@@ -290,6 +290,7 @@ class _Member:
     def __init__(self, run: Run, ckpt: dict | None, shuffle_gen, noise_gen):
         self.run, self.ckpt = run, ckpt
         self.shuffle_gen, self.noise_gen = shuffle_gen, noise_gen
+        self.result: dict | None = None  # the summary, once the run has stopped
 
     def progress_key(self) -> tuple:
         """Members train together only from the same point: same epoch, same random streams."""
@@ -345,6 +346,9 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
             _train_members(group[i:i + cap], proto, data, device)
     results = []
     for m in members:
+        if m.result is not None:
+            results.append(m.result)
+            continue
         if m.ckpt is None and not m.run.history:  # never trained (max_epochs=0): nothing to resume from
             m.ckpt = {"model": proto.state_dict(), "optimizer": make_optimizer(proto.parameters(), m.run.cfg.optim).state_dict(),
                       "shuffle_rng": m.shuffle_gen.get_state(), "noise_rng": m.noise_gen.get_state(),
@@ -377,8 +381,9 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
                 "torch_rng": torch.get_rng_state()}
 
     def drop(gone: list[int]) -> None:
-        for k in gone:
-            members[k].ckpt = payload(k)  # what finish() writes if nothing more happens to it
+        for k in gone:  # a member that stops is written out as finished at once, as it would be alone
+            members[k].ckpt = payload(k)
+            members[k].result = members[k].run.finish(members[k].ckpt)
         keep = [k for k in range(len(members)) if k not in gone]
         model.keep(keep)
         opt.keep(keep, model.weights)
@@ -440,7 +445,6 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
             if gone:
                 for k in gone:
                     members[k].run.diverged(time.perf_counter() - t0)
-                    members[k].run.persist(payload(k))
                 keep = [k for k in range(K) if k not in gone]
                 loss_sum = [loss_sum[k] for k in keep]
                 skipped = [skipped[k] for k in keep]
