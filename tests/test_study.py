@@ -65,6 +65,21 @@ def sweep_results(root: Path) -> dict:
     return out
 
 
+def kill_sweep_when(cmd, env, sweep: Path, epochs_done: int) -> None:
+    """Start the sweep ``cmd`` and kill -9 its whole process group once a gru run has finished
+    ``epochs_done`` epochs."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        rows = list(sweep.glob("toy/gru/*/metrics.csv"))
+        if rows and len(rows[0].read_text().splitlines()) > epochs_done:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp_path):
     epochs = "train.max_epochs=8"
@@ -75,18 +90,9 @@ def test_killed_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp_path):
     assert len(expected) == 3
 
     env = run_env(tmp_path, "killed")
-    proc = subprocess.Popen(sweep_cmd(toy_mat, [epochs]), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
     sweep = tmp_path / "killed" / "sweeps" / "quick_jsb"
-    deadline = time.time() + 300
-    # wait until the second run (gru) is part-way through, then kill -9 the whole sweep
-    while time.time() < deadline:
-        rows = list(sweep.glob("toy/gru/*/metrics.csv"))
-        if rows and len(rows[0].read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # once the second run (gru) is part-way through, kill -9 the whole sweep
+    kill_sweep_when(sweep_cmd(toy_mat, [epochs]), env, sweep, epochs_done=2)
     partial = sweep_results(tmp_path / "killed")
     assert any(s["status"] == "running" for s, _ in partial.values())
 
@@ -160,17 +166,8 @@ def test_killed_stacked_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp
     assert len(expected) == 3
 
     env = run_env(tmp_path, "killed")
-    proc = subprocess.Popen(sweep_cmd(toy_mat, extra), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
     sweep = tmp_path / "killed" / "sweeps" / "quick_jsb"
-    deadline = time.time() + 300
-    while time.time() < deadline:  # kill -9 (workers included) once the stack is a few epochs in
-        rows = list(sweep.glob("toy/gru/*/metrics.csv"))
-        if rows and len(rows[0].read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_sweep_when(sweep_cmd(toy_mat, extra), env, sweep, epochs_done=3)  # (stack workers included)
     assert any(s["status"] == "running" for s, _ in sweep_results(tmp_path / "killed").values())
 
     again = subprocess.run(sweep_cmd(toy_mat, extra), env=env, capture_output=True, text=True, timeout=600)
