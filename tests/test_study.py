@@ -65,6 +65,10 @@ def sweep_results(root: Path) -> dict:
     return out
 
 
+# Toy epochs take milliseconds: enough of them that the kill lands while runs are unfinished.
+KILL_EPOCHS = 30
+
+
 def kill_sweep_when(cmd, env, sweep: Path, epochs_done: int) -> None:
     """Start the sweep ``cmd`` and kill -9 its whole process group once a gru run has finished
     ``epochs_done`` epochs."""
@@ -82,7 +86,7 @@ def kill_sweep_when(cmd, env, sweep: Path, epochs_done: int) -> None:
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp_path):
-    epochs = "train.max_epochs=8"
+    epochs = f"train.max_epochs={KILL_EPOCHS}"
     ref = subprocess.run(sweep_cmd(toy_mat, [epochs]), env=run_env(tmp_path, "ref"), capture_output=True, text=True,
                          timeout=600)
     assert ref.returncode == 0, ref.stderr
@@ -101,8 +105,8 @@ def test_killed_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp_path):
     got = sweep_results(tmp_path / "killed")
     assert sorted(got) == sorted(expected)
     for run, (summary, rows) in got.items():
-        assert summary["status"] == "finished" and summary["epochs"] == 8
-        assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+        assert summary["status"] == "finished" and summary["epochs"] == KILL_EPOCHS
+        assert [int(r["epoch"]) for r in rows] == list(range(1, KILL_EPOCHS + 1))
         assert rows == expected[run][1]  # identical numbers to the uninterrupted sweep
     assert not list(sweep.rglob("*.tmp"))
 
@@ -158,7 +162,7 @@ def test_stacked_launcher_matches_the_basic_launcher(toy_mat, tmp_path):
 
 @pytest.mark.slow
 def test_killed_stacked_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp_path):
-    extra = ["train.max_epochs=8", "cell=gru", "search.draw=0,1,2", "hydra/launcher=stacked"]
+    extra = [f"train.max_epochs={KILL_EPOCHS}", "cell=gru", "search.draw=0,1,2", "hydra/launcher=stacked"]
     ref = subprocess.run(sweep_cmd(toy_mat, extra), env=run_env(tmp_path, "ref"), capture_output=True, text=True,
                          timeout=600)
     assert ref.returncode == 0, ref.stderr[-3000:]
@@ -175,8 +179,8 @@ def test_killed_stacked_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp
     got = sweep_results(tmp_path / "killed")
     assert sorted(got) == sorted(expected)
     for run, (summary, rows) in got.items():
-        assert summary["status"] == "finished" and summary["epochs"] == 8
-        assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+        assert summary["status"] == "finished" and summary["epochs"] == KILL_EPOCHS
+        assert [int(r["epoch"]) for r in rows] == list(range(1, KILL_EPOCHS + 1))
         for a, b in zip(rows, expected[run][1]):  # the same numbers, to rounding (see stack.py)
             assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
             assert int(a["updates"]) == int(b["updates"])
