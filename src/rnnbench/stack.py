@@ -36,6 +36,7 @@ from torch.func import functional_call, vmap
 
 from . import fused
 from .cells import RecurrentCell
+from .data import iterate
 from .errors import ConfigError
 from .model import SequenceModel
 from .train import Run, Splits, make_generators, make_optimizer, resolve_device, train
@@ -234,8 +235,6 @@ def clip_members(params: Sequence[nn.Parameter], max_norm: float | None) -> Tens
 @torch.no_grad()
 def evaluate_members(model: StackedModel, seqs, batches, device) -> list[float]:
     """Every member's NLL per frame over a whole split (no autograd graph)."""
-    from .data import iterate
-
     total = torch.zeros(model.members, dtype=torch.float64)
     frames = 0
     for batch in iterate(seqs, batches):
@@ -349,11 +348,12 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
         if m.result is not None:
             results.append(m.result)
             continue
-        if m.ckpt is None and not m.run.history:  # never trained (max_epochs=0): nothing to resume from
-            m.ckpt = {"model": proto.state_dict(), "optimizer": make_optimizer(proto.parameters(), m.run.cfg.optim).state_dict(),
+        if m.ckpt is None:  # never trained (max_epochs=0): what it would resume from
+            m.ckpt = {"model": proto.state_dict(),
+                      "optimizer": make_optimizer(proto.parameters(), m.run.cfg.optim).state_dict(),
                       "shuffle_rng": m.shuffle_gen.get_state(), "noise_rng": m.noise_gen.get_state(),
                       "torch_rng": torch.get_rng_state()}
-        results.append(m.run.finish(m.ckpt if m.ckpt is not None else {}))
+        results.append(m.run.finish(m.ckpt))
     return results
 
 
@@ -404,7 +404,7 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
         batches = data.train_batches(tcfg, shuffle_gen)
         K = len(members)
         loss_sum, skipped, loss_frames = [0.0] * K, [0] * K, [0] * K
-        for batch in _iterate(data, batches):
+        for batch in iterate(data.seqs["train"], batches):
             batch = batch.to(device)
             noisy = [model.weights[i] for i in model.noisy]
             saved = [w.detach().clone() for w in noisy] if noise_std > 0 else []
@@ -462,9 +462,3 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
         ended = [k for k, m in enumerate(members) if not m.run.running]
         if ended:
             drop(ended)
-
-
-def _iterate(data: Splits, batches):
-    from .data import iterate
-
-    return iterate(data.seqs["train"], batches)
