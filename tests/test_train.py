@@ -218,3 +218,13 @@ def test_neutral_new_options_keep_old_runs_resumable(toy_cfg):
     del as_dict["train"]["skip_nonfinite"]  # a run configured before the option existed
     assert config_fingerprint(OmegaConf.create(as_dict)) == with_default
     assert config_fingerprint(OmegaConf.merge(toy_cfg, {"train": {"skip_nonfinite": True}})) != with_default
+
+
+def test_a_write_killed_midway_leaves_nothing_behind_on_resume(toy_cfg, tmp_path):
+    """kill -9 during an atomic write leaves its temporary file; the next start removes it."""
+    run = tmp_path / "r"
+    train(OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 1}}), run)
+    (run / ".last.pt.x1y2z3.tmp").write_bytes(b"half a checkpoint")
+    summary = train(toy_cfg, run)
+    assert summary["epochs"] == 3
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]

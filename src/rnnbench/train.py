@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .data import batch_indices, iterate, load_dataset, padding_waste
 from .errors import ConfigError
-from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text
+from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text, remove_stale_temporaries
 from .model import SequenceModel
 from .runs import read_summary
 
@@ -240,6 +240,8 @@ class Run:
     # ---- starting
     def checkpoint(self, device) -> dict | None:
         """The checkpoint to resume from (``None``: start afresh), after checking it belongs here."""
+        for tmp in remove_stale_temporaries(self.run_dir):  # (a run directory has one writer at a time)
+            log.info("removed %s, left by an interrupted write", tmp)
         last = self.run_dir / "last.pt"
         if last.is_file() and self.tcfg.get("resume", True):
             ckpt = torch.load(last, map_location=device, weights_only=False)
