@@ -91,13 +91,11 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
         HydraConfig.instance().cfg = orig
     groups = group_for_stacks([task for _, _, task, _ in jobs])
     cap = launcher.max_members
-    work = []  # (job indices, log file)
+    stacks = []  # job indices of each stack: groups split at `cap`; groups too small run one job each
     for g in groups:
-        if len(g) < max(1, launcher.min_members):
-            work += [([i], None) for i in g]
-        else:
-            work += [(g[k:k + cap] if cap else g, None) for k in range(0, len(g), cap or len(g))]
-    work = [(idx, jobs[idx[0]][3].parent / f"stack-{initial_job_idx + idx[0]}.log") for idx, _ in work]
+        size = 1 if len(g) < max(1, launcher.min_members) else (cap or len(g))
+        stacks += [g[k:k + size] for k in range(0, len(g), size)]
+    work = [(idx, jobs[idx[0]][3].parent / f"stack-{initial_job_idx + idx[0]}.log") for idx in stacks]
     verbose = bool(config.hydra.verbose)
     args = [([jobs[i][2] for i in idx], [jobs[i][3] for i in idx], log_file, cap, verbose) for idx, log_file in work]
     n_jobs = int(launcher.n_jobs)

@@ -39,7 +39,7 @@ from .cells import RecurrentCell
 from .data import iterate
 from .errors import ConfigError
 from .model import SequenceModel
-from .train import Run, Splits, make_generators, make_optimizer, resolve_device, train
+from .train import Run, Splits, make_generators, make_optimizer, resolve_device, train, weight_noise
 
 log = logging.getLogger("rnnbench.stack")
 
@@ -326,13 +326,14 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
     proto = SequenceModel.for_corpus(first.cell.name, int(first.cell.units), data.corpus).to(device)
     counts = proto.param_counts()
     members = []
+    eval_waste = data.eval_waste()
     for run in runs:
         shuffle_gen, noise_gen = make_generators(first.seed)
         ckpt = run.checkpoint(device)
         if ckpt is not None:
             shuffle_gen.set_state(ckpt["shuffle_rng"])
             noise_gen.set_state(ckpt["noise_rng"])
-        run.start(counts, data.eval_waste())
+        run.start(counts, eval_waste)
         members.append(_Member(run, ckpt, shuffle_gen, noise_gen))
 
     # members at the same point train together; a member that is already done is only finalized
@@ -406,22 +407,12 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
         loss_sum, skipped, loss_frames = [0.0] * K, [0] * K, [0] * K
         for batch in iterate(data.seqs["train"], batches):
             batch = batch.to(device)
-            noisy = [model.weights[i] for i in model.noisy]
-            saved = [w.detach().clone() for w in noisy] if noise_std > 0 else []
-            if noise_std > 0:  # every member draws what it would draw alone: the same stream
-                with torch.no_grad():
-                    for w in noisy:
-                        noise = torch.randn(w.shape[1:], generator=noise_gen, dtype=w.dtype, device="cpu")
-                        w.add_(noise.to(w.device), alpha=noise_std)
-            try:
+            # every member draws what it would draw alone: the same stream
+            with weight_noise([model.weights[i] for i in model.noisy], noise_std, noise_gen, lead=1):
                 nll = model.frame_nll(batch.inputs, batch.targets)
                 loss_total = nll.permute(1, 0, 2)[:, batch.mask].sum(1)  # (K,)
                 opt.zero_grad()
                 (loss_total / batch.frames).sum().backward()
-            finally:
-                with torch.no_grad():
-                    for w, s in zip(noisy, saved):
-                        w.copy_(s)
             gnorm = clip_members(model.weights, tcfg.clip_norm)
             loss_ok = torch.isfinite(loss_total).tolist()
             grad_ok = torch.isfinite(gnorm).tolist()

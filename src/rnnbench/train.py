@@ -111,15 +111,19 @@ def config_fingerprint(cfg: DictConfig) -> str:
 # --------------------------------------------------------------------------- pieces
 
 @contextlib.contextmanager
-def weight_noise(params: list[torch.nn.Parameter], std: float, generator: torch.Generator | None):
-    """Add N(0, std^2) to ``params`` for the duration of the block, then restore them exactly."""
+def weight_noise(params: list[torch.nn.Parameter], std: float, generator: torch.Generator | None, lead: int = 0):
+    """Add N(0, std^2) to ``params`` for the duration of the block, then restore them exactly.
+
+    With ``lead`` leading dimensions (stacked members, ``rnnbench.stack``) one draw of the
+    remaining shape is added to every member alike: the draw each would make alone.
+    """
     if std <= 0:
         yield
         return
     saved = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p in params:
-            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device="cpu").to(p.device)
+            noise = torch.randn(p.shape[lead:], generator=generator, dtype=p.dtype, device="cpu").to(p.device)
             p.add_(noise, alpha=std)
     try:
         yield
@@ -235,7 +239,6 @@ class Run:
         self.extra: dict[str, Any] = {}  # further summary fields, kept in last.pt
         self.label = ""  # prefix of this run's log lines (set where several runs log together)
         self.session_start = time.perf_counter()
-        self.epoch_start = self.session_start
 
     # ---- starting
     def checkpoint(self, device) -> dict | None:

@@ -79,7 +79,6 @@ Cache
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import io
 import json
