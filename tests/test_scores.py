@@ -199,6 +199,29 @@ def test_second_build_comes_from_the_cache(score_folder, tmp_path, monkeypatch):
     assert not [p for p in (cache / "scores").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_every_load_says_what_was_skipped_cache_hit_included(score_folder, tmp_path, caplog):
+    cache = tmp_path / "c"
+    for attempt in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="rnnbench.data.scores"):
+            corpus = build(score_folder, cache_dir=cache)
+        assert corpus.from_cache == bool(attempt) and len(corpus.skipped) == 3
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "3 file(s) skipped" in warned[0]
+        assert all(f in warned[0] for f in ("broken.mid", "broken.xml", "silent.abc (no pitched notes)"))
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for k in range(3):
+        (clean / f"t{k}.abc").write_text(f"X:1\nT:t{k}\nM:4/4\nL:1/4\nK:C\nC D E {'FGA'[k]}|]\n")
+    build(clean, cache_dir=cache)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rnnbench.data.scores"):
+        hit = build(clean, cache_dir=cache)
+    assert hit.from_cache and hit.skipped == []
+    assert "from the cache" in caplog.text and "0 skipped" in caplog.text  # a cache hit says so, skipped or not
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 def test_changed_file_rebuilds(tmp_path, monkeypatch):
     folder = tmp_path / "f"
     folder.mkdir()
@@ -264,9 +287,12 @@ def test_config_groups(score_folder):
     with pytest.raises(ConfigError, match=r"dataset\.split="):
         load_dataset(compose("dataset=scores_folder", f"dataset.path={score_folder}",
                              "dataset.split={train:0.5,valid:0.2,test:0.2}").dataset)
+    folder = compose("dataset=scores_folder", f"dataset.path={score_folder}").dataset
+    assert folder.expand_repeats is True and folder.split_group == "auto"  # repeats written out, as MIDI holds them
     chorales = compose("dataset=chorales").dataset
     assert chorales.kind == "scores" and chorales.task == "music" and chorales.corpus == "bach_chorales"
     assert chorales.step == 1.0 and chorales.get("path") is None
+    assert chorales.split_group == "none" and compose("dataset=folk").dataset.split_group == "none"
     folk = compose("dataset=folk").dataset
     assert folk.kind == "scores" and folk.corpus == "oneills1850" and folk.step == 0.5
 

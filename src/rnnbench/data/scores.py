@@ -37,10 +37,23 @@ the time step of the JSB benchmark)
     channel 10, drums) are merged into one roll.  Unpitched notes are ignored.  Leading
     silence before the first note is cut (``trim``, default true); the roll ends with the last
     note.
+    MIDI files are read by :func:`read_midi` (rnnbench's own reader of the bytes) and
+    :func:`pair_notes`: a note-on and a note-off of one pitch and channel at the same tick are a
+    zero-length note in either order (music21 writes chord symbols and grace notes as note-off
+    then note-on; such notes are dropped like grace notes), overlapping notes of one pitch end
+    in the order they began, and a note never switched off lasts to the end of its track
+    (counted as ``unterminated_notes``).  Every chunk length is checked against the file size,
+    every event against its chunk, and every track must end with an end-of-track event: a
+    truncated or damaged file is skipped with the reason, never read as a shorter piece.
     ABC chord symbols ("Am", "D7") are ignored by default; ``chord_symbols=realize`` plays each
     one (music21's voicing) until the next chord symbol or the end of the piece, as the
-    Nottingham benchmark does with its accompaniment.  ``expand_repeats=true`` writes repeats
-    out (when music21 can; otherwise the piece is read as notated and counted).
+    Nottingham benchmark does with its accompaniment (a MIDI file has no chord symbols to
+    realise).
+    Repeats (``expand_repeats``, default true): written out, in every format.  A MIDI file
+    holds the music as played, repeats already written out; MusicXML, ABC and Humdrum are
+    expanded by music21 (when it can; otherwise the piece is read as notated and counted as
+    ``repeats_not_expanded``, with a warning).  ``expand_repeats=false`` reads the notated
+    formats as notated; it cannot fold a MIDI file's repeats back.
 
 Transposition (``dataset.transpose``)
     ``null`` keeps the pitches.  ``C`` moves each piece's tonic to C (major pieces to C major,
@@ -55,25 +68,35 @@ Notes outside the 88 keys (MIDI 21..108)
     ``out_of_range=fold`` (default) moves them by octaves into the range (counted as
     ``folded``); ``drop`` drops them (counted as ``out_of_range_dropped``).
 
-Split (``dataset.split`` fractions train/valid/test, ``dataset.split_seed``)
-    Pieces are ranked by ``sha256("<split_seed>:<piece id>")``; the first
-    ``round(n * test)`` go to test, the next ``round(n * valid)`` to valid, the rest to train
-    (each split gets at least one piece; at least 3 pieces are needed).  The split thus depends
-    only on the set of piece ids and the seed, not on file order, parse order or the machine.
-    Within a split, pieces are in id order.  Pieces whose rolls are identical are kept once
-    (``dedupe``, default true), so no piece is in two splits.
+Split (``dataset.split`` fractions train/valid/test, ``dataset.split_seed``, ``dataset.split_group``)
+    Decided after reading, on the pieces that could be used.  Pieces are grouped by
+    ``split_group`` (:func:`rnnbench.data.corpus.group_keys`: ``none``, each piece alone, the
+    default in code and for the music21 corpora; ``stem``, the file name without folders and
+    suffix, so one piece as ``.mid`` and ``.musicxml`` stays in one split; ``folder``, the
+    first folder; ``auto``, ``stem`` when two files share a stem, else ``none``, the default of
+    ``conf/dataset/scores_folder.yaml``; or a regular expression over the piece id whose first
+    group is the key).  Groups are ranked by ``sha256("<split_seed>:<key>")``; the first go to
+    test until it holds ``round(n * test)`` pieces, the next to valid likewise, the rest to
+    train (each split gets at least one group; at least 3 groups are needed, else an error
+    names the source and the counts).  With one piece per group this is the ranking of the
+    piece ids themselves.  The split thus depends only on the set of piece ids and the seed,
+    not on file order, parse order or the machine.  Within a split, pieces are in id order.
+    Pieces whose rolls are identical are kept once (``dedupe``, default true), so no piece is
+    in two splits.
 
 Skipped files
-    A file music21 cannot read, or a piece without a single pitched note, is skipped: logged as
-    a warning and listed in ``ScoreCorpus.skipped`` (and in the cache) with the reason.  If no
+    A file music21 (or the MIDI reader) cannot read, or a piece without a single pitched note,
+    is skipped: listed in ``ScoreCorpus.skipped`` (``[{"file", "reason"}]``, kept in the cache)
+    and named in one warning each time the corpus is loaded, a cache hit included.  If no
     piece is left, :class:`~rnnbench.errors.DataError` names the source.
 
 Cache
     The parsed rolls are stored in ``<cache>/scores/<name>-<key>.npz`` (cache =
     ``$RNNBENCH_CACHE`` or ``data/``), written to a temporary file and renamed.  ``key`` hashes
     the list of source files with their sizes and sha256 contents, the frame settings and the
-    music21 version, so editing, adding or removing a file, changing a setting or upgrading
-    music21 rebuilds; the split, seed and dedupe are applied after loading and never rebuild.
+    music21 version (and the MIDI reader's version when MIDI files are among the sources), so
+    editing, adding or removing a file, changing a setting or upgrading music21 rebuilds; the
+    split, seed, groups and dedupe are applied after loading and never rebuild.
 """
 
 from __future__ import annotations
@@ -95,13 +118,17 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write
-from .corpus import SPLITS, register_dataset_kind
+from .corpus import SPLITS, check_split_group, group_keys, log_skipped, register_dataset_kind, split_groups
 from .music import LOWEST_MIDI, N_KEYS, MusicCorpus
 from .sources import default_cache_dir
 
 log = logging.getLogger("rnnbench.data.scores")
 
 FORMAT_VERSION = 1
+# Version of the MIDI reader, part of the cache key of sources that hold MIDI files only (so that
+# caches of MusicXML/ABC/krn corpora, the chorales among them, stay valid).  2: rnnbench's own
+# Standard MIDI File reader (zero-length notes, chunk and end-of-track checks).
+MIDI_READER_VERSION = 2
 MIDI_SUFFIXES = (".mid", ".midi")
 SCORE_SUFFIXES = MIDI_SUFFIXES + (".xml", ".musicxml", ".mxl", ".abc", ".krn")
 EPS = 1e-6  # quarter lengths: onsets/offsets this close to a frame boundary count as on it
@@ -142,7 +169,7 @@ class RollSettings:
     transpose: str | None = None
     tonic: str = "profile"
     chord_symbols: str = "ignore"
-    expand_repeats: bool = False
+    expand_repeats: bool = True
     trim: bool = True
 
     def __post_init__(self):
@@ -259,40 +286,195 @@ def notes_to_frames(notes: np.ndarray, settings: RollSettings) -> tuple[np.ndarr
 
 # --------------------------------------------------------------------------- reading files
 
-def _midi_notes(path: Path) -> list[np.ndarray]:
-    """Notes of a MIDI file (all tracks and channels but 10), read event by event.
+class MidiError(DataError):
+    """A MIDI file that is truncated, damaged or of a kind rnnbench does not read."""
 
-    Read at this level, not through music21's stream conversion, so that nothing is
+
+@dataclass
+class MidiTrackNotes:
+    """The note events of one ``MTrk`` chunk: ``(tick, on, channel, pitch)`` in file order, and its length."""
+
+    events: list[tuple[int, bool, int, int]]
+    end_tick: int
+
+
+def _vlq(data: bytes, pos: int, end: int, where: str) -> tuple[int, int]:
+    """A variable-length quantity (at most 4 bytes) at ``data[pos]``; the value and the next position."""
+    value = 0
+    for _ in range(4):
+        if pos >= end:
+            raise MidiError(f"{where}: a variable-length number runs past the end of the track (truncated or damaged)")
+        b = data[pos]
+        pos += 1
+        value = (value << 7) | (b & 0x7F)
+        if not b & 0x80:
+            return value, pos
+    raise MidiError(f"{where}: a variable-length number longer than 4 bytes (damaged)")
+
+
+def _read_track(data: bytes, start: int, end: int, k: int) -> MidiTrackNotes:
+    """Walk the events of one track chunk ``data[start:end]``, checking every length against the chunk."""
+    events: list[tuple[int, bool, int, int]] = []
+    pos, tick, status = start, 0, None
+    while pos < end:
+        where = f"track {k}, byte {pos}"
+        delta, pos = _vlq(data, pos, end, where)
+        tick += delta
+        if pos >= end:
+            break  # a delta time with no event: caught below as a missing end of track
+        b = data[pos]
+        if b == 0xFF:  # meta event: FF type length data
+            if pos + 1 >= end:
+                raise MidiError(f"{where}: meta event cut off by the end of the track (truncated or damaged)")
+            mtype = data[pos + 1]
+            length, pos = _vlq(data, pos + 2, end, where)
+            if pos + length > end:
+                raise MidiError(f"{where}: meta event of {length} bytes runs past the end of the track "
+                                f"(truncated or damaged)")
+            pos += length
+            status = None  # meta events and sysex cancel running status
+            if mtype == 0x2F:
+                return MidiTrackNotes(events, tick)
+            continue
+        if b in (0xF0, 0xF7):  # sysex: F0/F7 length data
+            length, pos = _vlq(data, pos + 1, end, where)
+            if pos + length > end:
+                raise MidiError(f"{where}: sysex event of {length} bytes runs past the end of the track "
+                                f"(truncated or damaged)")
+            pos += length
+            status = None
+            continue
+        if b >= 0xF0:
+            raise MidiError(f"{where}: status byte 0x{b:02X} cannot occur in a MIDI file (damaged)")
+        if b & 0x80:
+            status = b
+            pos += 1
+        elif status is None:
+            raise MidiError(f"{where}: data byte 0x{b:02X} without a status byte (damaged)")
+        size = 1 if status & 0xF0 in (0xC0, 0xD0) else 2
+        if pos + size > end:
+            raise MidiError(f"{where}: channel message cut off by the end of the track (truncated or damaged)")
+        body = data[pos:pos + size]
+        if any(x & 0x80 for x in body):
+            raise MidiError(f"{where}: data byte 0x{max(body):02X} above 0x7F in a channel message (damaged)")
+        pos += size
+        kind, channel = status & 0xF0, status & 0x0F
+        if kind == 0x90:  # note on; velocity 0 means note off
+            events.append((tick, body[1] > 0, channel, body[0]))
+        elif kind == 0x80:
+            events.append((tick, False, channel, body[0]))
+    raise MidiError(f"track {k} ends without an end-of-track event (truncated or damaged)")
+
+
+def read_midi(data: bytes) -> tuple[int, int, list[MidiTrackNotes]]:
+    """Format, ticks per quarter note and the tracks of a Standard MIDI File's bytes.
+
+    Every chunk length is checked against the file's size, every event against its chunk,
+    and every track must end with an end-of-track event: a truncated or damaged file raises
+    :class:`MidiError` saying where, instead of being read as a shorter piece.
+    """
+    size = len(data)
+    if data[:4] != b"MThd":
+        raise MidiError("not a MIDI file (it does not start with an MThd header)")
+    if size < 14:
+        raise MidiError(f"truncated: the MIDI header needs 14 bytes, the file has {size}")
+    hlen = int.from_bytes(data[4:8], "big")
+    if hlen < 6 or 8 + hlen > size:
+        raise MidiError(f"damaged MIDI header: length {hlen} (expected 6, within the file's {size} bytes)")
+    fmt, ntracks, division = (int.from_bytes(data[i:i + 2], "big") for i in (8, 10, 12))
+    if fmt not in (0, 1, 2):
+        raise MidiError(f"damaged MIDI header: format {fmt} (expected 0, 1 or 2)")
+    if fmt == 2:
+        raise MidiError("MIDI format 2 (independent sequences) is not supported; expected format 0 or 1")
+    if division & 0x8000:
+        raise MidiError("SMPTE (seconds-based) MIDI timing is not supported; expected ticks per quarter note")
+    if division == 0 or ntracks == 0:
+        raise MidiError(f"damaged MIDI header: {ntracks} tracks, {division} ticks per quarter note")
+    tracks: list[MidiTrackNotes] = []
+    pos = 8 + hlen
+    while len(tracks) < ntracks:
+        if pos + 8 > size:
+            raise MidiError(f"truncated: the header announces {ntracks} track(s), the file ends after "
+                            f"{len(tracks)} (at byte {size})")
+        ctype, clen = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
+        if not all(65 <= c <= 90 or 97 <= c <= 122 for c in ctype):
+            raise MidiError(f"damaged: no chunk header at byte {pos} (found {bytes(ctype)!r}; expected MTrk)")
+        if pos + 8 + clen > size:
+            raise MidiError(f"truncated: chunk {ctype.decode()} at byte {pos} announces {clen} bytes, the file "
+                            f"holds {size - pos - 8} more")
+        if ctype == b"MTrk":
+            tracks.append(_read_track(data, pos + 8, pos + 8 + clen, len(tracks) + 1))
+        pos += 8 + clen  # chunks of other types are skipped, as the standard asks
+    return fmt, division, tracks
+
+
+def pair_notes(track: MidiTrackNotes) -> tuple[list[tuple[int, int, int]], int]:
+    """Notes ``(on tick, off tick, pitch)`` of a track, whatever the order of the events at a tick.
+
+    Notes are keyed by (channel, pitch); at each tick, first the note-offs end notes that
+    began before it (the earliest first), then the note-ons begin notes, then the note-offs
+    left over end notes that began at this very tick: a note-on and a note-off at the same
+    tick is a zero-length note in either order (music21 writes chord symbols and grace notes
+    as note-off then note-on).  Overlapping notes of one pitch end in the order they began.
+    Notes never switched off last to the end of the track (returned: how many).  Channel 10
+    (drums) is left out.
+    """
+    from collections import deque
+    from itertools import groupby
+
+    sounding: dict[tuple[int, int], deque] = {}
+    notes: list[tuple[int, int, int]] = []
+    for tick, group in groupby((e for e in track.events if e[2] != 9), key=lambda e: e[0]):
+        offs: dict[tuple[int, int], int] = {}
+        ons: list[tuple[int, int]] = []
+        for _, on, channel, pitch in group:
+            if on:
+                ons.append((channel, pitch))
+            else:
+                offs[channel, pitch] = offs.get((channel, pitch), 0) + 1
+        for key in list(offs):
+            q = sounding.get(key)
+            while offs[key] and q and q[0] < tick:
+                notes.append((q.popleft(), tick, key[1]))
+                offs[key] -= 1
+        for key in ons:
+            sounding.setdefault(key, deque()).append(tick)
+        for key, n in offs.items():
+            q = sounding.get(key)
+            while n and q:  # what is left in q began at this tick
+                notes.append((q.popleft(), tick, key[1]))
+                n -= 1
+    unterminated = 0
+    for (_, pitch), q in sounding.items():
+        notes.extend((t0, track.end_tick, pitch) for t0 in q)
+        unterminated += len(q)
+    return notes, unterminated
+
+
+def _midi_notes(path: Path) -> list[tuple[np.ndarray, dict]]:
+    """The one piece of a MIDI file: notes of every track and channel but 10, read event by event.
+
+    Read from the bytes, not through music21's stream conversion, so that nothing is
     re-quantised or merged: onsets and durations are exactly ticks / ticks-per-quarter.
     """
-    from music21 import midi
+    _, tpq, tracks = read_midi(path.read_bytes())
+    rows: list[tuple[float, float, int]] = []
+    unterminated = 0
+    for track in tracks:
+        notes, n = pair_notes(track)
+        unterminated += n
+        rows.extend((t0 / tpq, (t1 - t0) / tpq, pitch) for t0, t1, pitch in notes)
+    rows.sort()
+    flags = {"unterminated_notes": unterminated} if unterminated else {}
+    return [(np.array(rows, dtype=np.float64).reshape(-1, 3), flags)]
 
-    mf = midi.MidiFile()
-    mf.readstr(path.read_bytes())
-    tpq = mf.ticksPerQuarterNote
-    if mf.ticksPerSecond or not tpq:
-        raise DataError("SMPTE (seconds-based) MIDI timing is not supported; expected ticks per quarter note")
-    rows = []
-    for track in mf.tracks:
-        tick, end_tick = 0, 0
-        sounding: dict[tuple[int, int], list[int]] = {}
-        for ev in track.events:
-            if ev.isDeltaTime():
-                tick += ev.time
-                end_tick = tick
-                continue
-            if not (ev.isNoteOn() or ev.isNoteOff()) or ev.channel == 10:
-                continue
-            if ev.isNoteOn():
-                sounding.setdefault((ev.channel, ev.pitch), []).append(tick)
-            elif ev.isNoteOff():
-                starts = sounding.get((ev.channel, ev.pitch))
-                if starts:
-                    t0 = starts.pop(0)
-                    rows.append((t0 / tpq, (tick - t0) / tpq, ev.pitch))
-        for (_, pitch), starts in sounding.items():  # never switched off: they last to the track's end
-            rows.extend((t0 / tpq, (end_tick - t0) / tpq, pitch) for t0 in starts)
-    return [np.array(rows, dtype=np.float64).reshape(-1, 3)]
+
+def _has_repeat_marks(score) -> bool:
+    """Whether a score holds repeat barlines, volta brackets or jumps (da capo, segno, coda, ...)."""
+    from music21 import bar, repeat, spanner
+
+    kinds = (bar.Repeat, spanner.RepeatBracket, repeat.RepeatExpression)
+    return next(iter(score.recurse().getElementsByClass(kinds)), None) is not None
 
 
 def _score_notes(score, settings: RollSettings) -> tuple[np.ndarray, dict]:
@@ -305,7 +487,8 @@ def _score_notes(score, settings: RollSettings) -> tuple[np.ndarray, dict]:
             score = score.expandRepeats()
         except Exception as exc:  # music21 raises many kinds on odd repeat structures
             log.debug("could not expand repeats: %s", exc)
-            flags["repeats_not_expanded"] = 1
+            if _has_repeat_marks(score):  # (a score without any has nothing to write out)
+                flags["repeats_not_expanded"] = 1
     if getattr(score, "atSoundingPitch", True) is False:
         score = score.toSoundingPitch()
     rows, symbols = [], []
@@ -340,7 +523,7 @@ def read_notes(path: str | Path, settings: RollSettings = RollSettings()) -> lis
 
 def _read_pieces(path: Path, settings: RollSettings) -> list[tuple[np.ndarray, dict]]:
     if path.suffix.lower() in MIDI_SUFFIXES:
-        return [(n, {}) for n in _midi_notes(path)]
+        return _midi_notes(path)
     from music21 import converter, stream
 
     with warnings.catch_warnings():
@@ -494,6 +677,8 @@ def cache_key(sources: Sequence[tuple[str, Path]], settings: RollSettings) -> st
         "format": FORMAT_VERSION, "music21": music21_version(), "settings": asdict(settings),
         "sources": [[rel, p.stat().st_size, _file_sha256(p)] for rel, p in sources],
     }
+    if any(p.suffix.lower() in MIDI_SUFFIXES for _, p in sources):
+        desc["midi_reader"] = MIDI_READER_VERSION
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
 
 
@@ -519,13 +704,14 @@ def parse_sources(sources: Sequence[tuple[str, Path]], settings: RollSettings, l
         try:
             pieces, empty = _parse_source(path, rel, settings)
         except Exception as exc:  # any parser failure means: this file is unreadable
-            reason = f"{type(exc).__name__}: {exc}".strip()
+            reason = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+            reason = " ".join(reason.split())  # one line
             reason = reason if len(reason) <= 300 else reason[:297] + "..."
             skipped.append(dict(file=rel, reason=reason))
-            log.warning("%s: skipped unreadable score %s (%s)", label, path, reason)
+            log.info("%s: skipped unreadable score %s (%s)", label, path, reason)
             continue
         for item in empty:
-            log.warning("%s: skipped %s (%s)", label, item["file"], item["reason"])
+            log.info("%s: skipped %s (%s)", label, item["file"], item["reason"])
         skipped.extend(empty)
         for pid, roll, counts in pieces:
             ids.append(pid)
@@ -571,17 +757,14 @@ def _load_pieces(path: Path, key: str) -> PieceSet | None:
 
 
 def split_pieces(ids: Sequence[str], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0,
-                 where: str = "scores") -> dict[str, list[int]]:
-    """Indices of ``ids`` per split: rank by ``sha256("<seed>:<id>")``, cut at the fractions."""
-    n = len(ids)
-    if n < 3:
-        raise DataError(f"{where}: {n} usable piece(s); a train/valid/test split needs at least 3")
+                 where: str = "scores", groups: Sequence[str] | None = None) -> dict[str, list[int]]:
+    """Indices of ``ids`` per split: rank by ``sha256("<seed>:<id>")``, cut at the fractions.
+
+    With ``groups`` (one key per id, see :func:`rnnbench.data.corpus.group_keys`) whole groups
+    are ranked by the hash of their key and go to one split together.
+    """
     _, fv, ft = fractions
-    order = sorted(range(n), key=lambda i: hashlib.sha256(f"{seed}:{ids[i]}".encode()).hexdigest())
-    n_test = min(max(1, round(n * ft)), n - 2)
-    n_valid = min(max(1, round(n * fv)), n - 1 - n_test)
-    parts = {"test": order[:n_test], "valid": order[n_test:n_test + n_valid], "train": order[n_test + n_valid:]}
-    return {s: sorted(parts[s], key=lambda i: ids[i]) for s in SPLITS}
+    return split_groups(ids, list(ids) if groups is None else groups, fv, ft, seed, "hash", where, "piece")
 
 
 @dataclass
@@ -600,7 +783,7 @@ class ScoreCorpus(MusicCorpus):
     def counts(self) -> dict[str, int]:
         """Totals of what quantisation changed or dropped, over all pieces read."""
         keys = ("notes", "grace_dropped", "short_dropped", "folded", "out_of_range_dropped",
-                "repeats_not_expanded", "chord_symbol_notes")
+                "repeats_not_expanded", "chord_symbol_notes", "unterminated_notes")
         return {k: int(sum(i.get(k, 0) for i in self.info)) for k in keys}
 
 
@@ -653,12 +836,18 @@ def build_score_corpus(
     settings: RollSettings = RollSettings(),
     split: Any = (0.6, 0.2, 0.2),
     split_seed: int = 0,
+    split_group: str | None = "none",
     limit: int | None = None,
     dedupe: bool = True,
     cache: bool = True,
     cache_dir: str | Path | None = None,
 ) -> ScoreCorpus:
-    """Build (or load from the cache) the piano-roll corpus of a folder or a music21 corpus selection."""
+    """Build (or load from the cache) the piano-roll corpus of a folder or a music21 corpus selection.
+
+    ``split_group`` (``dataset.split_group``) keeps pieces of one group in one split: a preset
+    (``none``, ``stem``, ``folder``, ``auto``) or a regular expression over the piece id
+    whose first group is the key (see :func:`rnnbench.data.corpus.group_keys`).
+    """
     if (path is None) == (corpus is None):
         raise ConfigError("dataset.path and dataset.corpus: set exactly one (a folder of scores, or a music21 "
                           f"corpus selection such as {', '.join(sorted(NAMED_CORPORA))})")
@@ -667,6 +856,7 @@ def build_score_corpus(
         raise ConfigError(f"config value dataset.split_seed={split_seed!r} is invalid: expected an integer")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"config value dataset.limit={limit!r} is invalid: expected null or an integer >= 1")
+    check_split_group(split_group)
     if corpus is not None:
         root, sources = corpus_sources(str(corpus))
         label = f"music21 corpus {corpus!r}"
@@ -695,10 +885,14 @@ def build_score_corpus(
     if not from_cache:
         log.info("%s: %d pieces from %d files in %.1f s, %d skipped", label, len(pieces.ids), len(sources),
                  pieces.build_seconds, len(pieces.skipped))
-    elif pieces.skipped:
-        log.info("%s: %d pieces from the cache %s; %d file(s)/piece(s) were skipped when it was built: %s",
-                 label, len(pieces.ids), cache_path, len(pieces.skipped),
-                 ", ".join(s["file"] for s in pieces.skipped[:5]) + (" ..." if len(pieces.skipped) > 5 else ""))
+        notated = [i["id"] for i in pieces.info if i.get("repeats_not_expanded")]
+        if notated:
+            log.warning("%s: music21 could not write out the repeats of %d piece(s), read as notated: %s%s",
+                        label, len(notated), ", ".join(notated[:5]), " ..." if len(notated) > 5 else "")
+    else:
+        log.info("%s: %d pieces from %d files, from the cache %s (built in %.1f s; %d skipped)", label,
+                 len(pieces.ids), len(sources), cache_path, pieces.build_seconds, len(pieces.skipped))
+    log_skipped(log, label, pieces.skipped)  # every use, cache hit or not
     if not pieces.ids:
         shown = "; ".join(f"{s['file']}: {s['reason']}" for s in pieces.skipped[:5])
         raise DataError(f"{label}: no usable piece in {len(sources)} score file(s)"
@@ -720,7 +914,12 @@ def build_score_corpus(
         if duplicates:
             log.info("%s: %d piece(s) identical to another kept once", label, len(duplicates))
     ids = [pieces.ids[i] for i in keep]
-    parts = split_pieces(ids, fractions, int(split_seed), label)
+    keys, rule = group_keys(ids, split_group, label)
+    if rule != "none":
+        log.info("%s: split by dataset.split_group=%s: %d pieces in %d groups", label,
+                 split_group if split_group == rule else f"{split_group} ({rule})", len(ids), len(set(keys)))
+    where = f"{label} ({len(sources)} file(s), {len(pieces.skipped)} skipped, {len(duplicates)} duplicate(s))"
+    parts = split_pieces(ids, fractions, int(split_seed), where, keys)
     splits = {s: [pieces.rolls[keep[j]] for j in parts[s]] for s in SPLITS}
     piece_ids = {s: [ids[j] for j in parts[s]] for s in SPLITS}
     return ScoreCorpus(name=name, splits=splits, source=root, piece_ids=piece_ids, skipped=pieces.skipped,
@@ -749,10 +948,11 @@ def _scores_from_config(dataset: Mapping, data_root=None) -> ScoreCorpus:
     settings = RollSettings(
         step=get("step", 1.0), quantize=get("quantize", "sample"), out_of_range=get("out_of_range", "fold"),
         transpose=get("transpose", None), tonic=get("tonic", "profile"), chord_symbols=get("chord_symbols", "ignore"),
-        expand_repeats=get("expand_repeats", False), trim=get("trim", True),
+        expand_repeats=get("expand_repeats", True), trim=get("trim", True),
     )
     return build_score_corpus(
         str(get("name", "scores")), path=get("path"), corpus=get("corpus"), settings=settings,
-        split=get("split", (0.6, 0.2, 0.2)), split_seed=get("split_seed", 0), limit=get("limit"),
+        split=get("split", (0.6, 0.2, 0.2)), split_seed=get("split_seed", 0),
+        split_group=get("split_group", "none"), limit=get("limit"),
         dedupe=bool(get("dedupe", True)), cache=bool(get("cache", True)),
     )
