@@ -277,5 +277,138 @@ def test_misspelt_key_and_empty_split_are_refused(folder, tmp_path):
     d = tmp_path / "two"
     for i in range(2):
         write(d / f"x{i}.wav", tone(400, 300, seed=i))
-    with pytest.raises(DataError, match="valid and test split"):
+    with pytest.raises(DataError, match=r"two: 2 usable file\(s\); a train/valid/test split needs at least 3"):
         load_dataset(folder_cfg(d), None)
+    # a fixed split (sub-folders) that leaves one empty says which and how many files each had
+    for split in ("train", "test"):
+        write(tmp_path / "fixed" / split / "a.wav", tone(400, 300))
+    write(tmp_path / "fixed" / "valid" / "b.wav", tone(20, 300))  # too short: no step to predict
+    with pytest.raises(DataError, match=r"no usable audio in the valid split.*valid: 1 files"):
+        load_dataset(folder_cfg(tmp_path / "fixed"), None)
+
+
+# --------------------------------------------------------------------------- skipped files, splits after reading, groups
+
+def test_skipped_files_are_listed_and_logged_on_every_load(folder, caplog):
+    import logging
+
+    (folder / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    write(folder / "tiny.wav", tone(25, 300))  # 25 samples: no step to predict
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rnnbench.data"):
+            corpus = load_dataset(folder_cfg(folder, skip_bad_files=True), None)
+        reasons = {s["file"]: s["reason"] for s in corpus.skipped}
+        assert set(reasons) == {"broken.wav", "tiny.wav"} and "shorter than 30 samples" in reasons["tiny.wav"]
+        (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert "2 file(s) skipped" in line and "broken.wav" in line and "tiny.wav" in line
+    assert sum(len(v) for v in corpus.utterances.values()) == 10
+    for bad in ("broken.wav", "tiny.wav"):
+        (folder / bad).unlink()
+    assert load_dataset(folder_cfg(folder), None).skipped == []  # nothing skipped: an empty list
+
+
+def hash_rank(names, seed=0):
+    import hashlib
+
+    return sorted(names, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
+
+
+def test_split_is_decided_after_reading_so_a_bad_file_never_empties_a_split(tmp_path):
+    d = tmp_path / "five"
+    names = [f"u{i}.wav" for i in range(5)]
+    for i, n in enumerate(names):
+        write(d / n, tone(400, 200 + 40 * i, seed=i))
+    test_first = hash_rank(names)[0]  # the hash rule puts this one alone in test
+    (d / test_first).write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    corpus = load_dataset(folder_cfg(d, skip_bad_files=True), None)
+    assert [s["file"] for s in corpus.skipped] == [test_first]
+    usable = [n for n in names if n != test_first]
+    assert corpus.utterances["test"] == [hash_rank(usable)[0]] and corpus.utterances["valid"] == [hash_rank(usable)[1]]
+    assert sorted(sum(corpus.utterances.values(), [])) == sorted(usable)
+    # the same with max_utterances: only the files kept are read, and the rule is drawn again without the bad one
+    capped = load_dataset(folder_cfg(d, skip_bad_files=True, max_utterances=1), None)
+    assert capped.utterances["test"] == corpus.utterances["test"] and len(capped.utterances["train"]) == 1
+    # too few usable files for three splits: the folder and the counts are named
+    for n in usable[:2]:
+        (d / n).write_bytes(b"not audio")
+    with pytest.raises(DataError, match=r"five: 2 usable file\(s\).*needs at least 3.*3 of the 5 files were left out"):
+        load_dataset(folder_cfg(d, skip_bad_files=True), None)
+
+
+def parallel_corpus(root, speakers=("SF1", "SF2", "TM1", "TM2"), utterances=10):
+    """Several speakers reading the same sentences: <speaker>/<utterance id>.wav (the VCC2016 layout)."""
+    for s, spk in enumerate(speakers):
+        for u in range(utterances):
+            write(root / spk / f"1000{u:02d}.wav", tone(300 + 10 * u, 150 + 30 * s + 7 * u, seed=10 * s + u))
+    return root
+
+
+def test_parallel_corpus_keeps_each_sentence_in_one_split(tmp_path):
+    d = parallel_corpus(tmp_path / "vcc")
+    ids = lambda corpus, split: {n.split("/")[1] for n in corpus.utterances[split]}  # noqa: E731
+    leaky = load_dataset(folder_cfg(d, split_group="none"), None)
+    assert ids(leaky, "train") & ids(leaky, "test")  # the old per-file split: the same sentence in train and test
+    for group in ("auto", "stem", r"^[^/]+/(\d+)\.wav$"):
+        corpus = load_dataset(folder_cfg(d, split_group=group), None)
+        tr, va, te = ids(corpus, "train"), ids(corpus, "valid"), ids(corpus, "test")
+        assert not (tr & va or tr & te or va & te), group
+        assert [len(corpus.utterances[s]) for s in ("train", "valid", "test")] == [32, 4, 4]  # 8 / 1 / 1 sentences
+    by_speaker = load_dataset(folder_cfg(d, split_group="folder"), None)
+    spk = {s: {n.split("/")[0] for n in by_speaker.utterances[s]} for s in ("train", "valid", "test")}
+    assert [len(spk[s]) for s in ("train", "valid", "test")] == [2, 1, 1]
+    assert not (spk["train"] & spk["test"] or spk["train"] & spk["valid"] or spk["valid"] & spk["test"])
+    # the regex's first group is the key: by speaker again
+    again = load_dataset(folder_cfg(d, split_group=r"^(\w+)/"), None)
+    spk = {s: {n.split("/")[0] for n in again.utterances[s]} for s in ("train", "valid", "test")}
+    assert [len(spk[s]) for s in ("train", "valid", "test")] == [2, 1, 1] and len(set().union(*spk.values())) == 4
+
+
+def test_split_group_errors_name_the_value_or_the_file(tmp_path):
+    d = parallel_corpus(tmp_path / "vcc", speakers=("A", "B"), utterances=3)
+    with pytest.raises(ConfigError, match=r"dataset.split_group='\(unclosed' is invalid: not a regular expression"):
+        load_dataset(folder_cfg(d, split_group="(unclosed"), None)
+    with pytest.raises(ConfigError, match=r"dataset.split_group='speaker' is invalid: the regular expression has no group"):
+        load_dataset(folder_cfg(d, split_group="speaker"), None)
+    with pytest.raises(DataError, match=r"split_group='\^\(A\)/' does not match 'B/100000.wav'"):
+        load_dataset(folder_cfg(d, split_group="^(A)/"), None)
+    with pytest.raises(DataError, match=r"vcc: 6 usable file\(s\) in 2 group\(s\); a train/valid/test split needs at "
+                                         r"least 3 groups"):
+        load_dataset(folder_cfg(d, split_group="folder"), None)
+    with pytest.raises(ConfigError, match="dataset.split_group"):
+        load_dataset({"kind": "fsdd", "name": "fsdd", "task": "speech", "split_group": "stem"}, None)
+
+
+def yesno_fixture(d, n=12):
+    names = [f"{(i >> 2) & 1}_{(i >> 1) & 1}_{i & 1}_{(i >> 3) & 1}_0_1_1_0" for i in range(n)]
+    for i, name in enumerate(names):
+        write(d / f"{name}.wav", tone(500, 250, seed=i))
+    return names
+
+
+def test_yesno_split_is_the_same_whichever_loader_reads_it(tmp_path):
+    d = tmp_path / "waves_yesno"
+    yesno_fixture(d)
+    a = load_dataset({"kind": "yesno", "name": "yesno", "task": "speech", "path": str(d)}, None)
+    b = load_dataset({"kind": "torchaudio", "dataset": "YESNO", "path": str(tmp_path), "name": "ta",
+                      "task": "speech"}, None)
+    base = lambda corpus: {s: [n.rsplit("/", 1)[-1] for n in corpus.utterances[s]] for s in corpus.utterances}  # noqa: E731
+    assert base(a) == base(b)
+    assert [len(a.utterances[s]) for s in ("train", "valid", "test")] == [8, 2, 2]
+    for split in ("train", "valid", "test"):
+        for x, y in zip(a[split], b[split]):
+            np.testing.assert_array_equal(x[0], y[0])
+    hashed = load_dataset({"kind": "torchaudio", "dataset": "YESNO", "path": str(tmp_path), "name": "ta",
+                           "task": "speech", "split": "hash"}, None)  # asked for explicitly: the hash rule
+    assert base(hashed) != base(a)
+
+
+@pytest.mark.realdata
+def test_real_yesno_is_40_10_10_with_both_loaders(real_root):
+    from rnnbench.data.speech import torchaudio_files, yesno_split
+
+    folder = real_root / "speech" / "yesno" / "waves_yesno"
+    a = yesno_files(folder)
+    b = yesno_split(torchaudio_files("YESNO", folder.parent))
+    assert [len(a[s]) for s in ("train", "valid", "test")] == [40, 10, 10]
+    assert {s: [f.path.name for f in a[s]] for s in a} == {s: [f.path.name for f in b[s]] for s in b}

@@ -10,15 +10,24 @@ Corpora (``dataset.kind``)
 ``yesno``
     YESNO (OpenSLR 1), ``speech/yesno/waves_yesno/*.wav``.  Fixed split of the 60 files:
     sorted by name, the file at position ``i`` (0-based) is test when ``i % 6 == 0``, valid
-    when ``i % 6 == 1``, train otherwise (40 / 10 / 10).
+    when ``i % 6 == 1``, train otherwise (40 / 10 / 10).  ``dataset=torchaudio`` on YESNO
+    (``split: auto``) uses the same rule, so both give the same split.
 ``audio_folder``
     Any folder of audio files soundfile can read (your own corpus).  Split by sub-folders
-    ``train/ valid/ test/`` when present, else by a seeded hash of each file's relative path
-    (stable when files are added), or by sorted name (last files are test).
+    ``train/ valid/ test/`` when present, else by a seeded hash of each group's key (stable
+    when files are added), or by sorted name (last files are test).  Groups
+    (``split_group``): files sharing a key share a split -- ``stem`` (the same sentence read
+    by several speakers), ``folder`` (one speaker per folder), ``auto`` (``stem`` when two
+    files share a stem), ``none`` or a regular expression whose first group is the key.  The
+    rule is applied after the files are read, to the usable ones, so a file left out never
+    empties a split.
 ``torchaudio``
     A corpus class of ``torchaudio.datasets`` (``LIBRISPEECH``, ``VCTK_092``, ``YESNO``, ...)
     already on disk; ``download`` is always false.  The class finds the files; they are read
     with soundfile.  One instance per split (``split_kwargs``) or one carved like a folder.
+
+Every corpus lists the files it left out in ``SpeechCorpus.skipped`` (``[{"file", "reason"}]``)
+and names them in one warning each time it is loaded.
 
 Signal
 ------
@@ -29,7 +38,8 @@ is false -- then normalised per utterance (``normalize``): ``standard`` (default
 the utterance's mean and divides by its standard deviation; ``rms`` divides by the root mean
 square; ``peak`` by the largest absolute sample; ``none`` keeps soundfile's [-1, 1] scale.
 Unreadable files and silent ones (nothing to normalise) are reported by name
-(:class:`DataError`), or skipped with a warning when ``skip_bad_files`` is true.
+(:class:`DataError`), or skipped (listed in ``skipped``) when ``skip_bad_files`` is true;
+files too short for one step are always skipped.
 
 Framing
 -------
@@ -44,18 +54,17 @@ subset of each split.  Items are ``(inputs (T, 20), targets (T, 10))`` float32 p
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .corpus import SPLITS, Corpus, register_dataset_kind
+from .corpus import SPLITS, Corpus, check_split_group, group_keys, log_skipped, register_dataset_kind, split_groups
 from .sources import candidate_roots
 
 log = logging.getLogger("rnnbench.data")
@@ -245,84 +254,127 @@ def _even_subset(items: list, n: int | None) -> list:
     return [items[i] for i in idx]
 
 
-def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]], opts: SpeechOptions,
-                        source: Path | None = None) -> SpeechCorpus:
-    """Read, check, resample, normalise and frame the files of each split."""
-    files = {s: _even_subset(list(files.get(s, [])), opts.max_utterances) for s in SPLITS}
-    if not files["train"]:
-        raise DataError(f"dataset {name!r}: the train split has no audio files" + (f" ({source})" if source else ""))
+Splitter = Callable[[list[AudioFile]], "dict[str, list[AudioFile]]"]
 
-    bad: list[str] = []
-    loaded: dict[str, list[tuple[AudioFile, np.ndarray, int]]] = {s: [] for s in SPLITS}
-    for split in SPLITS:
-        for f in files[split]:
-            try:
-                x, rate = read_audio(f.path)
-            except DataError as exc:
-                bad.append(f"{f.name} ({str(exc).split(': ', 1)[-1]})")
-                continue
-            loaded[split].append((f, x, rate))
-    if bad and not opts.skip_bad_files:
-        raise DataError(f"dataset {name!r}: {len(bad)} audio file(s) could not be read: {_listing(bad)}. "
-                        f"Repair or remove them, or set dataset.skip_bad_files=true to leave them out.")
 
-    # Sample rates: one common rate, reached by resampling only when allowed.
-    by_rate: dict[int, list[str]] = {}
-    for split in SPLITS:
-        for f, _, rate in loaded[split]:
-            by_rate.setdefault(rate, []).append(f.name)
+def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequence[AudioFile], opts: SpeechOptions,
+                        source: Path | None = None, splitter: Splitter | None = None) -> SpeechCorpus:
+    """Read, check, resample, normalise and frame the files of each split.
+
+    ``files`` is either a fixed split (a mapping split -> files, e.g. FSDD's indices or a
+    folder's train/ valid/ test/), or, with ``splitter``, the list of all files, which
+    ``splitter`` divides once the unusable ones are known: the split is decided on the files
+    that can be used, so a file left out never empties a split.  With ``max_utterances``
+    only the files kept are read; a file found unusable among them is left out and the rule
+    applied again to the rest.
+    """
+    where = f"dataset {name!r}" + (f" ({source})" if source else "")
+    if splitter is None:
+        fixed = {s: _even_subset(list(files.get(s, [])), opts.max_utterances) for s in SPLITS}  # type: ignore[union-attr]
+        if not fixed["train"]:
+            raise DataError(f"{where}: the train split has no audio files")
+        everything = [f for s in SPLITS for f in fixed[s]]
+    else:
+        everything = list(files)
+    seen = set()
+    if len({f.name for f in everything}) != len(everything):
+        dup = sorted({f.name for f in everything if f.name in seen or seen.add(f.name)})
+        raise DataError(f"{where}: files listed twice: {_listing(dup)}")
+
+    raw: dict[str, tuple[np.ndarray, int]] = {}  # read, not yet processed
+    items: dict[str, list] = {}  # name -> framed pieces
+    left_out: dict[str, str] = {}  # name -> reason (unreadable, silent, too short)
     target = opts.sample_rate
-    if target is None:
-        if len(by_rate) > 1:
-            detail = "; ".join(f"{r} Hz: {_listing(n, 3)}" for r, n in sorted(by_rate.items()))
-            raise DataError(f"dataset {name!r}: files have different sample rates ({detail}) and "
-                            f"dataset.sample_rate is null; set dataset.sample_rate (and dataset.resample=true)")
-        target = next(iter(by_rate))
-    off = {r: n for r, n in by_rate.items() if r != target}
-    if off and not opts.resample:
-        detail = "; ".join(f"{len(n)} at {r} Hz: {_listing(n, 5)}" for r, n in sorted(off.items()))
-        raise DataError(f"dataset {name!r}: expected every file at dataset.sample_rate={target} Hz, found {detail}. "
-                        f"Set dataset.resample=true to resample them, or dataset.sample_rate to their rate.")
-    if off:
-        log.info("%s: resampling %d file(s) to %d Hz (%s)", name, sum(map(len, off.values())), target,
-                 ", ".join(f"{len(n)} from {r} Hz" for r, n in sorted(off.items())))
-
-    splits: dict[str, list] = {s: [] for s in SPLITS}
-    utterances: dict[str, list[str]] = {s: [] for s in SPLITS}
-    short: list[str] = []
-    for split in SPLITS:
-        for f, x, rate in loaded[split]:
+    resampled: dict[int, int] = {}
+    while True:
+        if splitter is None:
+            chosen = {s: [f for f in fixed[s] if f.name not in left_out] for s in SPLITS}
+        else:
+            usable = [f for f in everything if f.name not in left_out]
+            try:
+                parts = splitter(usable)
+            except DataError as exc:
+                if not left_out:
+                    raise
+                gone = [f"{n} ({r})" for n, r in left_out.items()]
+                raise DataError(f"{exc} -- {len(left_out)} of the {len(everything)} files were left out: "
+                                f"{_listing(gone, 5)}") from None
+            chosen = {s: _even_subset(parts[s], opts.max_utterances) for s in SPLITS}
+        todo = [f for s in SPLITS for f in chosen[s] if f.name not in items]
+        unreadable = []
+        for f in todo:
+            try:
+                raw[f.name] = read_audio(f.path)
+            except DataError as exc:
+                unreadable.append(f"{f.name} ({str(exc).split(': ', 1)[-1]})")
+                left_out[f.name] = str(exc).split(": ", 1)[-1]
+        if unreadable and not opts.skip_bad_files:
+            raise DataError(f"{where}: {len(unreadable)} audio file(s) could not be read: {_listing(unreadable)}. "
+                            f"Repair or remove them, or set dataset.skip_bad_files=true to leave them out.")
+        todo = [f for f in todo if f.name in raw]
+        # Sample rates: one common rate, reached by resampling only when allowed.
+        by_rate: dict[int, list[str]] = {}
+        for f in todo:
+            by_rate.setdefault(raw[f.name][1], []).append(f.name)
+        if target is None:
+            if len(by_rate) > 1:
+                detail = "; ".join(f"{r} Hz: {_listing(n, 3)}" for r, n in sorted(by_rate.items()))
+                raise DataError(f"{where}: files have different sample rates ({detail}) and "
+                                f"dataset.sample_rate is null; set dataset.sample_rate (and dataset.resample=true)")
+            target = next(iter(by_rate), None)
+        off = {r: n for r, n in by_rate.items() if r != target}
+        if off and not opts.resample:
+            detail = "; ".join(f"{len(n)} at {r} Hz: {_listing(n, 5)}" for r, n in sorted(off.items()))
+            raise DataError(f"{where}: expected every file at dataset.sample_rate={target} Hz, found {detail}. "
+                            f"Set dataset.resample=true to resample them, or dataset.sample_rate to their rate.")
+        silent, short = [], []
+        for f in todo:
+            x, rate = raw.pop(f.name)
+            if rate != target:
+                resampled[rate] = resampled.get(rate, 0) + 1
             x = resample(x, rate, target)
             try:
                 x = normalize(x, opts.normalize)
             except ValueError as exc:
-                bad.append(f"{f.name} ({exc})")
+                silent.append(f"{f.name} ({exc})")
+                left_out[f.name] = str(exc)
                 continue
             inputs, targets = frame_signal(x)
             if opts.max_steps:
                 inputs, targets = inputs[: opts.max_steps], targets[: opts.max_steps]
             if len(inputs) == 0:
                 short.append(f.name)
+                left_out[f.name] = (f"shorter than {INPUT_SAMPLES + OUTPUT_SAMPLES} samples at {target} Hz "
+                                    f"(no step to predict)")
                 continue
-            splits[split].extend(chunk(inputs, targets, opts.chunk_steps))
-            utterances[split].append(f.name)
-    silent = [b for b in bad if b.endswith("nothing to normalise)")]
-    if silent and not opts.skip_bad_files:
-        raise DataError(f"dataset {name!r}: {len(silent)} silent audio file(s): {_listing(silent)}. "
-                        f"Remove them, or set dataset.skip_bad_files=true to leave them out.")
-    if bad:
-        log.warning("%s: left out %d bad audio file(s): %s", name, len(bad), _listing(bad))
-    if short:
-        log.warning("%s: left out %d file(s) shorter than %d samples (no step to predict): %s", name, len(short),
-                    INPUT_SAMPLES + OUTPUT_SAMPLES, _listing(short))
+            items[f.name] = chunk(inputs, targets, opts.chunk_steps)
+        if silent and not opts.skip_bad_files:
+            raise DataError(f"{where}: {len(silent)} silent audio file(s): {_listing(silent)}. "
+                            f"Remove them, or set dataset.skip_bad_files=true to leave them out.")
+        if splitter is None or not (unreadable or silent or short):
+            break  # (a fixed split is never redrawn; a rule is drawn again without the files just left out)
+    if resampled:
+        log.info("%s: resampled %d file(s) to %d Hz (%s)", name, sum(resampled.values()), target,
+                 ", ".join(f"{n} from {r} Hz" for r, n in sorted(resampled.items())))
+    skipped = [dict(file=f.name, reason=left_out[f.name]) for f in everything if f.name in left_out]
+    log_skipped(log, where, skipped)
+
+    splits: dict[str, list] = {s: [] for s in SPLITS}
+    utterances: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for split in SPLITS:
+        for f in chosen[split]:
+            if f.name in items:
+                splits[split].extend(items[f.name])
+                utterances[split].append(f.name)
     empty = [s for s in SPLITS if not splits[s]]
     if empty:
-        raise DataError(f"dataset {name!r}: no usable audio in the {' and '.join(empty)} split(s) "
-                        f"({', '.join(f'{s}: {len(files[s])} files' for s in SPLITS)}); every split needs at least "
-                        f"one utterance of 30 samples or more -- add files or change the split settings")
+        raise DataError(f"{where}: no usable audio in the {' and '.join(empty)} split(s) "
+                        f"({', '.join(f'{s}: {len(chosen[s])} files' for s in SPLITS)}; {len(skipped)} left out); "
+                        f"every split needs at least one utterance of 30 samples or more -- add files or change "
+                        f"the split settings")
     return SpeechCorpus(name=name, splits=splits, source=source, sample_rate=int(target), normalize=opts.normalize,
                         head_kwargs={"components": opts.components, "min_scale": opts.min_scale},
-                        utterances=utterances)
+                        utterances=utterances, skipped=skipped)
 
 
 # --------------------------------------------------------------------------- where the files are
@@ -386,85 +438,122 @@ def fsdd_files(folder: Path, test_indices: Iterable[int] = range(5),
     return out
 
 
+def yesno_split(files: Sequence[AudioFile], every: int = 6) -> dict[str, list[AudioFile]]:
+    """YESNO's fixed split: sorted by file name, position ``i % every == 0`` test, ``== 1`` valid, else train.
+
+    The 60 recordings give 40 / 10 / 10; ``dataset=yesno`` and ``dataset=torchaudio`` on YESNO
+    both use it, on the listing of the folder (a file left out later does not move the others).
+    """
+    if isinstance(every, bool) or not isinstance(every, int) or every < 3:
+        raise ConfigError(f"config value dataset.holdout_every={every!r} is invalid: expected an integer >= 3")
+    out: dict[str, list[AudioFile]] = {s: [] for s in SPLITS}
+    for i, f in enumerate(sorted(files, key=lambda f: (f.path.name, f.name))):
+        split = "test" if i % every == 0 else "valid" if i % every == 1 else "train"
+        out[split].append(f)
+    return out
+
+
 def yesno_files(folder: Path, every: int = 6) -> dict[str, list[AudioFile]]:
-    """YESNO files by split: sorted by name, position ``i % every == 0`` test, ``== 1`` valid, else train."""
-    if every < 3:
+    """YESNO files by split (:func:`yesno_split`)."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 3:
         raise ConfigError(f"config value dataset.holdout_every={every!r} is invalid: expected an integer >= 3")
     paths = _wavs(folder)
     if not paths:
         raise DataError(f"{folder}: no .wav files found (expected YESNO's waves_yesno/*.wav)")
-    out: dict[str, list[AudioFile]] = {s: [] for s in SPLITS}
-    for i, p in enumerate(paths):
-        split = "test" if i % every == 0 else "valid" if i % every == 1 else "train"
-        out[split].append(AudioFile(p, p.name))
-    return out
+    return yesno_split([AudioFile(p, p.name) for p in paths], every)
 
 
 FOLDER_SPLITS = {"train": ("train",), "valid": ("valid", "validation", "dev", "val"), "test": ("test",)}
 SPLIT_RULES = ("auto", "folders", "hash", "sorted")
 
 
-def split_by_rule(files: list[AudioFile], rule: str, valid_fraction: float, test_fraction: float,
-                  seed: int = 0) -> dict[str, list[AudioFile]]:
-    """Carve valid and test from a list of files.
-
-    ``round(fraction * n)`` files each (at least one when the fraction is positive and there
-    are 3 files or more).  ``hash``: the files whose sha256 of ``"{seed}:{name}"`` ranks lowest
-    are test, the next ones valid (a file keeps its split when others are added, mostly);
-    ``sorted``: by name, the last files are test and the ones before them valid.
-    """
+def _check_split_fractions(valid_fraction: Any, test_fraction: Any) -> None:
     for key, v in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
             raise ConfigError(f"config value dataset.{key}={v!r} is invalid: expected a number in [0, 1)")
     if valid_fraction + test_fraction >= 1:
         raise ConfigError(f"config values dataset.valid_fraction={valid_fraction} + test_fraction={test_fraction} "
                           f"leave no training files: expected a sum below 1")
-    n = len(files)
 
-    def count(frac):
-        k = int(round(frac * n))
-        return max(k, 1) if frac > 0 and n >= 3 else k
 
-    n_test, n_valid = count(test_fraction), count(valid_fraction)
-    ordered = sorted(files, key=lambda f: f.name)
-    if rule == "hash":
-        ranked = sorted(ordered, key=lambda f: hashlib.sha256(f"{seed}:{f.name}".encode()).hexdigest())
-        test, valid = ranked[:n_test], ranked[n_test:n_test + n_valid]
-    elif rule == "sorted":
-        test = ordered[n - n_test:] if n_test else []
-        valid = ordered[n - n_test - n_valid:n - n_test] if n_valid else []
-    else:
+def rule_splitter(rule: str, valid_fraction: float, test_fraction: float, seed: int = 0,
+                  split_group: Any = "none", where: str = "files") -> Splitter:
+    """The split of a list of files by ``rule`` (``hash`` or ``sorted``), whole groups at a time.
+
+    ``split_group`` names the groups (:func:`rnnbench.data.corpus.group_keys`: ``none``,
+    ``stem``, ``folder``, ``auto`` or a regular expression over the file's relative path whose
+    first group is the key).  ``hash``: groups ranked by sha256 of ``"{seed}:{key}"``;
+    ``sorted``: by name, the last groups are test and the ones before them valid.  Test takes
+    groups until it holds ``round(test_fraction * n)`` files (at least one group), valid
+    likewise, train the rest; fewer than three groups is an error naming ``where``.
+    """
+    if rule not in ("hash", "sorted"):
         raise ConfigError(f"config value dataset.split={rule!r} is invalid: expected one of {SPLIT_RULES}")
-    held = {f.name for f in test} | {f.name for f in valid}
-    test_names, valid_names = {f.name for f in test}, {f.name for f in valid}
-    return {"train": [f for f in ordered if f.name not in held],
-            "valid": [f for f in ordered if f.name in valid_names],
-            "test": [f for f in ordered if f.name in test_names]}
+    _check_split_fractions(valid_fraction, test_fraction)
+    check_split_group(split_group)
+
+    def split(files: list[AudioFile]) -> dict[str, list[AudioFile]]:
+        ordered = sorted(files, key=lambda f: f.name)
+        names = [f.name for f in ordered]
+        keys, used = group_keys(names, split_group, where)
+        if used != "none":
+            log.info("%s: split by dataset.split_group=%s: %d files in %d groups", where,
+                     split_group if split_group == used else f"{split_group} ({used})", len(names), len(set(keys)))
+        parts = split_groups(names, keys, valid_fraction, test_fraction, seed, rule, where, "file")
+        return {s: [ordered[i] for i in parts[s]] for s in SPLITS}
+
+    return split
 
 
-def folder_files(folder: Path, extensions: Sequence[str] = AUDIO_EXTENSIONS, rule: str = "auto",
-                 valid_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> dict[str, list[AudioFile]]:
-    """The audio files under ``folder`` (recursively), split by sub-folder or by ``rule``."""
+def split_by_rule(files: list[AudioFile], rule: str, valid_fraction: float, test_fraction: float,
+                  seed: int = 0, split_group: Any = "none") -> dict[str, list[AudioFile]]:
+    """Carve valid and test from a list of files (:func:`rule_splitter`)."""
+    return rule_splitter(rule, valid_fraction, test_fraction, seed, split_group)(list(files))
+
+
+def list_audio(folder: Path, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[AudioFile]:
+    """The audio files under ``folder`` (recursively, by suffix), named by their path relative to it."""
     exts = {"." + e.lower().lstrip(".") for e in extensions}
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts and p.is_file())
     if not paths:
         raise DataError(f"{folder}: no audio files found (extensions {sorted(exts)})")
-    files = [AudioFile(p, p.relative_to(folder).as_posix()) for p in paths]
-    top = {p.relative_to(folder).parts[0] for p in paths if len(p.relative_to(folder).parts) > 1}
+    return [AudioFile(p, p.relative_to(folder).as_posix()) for p in paths]
+
+
+def subfolder_split(folder: Path, files: list[AudioFile], rule: str = "auto") -> dict[str, list[AudioFile]] | None:
+    """The split given by top-level sub-folders train/ valid/ (dev/ ...) test/, or None when ``rule`` asks
+    for (or, with ``auto``, the folder has) none."""
+    top = {f.name.split("/", 1)[0] for f in files if "/" in f.name}
     split_dirs = {s: [d for d in names if d in top] for s, names in FOLDER_SPLITS.items()}
     has_folders = bool(split_dirs["train"]) and bool(split_dirs["valid"] or split_dirs["test"])
-    if rule == "folders" or (rule == "auto" and has_folders):
-        if not has_folders:
-            raise DataError(f"{folder}: dataset.split=folders needs sub-folders train/ and valid/ (or dev/) "
-                            f"and/or test/, found {sorted(top) or 'none'}")
-        out: dict[str, list[AudioFile]] = {s: [] for s in SPLITS}
-        for f in files:
-            first = f.name.split("/", 1)[0] if "/" in f.name else None
-            for s, dirs in split_dirs.items():
-                if first in dirs:
-                    out[s].append(f)
-        return out
-    return split_by_rule(files, "hash" if rule == "auto" else rule, valid_fraction, test_fraction, seed)
+    if not (rule == "folders" or (rule == "auto" and has_folders)):
+        return None
+    if not has_folders:
+        raise DataError(f"{folder}: dataset.split=folders needs sub-folders train/ and valid/ (or dev/) "
+                        f"and/or test/, found {sorted(top) or 'none'}")
+    out: dict[str, list[AudioFile]] = {s: [] for s in SPLITS}
+    for f in files:
+        first = f.name.split("/", 1)[0] if "/" in f.name else None
+        for s, dirs in split_dirs.items():
+            if first in dirs:
+                out[s].append(f)
+    return out
+
+
+def folder_files(folder: Path, extensions: Sequence[str] = AUDIO_EXTENSIONS, rule: str = "auto",
+                 valid_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
+                 split_group: Any = "none") -> dict[str, list[AudioFile]]:
+    """The audio files under ``folder`` (recursively), split by sub-folder or by ``rule``, before reading.
+
+    (``dataset.kind=audio_folder`` applies the rule after reading instead, see
+    :func:`build_speech_corpus`.)
+    """
+    files = list_audio(folder, extensions)
+    fixed = subfolder_split(folder, files, rule)
+    if fixed is not None:
+        return fixed
+    return rule_splitter("hash" if rule == "auto" else rule, valid_fraction, test_fraction, seed, split_group,
+                         str(folder))(files)
 
 
 # --------------------------------------------------------------------------- torchaudio corpora
@@ -548,7 +637,7 @@ def load_yesno(root=None, path=None, holdout_every: int = 6, **options) -> Speec
 
 
 _COMMON_KEYS = {"name", "kind", "task", "path", "download"} | set(SpeechOptions.__dataclass_fields__)
-_SPLIT_RULE_KEYS = {"split", "valid_fraction", "test_fraction", "split_seed"}
+_SPLIT_RULE_KEYS = {"split", "valid_fraction", "test_fraction", "split_seed", "split_group"}
 KIND_KEYS = {
     "fsdd": _COMMON_KEYS | {"test_indices", "valid_indices"},
     "yesno": _COMMON_KEYS | {"holdout_every"},
@@ -588,14 +677,16 @@ def _yesno_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
     return load_yesno(data_root, dataset.get("path"), every, **_options(dataset))
 
 
-def _split_cfg(dataset: Mapping) -> tuple[str, float, float, int]:
+def _split_cfg(dataset: Mapping) -> tuple[str, float, float, int, str]:
     rule = dataset.get("split", "auto")
     if rule not in SPLIT_RULES:
         raise ConfigError(f"config value dataset.split={rule!r} is invalid: expected one of {SPLIT_RULES}")
     seed = dataset.get("split_seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"config value dataset.split_seed={seed!r} is invalid: expected an integer")
-    return rule, dataset.get("valid_fraction", 0.1), dataset.get("test_fraction", 0.1), seed
+    vf, tf = dataset.get("valid_fraction", 0.1), dataset.get("test_fraction", 0.1)
+    _check_split_fractions(vf, tf)
+    return rule, vf, tf, seed, check_split_group(dataset.get("split_group", "none"))
 
 
 @register_dataset_kind("audio_folder")
@@ -606,11 +697,16 @@ def _folder_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
         raise ConfigError("config value dataset.path=None is invalid: expected the folder of audio files "
                           "(absolute, or relative to the working directory or to the data root)")
     folder = resolve_folder(dataset["path"], "", data_root, "audio folder")
-    rule, vf, tf, seed = _split_cfg(dataset)
+    rule, vf, tf, seed, group = _split_cfg(dataset)
     exts = dataset.get("extensions") or AUDIO_EXTENSIONS
-    files = folder_files(folder, list(exts), rule, vf, tf, seed)
     opts = SpeechOptions.from_config(_options(dataset))
-    return build_speech_corpus(str(dataset.get("name", folder.name)), files, opts, source=folder)
+    name = str(dataset.get("name", folder.name))
+    files = list_audio(folder, list(exts))
+    fixed = subfolder_split(folder, files, rule)
+    if fixed is not None:
+        return build_speech_corpus(name, fixed, opts, source=folder)
+    splitter = rule_splitter("hash" if rule == "auto" else rule, vf, tf, seed, group, f"audio folder {folder}")
+    return build_speech_corpus(name, files, opts, source=folder, splitter=splitter)
 
 
 @register_dataset_kind("torchaudio")
@@ -631,12 +727,18 @@ def _torchaudio_from_config(dataset: Mapping, data_root=None) -> SpeechCorpus:
             raise ConfigError(f"config value dataset.split_kwargs lacks {missing}: expected keys train, valid, test")
         files = {s: torchaudio_files(class_name, root, {**kwargs, **dict(per_split[s] or {})})
                  for s in SPLITS if s in per_split}
+        splitter = None
     else:
-        rule, vf, tf, seed = _split_cfg(dataset)
-        files = split_by_rule(torchaudio_files(class_name, root, kwargs), "hash" if rule == "auto" else rule,
-                              vf, tf, seed)
+        rule, vf, tf, seed, group = _split_cfg(dataset)
+        files = torchaudio_files(class_name, root, kwargs)
+        if rule == "auto" and str(class_name) == "YESNO":  # the documented 40/10/10, as dataset=yesno
+            files, splitter = yesno_split(files), None
+        else:
+            splitter = rule_splitter("hash" if rule == "auto" else rule, vf, tf, seed, group,
+                                     f"torchaudio.datasets.{class_name} under {root}")
     opts = SpeechOptions.from_config(_options(dataset))
-    return build_speech_corpus(str(dataset.get("name", str(class_name).lower())), files, opts, source=root)
+    return build_speech_corpus(str(dataset.get("name", str(class_name).lower())), files, opts, source=root,
+                               splitter=splitter)
 
 
 def _first_root(data_root) -> Path:
