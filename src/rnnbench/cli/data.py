@@ -45,7 +45,8 @@ def _speech_stats(names, args) -> None:
           f"{'min_len':>7} {'max_len':>7}")
     for name in names:
         corpus = _load_speech(name, args.root)
-        print(f"# {name}: {corpus.source} ({corpus.sample_rate} Hz, 20 samples in, 10 out per step)", file=sys.stderr)
+        print(f"# {name}: {corpus.source} ({corpus.sample_rate} Hz, 20 samples in, 10 out per step; "
+              f"{len(corpus.skipped)} file(s) skipped)", file=sys.stderr)
         for r in corpus.stats():
             print(f"{r['dataset']:<11} {r['split']:<6} {r['utterances']:>10,} {r['sequences']:>9,} {r['frames']:>9,} "
                   f"{r['seconds']:>8.1f} {r['min_len']:>7} {r['max_len']:>7}")

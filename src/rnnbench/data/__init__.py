@@ -2,10 +2,14 @@
 
 A data source registers a builder with :func:`register_dataset_kind`; ``dataset.kind`` in the
 config picks it, and :func:`load_dataset` turns a ``dataset`` config into a :class:`Corpus`.
+Every corpus lists the source files it left out in ``Corpus.skipped`` (``[{"file", "reason"}]``).
+Importing the package registers the config resolver ``${rnnbench.folder_name:<kind>}`` (the
+default ``dataset.name`` of folder datasets).
 """
 
 from .batching import Batch, batch_indices, iterate, make_batch, padding_waste
-from .corpus import DATASET_KINDS, SPLITS, Corpus, load_dataset, register_dataset_kind, seq_len
+from .corpus import (DATASET_KINDS, SPLITS, Corpus, folder_dataset_name, group_keys, load_dataset, log_skipped,
+                     register_dataset_kind, seq_len, split_groups)
 from .music import MUSIC_DATASETS, N_KEYS, MusicCorpus, load_mat, load_music, load_pickle, notes_to_roll, roll_to_notes
 from .sources import ENV_DATA, MUSIC_FILES, RemoteFile, locate, sha256_of
 
@@ -16,6 +20,7 @@ from . import speech  # noqa: E402,F401  dataset.kind=fsdd, yesno, audio_folder,
 __all__ = [
     "Batch", "batch_indices", "iterate", "make_batch", "padding_waste",
     "DATASET_KINDS", "SPLITS", "Corpus", "load_dataset", "register_dataset_kind", "seq_len",
+    "folder_dataset_name", "group_keys", "log_skipped", "split_groups",
     "MUSIC_DATASETS", "N_KEYS", "MusicCorpus", "load_mat", "load_music", "load_pickle",
     "notes_to_roll", "roll_to_notes", "ENV_DATA", "MUSIC_FILES", "RemoteFile", "locate", "sha256_of",
 ]
