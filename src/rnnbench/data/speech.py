@@ -276,10 +276,13 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
         everything = [f for s in SPLITS for f in fixed[s]]
     else:
         everything = list(files)
-    seen = set()
-    if len({f.name for f in everything}) != len(everything):
-        dup = sorted({f.name for f in everything if f.name in seen or seen.add(f.name)})
-        raise DataError(f"{where}: files listed twice: {_listing(dup)}")
+    counts: dict[str, int] = {}
+    for f in everything:
+        counts[f.name] = counts.get(f.name, 0) + 1
+    dup = sorted(n for n, k in counts.items() if k > 1)
+    if dup:
+        raise DataError(f"{where}: {len(dup)} file(s) listed twice (in two splits, or twice in one): "
+                        f"{_listing(dup)}; expected every file in one split only")
 
     raw: dict[str, tuple[np.ndarray, int]] = {}  # read, not yet processed
     items: dict[str, list] = {}  # name -> framed pieces
