@@ -86,3 +86,42 @@ def test_training_is_the_same_with_either_implementation(toy_cfg, tmp_path, cell
             fused.set_impl(None)
     for key in ("train_nll", "valid_nll", "test_nll"):
         assert results["fused"][key] == pytest.approx(results["python"][key], rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_fused_bernoulli_nll_equals_the_head(dtype, tol):
+    """The one-pass Bernoulli NLL and its gradient against BernoulliHead's torch operations,
+    logits from -80 to 80 (softplus' threshold, exp's range) included."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 50, 88, generator=g, dtype=dtype) * 6
+    logits[0, 0, :8] = torch.tensor([-80.0, -50.0, -20.0, -1e-4, 0.0, 1e-4, 49.9, 80.0], dtype=dtype)
+    y = (torch.rand(50, 88, generator=g) < 0.1).to(dtype)
+    a = logits.clone().requires_grad_()
+    nll = fused.bernoulli_nll(a, y)
+    b = logits.clone().requires_grad_()
+    ref = F.softplus(b, threshold=50.0).sum(-1) - (y * b).sum(-1)
+    torch.testing.assert_close(nll, ref, rtol=tol, atol=tol * 10)
+    w = torch.rand(3, 50, generator=g, dtype=dtype)
+    (nll * w).sum().backward()
+    (ref * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=tol, atol=tol)
+    with torch.no_grad():  # evaluation: no gradient kept
+        torch.testing.assert_close(fused.bernoulli_nll(logits, y), ref.detach(), rtol=tol, atol=tol * 10)
+
+
+def test_fused_kernels_keep_nan():
+    """A NaN pre-activation stays NaN through the vectorized sigmoid/tanh (divergence must show)."""
+    for name in FUSED_CELLS:
+        cell = make_cell(name, 3, 9)
+        x = torch.randn(4, 2, 3)
+        x[1, 0, 0] = float("nan")
+        fused.set_impl("fused")
+        try:
+            out, _ = cell(x)
+        finally:
+            fused.set_impl(None)
+        assert torch.isnan(out[1:, 0]).all(), name
+    nll = fused.bernoulli_nll(torch.full((1, 2, 9), float("nan")), torch.zeros(2, 9))
+    assert torch.isnan(nll).all()

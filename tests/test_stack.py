@@ -22,11 +22,15 @@ def metrics(run_dir):
         return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in csv.DictReader(f)]
 
 
-def close_rows(a, b, tol):
+def close_rows(a, b, tol, filled_ok=False):
+    """Rows equal to ``tol``; with ``filled_ok`` a cell of ``a`` may hold a number where ``b``'s is
+    empty (a run stopped by a budget and resumed has its best epoch of then scored, too)."""
     assert len(a) == len(b)
     for ra, rb in zip(a, b):
         assert ra.keys() == rb.keys()
         for k in ra:
+            if filled_ok and rb[k] in ("", None) and k in ("train_nll", "test_nll"):
+                continue
             if ra[k] in ("", None) or rb[k] in ("", None):
                 assert ra[k] == rb[k], k
             else:
@@ -65,70 +69,80 @@ def _member_models(cell, K, dtype=torch.float64, seed=0):
     return [SequenceModel(cell, 6, 5).to(dtype) for _ in range(K)]  # different weights per member
 
 
+@pytest.mark.parametrize("inputs", ["dense", "sparse"])
 @pytest.mark.parametrize("impl", ["fused", "python"])
 @pytest.mark.parametrize("cell", ["tanh", "gru", "lstm", "gru_after"])
-def test_stacked_model_values_and_gradients_equal_each_member(cell, impl):
+def test_stacked_model_values_and_gradients_equal_each_member(cell, impl, inputs):
+    """Every member of a stack computes what its model computes alone (the reference
+    SequenceModel), values and weight gradients, through the fused kernels (dense inputs: one
+    product; sparse 0/1 inputs such as piano rolls: sums of rows) and through vmap."""
+    from rnnbench.model import SequenceModel
     from rnnbench.stack import StackedModel
 
     if impl == "fused" and not fused.load():
         pytest.skip("fused extension unavailable")
-    K, T, B = 3, 9, 2
-    models = _member_models(cell, K)
-    stack = StackedModel(models[0], K)
-    for k, m in enumerate(models):
-        stack.load_member(k, m.state_dict())
-    x = torch.rand(T, B, 6, dtype=torch.float64)
-    y = (torch.rand(T, B, 6) < 0.3).double()
+    K, T, B, D = 3, 9, 2, 20
+    torch.manual_seed(0)
+    models = [SequenceModel(cell, D, 5).double() for _ in range(K)]  # different weights per member
+    stack = StackedModel(models[0], K, inits=[m.state_dict() for m in models])
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(T, B, D, dtype=torch.float64, generator=g)
+    if inputs == "sparse":
+        x = (x < 0.1).double()
+        assert 0 < x.mean() < fused.SPARSE_DENSITY
+    y = (torch.rand(T, B, D, generator=g) < 0.3).double()
     fused.set_impl(impl)
     try:
         nll = stack.frame_nll(x, y)  # (T, K, B)
         nll.sum().backward()
+        grads = stack.views(stack.flat.grad)
         for k, m in enumerate(models):
             alone = m.frame_nll(x, y)
             alone.sum().backward()
             torch.testing.assert_close(nll[:, k], alone, rtol=1e-10, atol=1e-10)
-            for (n, p), w in zip(m.named_parameters(), stack.weights):
-                torch.testing.assert_close(w.grad[k], p.grad, rtol=1e-9, atol=1e-10, msg=n)
+            for n, p in m.named_parameters():
+                torch.testing.assert_close(grads[n][k], p.grad, rtol=1e-9, atol=1e-10, msg=n)
     finally:
         fused.set_impl(None)
 
 
 def test_stacked_rmsprop_and_clipping_equal_torch():
-    from rnnbench.stack import StackedRMSprop, clip_members
+    from rnnbench.model import SequenceModel
+    from rnnbench.stack import StackedModel, StackedRMSprop, clip_members
 
     torch.manual_seed(0)
     K, lrs = 3, [1e-2, 3e-3, 1e-4]
     optim = OmegaConf.create({"name": "rmsprop", "lr": 1.0, "alpha": 0.9, "eps": 1e-6, "momentum": 0.0,
                               "centered": False})
-    shapes = [(4, 5), (5,)]
-    alone = [[torch.nn.Parameter(torch.randn(s, dtype=torch.float64)) for s in shapes] for _ in range(K)]
-    stacked = [torch.nn.Parameter(torch.stack([a[i].detach() for a in alone])) for i in range(len(shapes))]
+    protos = [SequenceModel("lstm", 4, 3).double() for _ in range(K)]
+    stacked = StackedModel(protos[0], K, inits=[p.state_dict() for p in protos])
+    alone = [list(p.parameters()) for p in protos]
     opts = [torch.optim.RMSprop(a, lr=lr, alpha=0.9, eps=1e-6) for a, lr in zip(alone, lrs)]
     sopt = StackedRMSprop(stacked, lrs, optim)
     for step in range(6):
-        grads = [torch.randn((K, *s), dtype=torch.float64) * (5 if step == 2 else 0.3) for s in shapes]
+        grad = torch.randn(stacked.flat.shape, dtype=torch.float64) * (5 if step == 2 else 0.3)
         update = [True, step != 3, True]  # member 1 skips one update
-        for i, p in enumerate(stacked):
-            p.grad = grads[i].clone()
-        norms = clip_members(stacked, 1.0)
-        sopt.step(update)
+        per_member = [part.view(K, *shape) for part, shape in zip(grad.split(stacked.sizes, 1), stacked.shapes)]
+        g = grad.clone()
+        norms = clip_members(g, 1.0)
+        sopt.step(g, update)
         for k in range(K):
             for i, p in enumerate(alone[k]):
-                p.grad = grads[i][k].clone()
+                p.grad = per_member[i][k].clone()
             norm = torch.nn.utils.clip_grad_norm_(alone[k], 1.0)
             assert float(norms[k]) == pytest.approx(float(norm), rel=1e-12)
             if update[k]:
                 opts[k].step()
     for k in range(K):
-        for i, p in enumerate(alone[k]):
-            torch.testing.assert_close(stacked[i][k], p.detach(), rtol=1e-13, atol=1e-15)
+        mine = stacked.member_state(k)
+        for (n, p) in protos[k].named_parameters():
+            torch.testing.assert_close(mine[n], p.detach(), rtol=1e-13, atol=1e-15)
         # and the optimizer state converts to torch's: a member can go on alone
-        proto = torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(s, dtype=torch.float64)) for s in shapes],
-                                    lr=lrs[k], alpha=0.9, eps=1e-6)
+        proto = torch.optim.RMSprop(SequenceModel("lstm", 4, 3).double().parameters(), lr=lrs[k], alpha=0.9, eps=1e-6)
         sd = sopt.member_state(k, proto)
         ref = opts[k].state_dict()
         assert float(sd["state"][0]["step"]) == float(ref["state"][0]["step"]) == (5 if k == 1 else 6)
-        for i in range(len(shapes)):
+        for i in range(len(alone[k])):
             torch.testing.assert_close(sd["state"][i]["square_avg"], ref["state"][i]["square_avg"])
     with pytest.raises(ConfigError, match="optim.momentum=0.5"):
         StackedRMSprop(stacked, lrs, OmegaConf.merge(optim, {"momentum": 0.5}))
@@ -153,7 +167,9 @@ def test_members_stop_on_their_own_and_resume_across_loops(toy_cfg, tmp_path):
         assert stacked[k]["status"] == alone[k]["status"]
         assert stacked[k]["stop_reason"] == alone[k]["stop_reason"]
         assert stacked[k]["epochs"] == alone[k]["epochs"]
-        close_rows(metrics(dirs[k]), metrics(tmp_path / f"alone{k}"), 2e-5)
+        for key in ("train_nll", "valid_nll", "test_nll"):
+            assert stacked[k][key] == pytest.approx(alone[k][key], rel=2e-5)
+        close_rows(metrics(dirs[k]), metrics(tmp_path / f"alone{k}"), 2e-5, filled_ok=True)
     # nothing left to do: a further call changes no file
     before = {p: p.read_bytes() for d in dirs for p in sorted(d.iterdir())}
     train_stack(cfgs, dirs)
@@ -168,8 +184,8 @@ def test_a_diverging_member_leaves_the_others_untouched(toy_cfg, tmp_path, monke
     real = StackedModel.frame_nll
     calls = {"n": 0}
 
-    def flaky(self, inputs, targets):
-        out = real(self, inputs, targets)
+    def flaky(self, inputs, targets, flat=None):
+        out = real(self, inputs, targets, flat)
         if torch.is_grad_enabled():
             calls["n"] += 1
             if calls["n"] == 5:  # epoch 2: member 1's loss turns NaN
@@ -213,3 +229,54 @@ def test_runs_that_differ_beyond_the_learning_rate_are_refused(toy_cfg, tmp_path
     with pytest.raises(ConfigError, match=r"cell\.units=8 vs 9"):
         train_stack(cfgs, [tmp_path / "a", tmp_path / "b"])
     assert not (tmp_path / "a" / "summary.json").exists()
+
+
+def test_successive_halving_prunes_the_draws_behind_and_leaves_the_rest_unchanged(toy_cfg, tmp_path):
+    from rnnbench.search import halving_decision, replay_halving
+
+    lrs = [3e-2, 1e-2, 1e-3, 1e-4]
+    plain = train_stack(member_cfgs(toy_cfg, lrs=lrs, max_epochs=4), [tmp_path / f"p{k}" for k in range(4)])
+    halving = {"search": {"halving": {"epochs": [2], "keep": 0.5, "min_keep": 1, "margin": 0.0}}}
+    cfgs = [OmegaConf.merge(c, halving) for c in member_cfgs(toy_cfg, lrs=lrs, max_epochs=4)]
+    got = train_stack(cfgs, [tmp_path / f"h{k}" for k in range(4)])
+    curves = {k: [float(r["valid_nll"]) for r in metrics(tmp_path / f"p{k}")] for k in range(4)}
+    replay = replay_halving(curves, {"epochs": [2], "keep": 0.5, "min_keep": 1, "margin": 0.0})
+    assert sorted(replay["stopped"]) == sorted(k for k, g in enumerate(got) if g["status"] == "pruned")
+    assert len(replay["stopped"]) == 2
+    for k, g in enumerate(got):
+        if g["status"] == "pruned":
+            assert g["epochs"] == 2 and "successive halving at epoch 2" in g["stop_reason"]
+            assert g["test_nll"] is not None  # its best epoch is scored like any other run's
+            on_disk = json.loads((tmp_path / f"h{k}" / "summary.json").read_text())
+            assert on_disk["status"] == "pruned"
+        else:  # the survivors train exactly as without halving
+            assert g["epochs"] == plain[k]["epochs"] == 4
+            assert g["valid_nll"] == pytest.approx(plain[k]["valid_nll"], rel=1e-6)
+    # a pruned run stays pruned when the sweep is run again
+    again = train_stack(cfgs, [tmp_path / f"h{k}" for k in range(4)])
+    assert [a["status"] for a in again] == [g["status"] for g in got]
+    # the rule itself: the best half goes on; within the margin nobody is pruned
+    assert halving_decision({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}, {"keep": 0.5, "min_keep": 1, "margin": 0}) \
+        == {"c": (1.0, "a"), "d": (1.0, "a")}
+    assert halving_decision({"a": 1.0, "b": 1.01}, {"keep": 0.5, "min_keep": 1, "margin": 0.05}) == {}
+
+
+def test_seeds_sharing_a_data_order_stack_and_equal_runs_alone(toy_cfg, tmp_path):
+    """Seeds with one train.order_seed train as one stack, each with its own initial weights and
+    noise; seeds with their own data order are stacked apart."""
+    from rnnbench.stack import group_for_stacks
+
+    cfgs = [OmegaConf.merge(toy_cfg, {"seed": s, "train": {"order_seed": 0, "max_epochs": 2}}) for s in (0, 1, 2)]
+    assert group_for_stacks(cfgs) == [[0, 1, 2]]
+    own = [OmegaConf.merge(toy_cfg, {"seed": s}) for s in (0, 1)]
+    assert group_for_stacks(own) == [[0], [1]]
+    alone = [train(c, tmp_path / f"a{k}") for k, c in enumerate(cfgs)]
+    stacked = train_stack(cfgs, [tmp_path / f"s{k}" for k in range(3)])
+    assert stacked[0]["stacked_members"] == 3
+    assert len({a["valid_nll"] for a in alone}) == 3  # the seeds differ
+    for a, s in zip(alone, stacked):
+        for key in ("train_nll", "valid_nll", "test_nll"):
+            assert s[key] == pytest.approx(a[key], rel=2e-5)
+    # seed 0 with order_seed 0 is the run of seed 0 (null order seed = the seed)
+    plain = train(OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 2}}), tmp_path / "plain")
+    assert plain["valid_nll"] == pytest.approx(alone[0]["valid_nll"], rel=1e-12)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from conftest import REPO
 from rnnbench.errors import ConfigError
 from rnnbench.model import SequenceModel
-from rnnbench.train import train, weight_noise
+from rnnbench.train import train
 
 
 def read_metrics(run_dir):
@@ -25,30 +25,42 @@ def strip_time(rows):
     return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
 
 
-def test_weight_noise_is_applied_then_restored_exactly():
+def _weights_seen_in_training(toy_cfg, tmp_path, monkeypatch, **train_over):
+    """The (noisy) weights every update's forward pass saw, and the clean weights beside them."""
+    from rnnbench import stack
+
+    seen = []
+    real = stack.StackedModel.frame_nll
+
+    def spy(self, inputs, targets, flat=None):
+        if flat is not None and flat.requires_grad:
+            seen.append((flat.detach().clone(), self.flat.detach().clone(), self.noisy_mask.clone()))
+        return real(self, inputs, targets, flat)
+
+    monkeypatch.setattr(stack.StackedModel, "frame_nll", spy)
+    train(OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 1, **train_over}}), tmp_path / "run")
+    return seen
+
+
+def test_weight_noise_is_fresh_for_every_update_and_only_on_weights(toy_cfg, tmp_path, monkeypatch):
+    seen = _weights_seen_in_training(toy_cfg, tmp_path, monkeypatch)
+    assert len(seen) == 3  # 12 toy sequences, batch 4
     model = SequenceModel("gru", 88, 8)
-    params = model.noisy_parameters()
-    before = [p.detach().clone() for p in params]
-    bias = model.cell.bias.detach().clone()
-    g = torch.Generator().manual_seed(0)
-    with weight_noise(params, 0.075, g):
-        diffs = torch.cat([(p.detach() - b).flatten() for p, b in zip(params, before)])
-        assert 0.06 < float(diffs.std()) < 0.09
-        torch.testing.assert_close(model.cell.bias, bias, rtol=0, atol=0)
-    for p, b in zip(params, before):
-        assert torch.equal(p, b)
-    with weight_noise(params, 0.0, g):
-        assert all(torch.equal(p, b) for p, b in zip(params, before))
+    noisy_names = {n for n, p in model.named_parameters() if any(p is q for q in model.noisy_parameters())}
+    assert noisy_names == {"cell.weight_ih", "cell.weight_hh", "head.linear.weight"}
+    noises = []
+    for noisy, clean, mask in seen:
+        diff = noisy - clean
+        assert int(mask.sum()) == sum(p.numel() for n, p in model.named_parameters() if n in noisy_names)
+        assert 0.06 < float(diff[:, mask].std()) < 0.09
+        assert torch.equal(diff[:, ~mask], torch.zeros_like(diff[:, ~mask]))  # biases: exactly clean
+        noises.append(diff[:, mask])
+    assert not torch.equal(noises[0], noises[1])
 
 
-def test_noise_is_fresh_for_every_update():
-    p = [torch.nn.Parameter(torch.zeros(1000))]
-    g = torch.Generator().manual_seed(0)
-    with weight_noise(p, 1.0, g):
-        first = p[0].detach().clone()
-    with weight_noise(p, 1.0, g):
-        second = p[0].detach().clone()
-    assert not torch.equal(first, second)
+def test_no_weight_noise_when_off(toy_cfg, tmp_path, monkeypatch):
+    seen = _weights_seen_in_training(toy_cfg, tmp_path, monkeypatch, weight_noise=0.0)
+    assert seen and all(torch.equal(noisy, clean) for noisy, clean, _ in seen)
 
 
 def test_run_directory_and_learning(toy_cfg, tmp_path):
@@ -123,15 +135,17 @@ def test_changed_config_refuses_to_resume(toy_cfg, tmp_path):
 
 
 def test_nan_marks_the_run_diverged(toy_cfg, tmp_path, monkeypatch):
-    real = SequenceModel.frame_nll
+    from rnnbench.stack import StackedModel
+
+    real = StackedModel.frame_nll
     calls = {"n": 0}
 
-    def flaky(self, inputs, targets):
+    def flaky(self, inputs, targets, flat=None):
         calls["n"] += 1
-        out = real(self, inputs, targets)
+        out = real(self, inputs, targets, flat)
         return out * float("nan") if calls["n"] > 4 and torch.is_grad_enabled() else out
 
-    monkeypatch.setattr(SequenceModel, "frame_nll", flaky)
+    monkeypatch.setattr(StackedModel, "frame_nll", flaky)
     summary = train(toy_cfg, tmp_path / "r")
     assert summary["status"] == "diverged"
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "diverged"
@@ -192,14 +206,16 @@ def test_cli_bad_value_exits_with_a_clear_message(toy_mat, tmp_path):
 
 def test_overflowing_gradients_can_be_skipped(toy_cfg, tmp_path, monkeypatch):
     """With train.skip_nonfinite an update whose gradient overflows is skipped and counted."""
-    real = torch.nn.utils.clip_grad_norm_
+    import rnnbench.stack as stack_mod
+
+    real = stack_mod.clip_members
     calls = {"n": 0}
 
-    def flaky(params, max_norm):
+    def flaky(grad, max_norm):
         calls["n"] += 1
-        return torch.tensor(float("inf")) if calls["n"] == 2 else real(params, max_norm)
+        return torch.full((grad.shape[0],), float("inf")) if calls["n"] == 2 else real(grad, max_norm)
 
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", flaky)
+    monkeypatch.setattr(stack_mod, "clip_members", flaky)
     cfg = OmegaConf.merge(toy_cfg, {"train": {"skip_nonfinite": True, "max_epochs": 2}})
     summary = train(cfg, tmp_path / "skip")
     assert summary["status"] == "finished" and summary["skipped_updates"] == 1

@@ -1,23 +1,29 @@
-"""Several runs of one architecture trained side by side as one vectorized model ("a stack").
+"""The training loop: K >= 1 runs of one architecture trained side by side as one model.
 
-The paper's recipe updates on one sequence at a time, where the cost of an update is set by the
-number of operations, not by arithmetic.  The runs of a learning-rate search (same data, cell,
-units, seed and recipe; only ``optim.lr`` differs) see the same batches in the same order, start
-from the same weights and draw the same weight noise, so they can share every operation: their
-weights are stacked along a leading *member* dimension, the recurrence runs one batched product
-per step for all of them, and each member keeps its own learning rate, RMSProp state, gradient
-clipping, divergence and early-stopping state.  A member that stops (early stopping, epoch cap,
+A lone run is a stack of one.  The runs of a learning-rate search (same data, cell, units and
+recipe; only ``optim.lr`` differs) see the same batches in the same order, start from the same
+weights and draw the same weight noise, so they can share every operation: their weights are
+stacked along a leading *member* dimension, the recurrence runs one batched product per step for
+all of them, and each member keeps its own learning rate, RMSProp state, gradient clipping,
+divergence and early-stopping state.  Seeds of one configuration stack too when they share the
+data order (``train.order_seed``): each member then has its own initial weights and its own
+weight-noise stream.  A member that stops (early stopping, epoch cap, successive halving,
 divergence) leaves the stack; the others go on.
 
-Every member writes the same run directory, with the same numbers (to rounding; tested), as
-:func:`rnnbench.train.train` would write for it alone, and either loop can resume the other's
-runs.  ``summary.json`` adds ``stacked_members`` (the stack's size when the run started) and
-``wall_seconds`` is the stack's time, shared by its members.
+Every member writes the run directory it would write alone, with the same numbers (to float
+rounding; tested).  ``summary.json`` adds ``stacked_members`` (the stack's size when the run
+started) and ``wall_seconds`` is the stack's time, shared by its members.
 
-Use it through the ``stacked`` Hydra launcher (``hydra/launcher=stacked``, the default of the music
-experiments) or :func:`train_stack`.  It pays at small batches (the paper's batch of 1), where
-overhead, not arithmetic, sets the pace; ``scripts/bench_sweep.py`` and ``scripts/bench_step.py
---members K`` measure it.
+All members' weights live in one ``(K, P)`` tensor (each row one member's parameters, flattened
+in the prototype's order), so weight noise, clipping and RMSProp are a handful of operations per
+update whatever the number of parameter tensors.
+
+Evaluation (:func:`evaluate_members`) runs without autograd on large padded-and-masked batches.
+During training the validation NLL is computed every epoch (early stopping needs it), the
+training-split NLL every ``train.eval_train_every`` epochs (the curves of the paper's Figures 2-3),
+and the test NLL never: when a run ends, the weights of its best-validation epoch are scored on
+the training and test splits once, and those numbers go into ``summary.json`` and into that
+epoch's row of ``metrics.csv``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
@@ -38,13 +45,14 @@ from . import fused
 from .cells import RecurrentCell
 from .data import iterate
 from .errors import ConfigError
-from .model import SequenceModel
-from .train import Run, Splits, make_generators, make_optimizer, resolve_device, train, weight_noise
+from .model import BernoulliHead, SequenceModel
+from .search import halving_decision, halving_settings
+from .train import Run, Splits, make_generators, make_optimizer, resolve_device
 
 log = logging.getLogger("rnnbench.stack")
 
 # Keys in which the members of one stack may differ.
-MEMBER_KEYS = ("optim.lr", "search.draw")
+MEMBER_KEYS = ("optim.lr", "search.draw", "seed")
 
 
 # --------------------------------------------------------------------------- model
@@ -71,131 +79,149 @@ class _HeadNLL(nn.Module):
 
 
 class StackedModel(nn.Module):
-    """``members`` copies of a :class:`SequenceModel`, weights stacked along a leading dimension.
+    """``members`` copies of a :class:`SequenceModel`, all weights in one ``(K, P)`` parameter.
 
-    Parameter ``i`` of the stack is parameter ``i`` of the prototype with shape ``(K, *shape)``.
-    The recurrence runs fused for all members at once where the cell has a fused path (the
-    built-in cells on CPU); any other cell runs its reference step under ``torch.func.vmap``.
+    Row ``k`` of :attr:`flat` is member ``k``'s parameters, flattened one after another in the
+    prototype's ``named_parameters()`` order; :meth:`views` gives them back as ``(K, *shape)``
+    tensors.  The recurrence runs fused for all members at once where the cell has a fused path
+    (the built-in cells on CPU); any other cell runs its reference step under ``torch.func.vmap``.
     """
 
-    def __init__(self, proto: SequenceModel, members: int):
+    def __init__(self, proto: SequenceModel, members: int, inits: Sequence[dict[str, Tensor]] | None = None):
         super().__init__()
         if members < 1:
             raise ValueError(f"a stack needs at least one member, got {members}")
         self.__dict__["proto"] = proto  # structure only: not a submodule, its own weights are unused
-        self.names = [n for n, _ in proto.named_parameters()]
-        self.weights = nn.ParameterList(
-            nn.Parameter(p.detach().unsqueeze(0).repeat(members, *([1] * p.dim())).clone())
-            for _, p in proto.named_parameters())
+        named = list(proto.named_parameters())
+        self.names = [n for n, _ in named]
+        self.shapes = [tuple(p.shape) for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
         noisy = {id(p) for p in proto.noisy_parameters()}
-        self.noisy = [i for i, (_, p) in enumerate(proto.named_parameters()) if id(p) in noisy]
+        row = torch.cat([p.detach().reshape(-1) for _, p in named])
+        self.flat = nn.Parameter(row.unsqueeze(0).repeat(members, 1))
+        mask = torch.cat([torch.full((p.numel(),), id(p) in noisy, dtype=torch.bool) for _, p in named])
+        self.register_buffer("noisy_mask", mask, persistent=False)
+        self.noisy = [i for i, (_, p) in enumerate(named) if id(p) in noisy]  # indices of the noisy tensors
+        if inits is not None:
+            for k, state in enumerate(inits):
+                self.load_member(k, state)
 
     @property
     def members(self) -> int:
-        return self.weights[0].shape[0]
+        return self.flat.shape[0]
+
+    def views(self, flat: Tensor | None = None) -> dict[str, Tensor]:
+        """Every parameter as ``(K, *shape)``, views of ``flat`` (default: :attr:`flat`)."""
+        flat = self.flat if flat is None else flat
+        K = flat.shape[0]
+        return {n: part.view(K, *shape)
+                for n, shape, part in zip(self.names, self.shapes, flat.split(self.sizes, dim=1))}
 
     def param(self, name: str) -> Tensor:
-        return self.weights[self.names.index(name)]
+        return self.views()[name]
 
-    def member_state(self, k: int) -> dict[str, Tensor]:
+    def member_state(self, k: int, flat: Tensor | None = None) -> dict[str, Tensor]:
         """Member ``k``'s weights as a :class:`SequenceModel` state dict."""
-        return {n: w[k].detach().clone() for n, w in zip(self.names, self.weights)}
+        row = (self.flat if flat is None else flat)[k].detach()
+        return {n: part.view(shape).clone() for n, shape, part in zip(self.names, self.shapes, row.split(self.sizes))}
 
     @torch.no_grad()
     def load_member(self, k: int, state: dict[str, Tensor]) -> None:
         missing = set(self.names) ^ set(state)
         if missing:
             raise ConfigError(f"a member's weights do not fit the stack: keys {sorted(missing)}")
-        for n, w in zip(self.names, self.weights):
-            w[k].copy_(state[n])
+        self.flat[k].copy_(torch.cat([state[n].reshape(-1).to(self.flat) for n in self.names]))
 
     @torch.no_grad()
     def keep(self, index: Sequence[int]) -> None:
         """Keep only the members at ``index`` (in that order)."""
-        idx = torch.as_tensor(list(index), dtype=torch.long, device=self.weights[0].device)
-        # new parameters (autograd keeps the shape of a parameter it has seen)
-        self.weights = nn.ParameterList(nn.Parameter(w.detach().index_select(0, idx)) for w in self.weights)
+        idx = torch.as_tensor(list(index), dtype=torch.long, device=self.flat.device)
+        self.flat = nn.Parameter(self.flat.detach().index_select(0, idx))
 
-    def _fused_features(self, inputs: Tensor) -> Tensor | None:
-        """All members' recurrent features ``(K, T, B, H)`` through the fused kernels, or ``None``."""
+    def _fused_features(self, inputs: Tensor, v: dict[str, Tensor]) -> Tensor | None:
+        """All members' recurrent features ``(T, K*B, H)`` (rows member by member in each step)
+        through the fused kernels, or ``None`` where the cell has none."""
         cell = self.proto.cell
         if type(cell).fused is RecurrentCell.fused or not fused.use_fused(inputs):
             return None
         T, B, D = inputs.shape
-        K = self.members
-        W, b = self.param("cell.weight_ih"), self.param("cell.bias")
-        GH = W.shape[-1]
-        # one product for every member's input projection: (T*B, D) @ (D, K*GH)
-        xw = torch.addmm(b.reshape(-1), inputs.reshape(T * B, D), W.permute(1, 0, 2).reshape(D, K * GH))
-        xw = xw.view(T, B, K, GH).transpose(1, 2).reshape(T, K * B, GH)
-        weights = {n.split(".", 1)[1]: self.param(n) for n in self.names
+        W, b = v["cell.weight_ih"], v["cell.bias"]
+        K, GH = W.shape[0], W.shape[-1]
+        nonzeros = fused.sparse_inputs(inputs)
+        if nonzeros is not None:  # piano rolls: a few rows of W per frame
+            xw = fused.sparse_projection(W, b, nonzeros, T, B)
+        else:  # one product for every member's input projection: (T*B, D) @ (D, K*GH)
+            xw = torch.addmm(b.reshape(-1), inputs.reshape(T * B, D), W.permute(1, 0, 2).reshape(D, K * GH))
+            xw = xw.view(T, B, K, GH).transpose(1, 2).reshape(T, K * B, GH)
+        weights = {n.split(".", 1)[1]: w for n, w in v.items()
                    if n.startswith("cell.") and n not in ("cell.weight_ih", "cell.bias")}
         out = cell.fused(xw, cell.init_state(K * B, xw), weights=weights)
-        if out is None:
-            return None
-        return out[0].view(T, K, B, -1).transpose(0, 1).contiguous()  # (the head's products want members first)
+        return None if out is None else out[0]
 
-    def frame_nll(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        """Every member's NLL of every frame, ``(T, K, B)``; padded frames must be masked."""
-        params = dict(zip(self.names, self.weights))
-        h = self._fused_features(inputs)
+    def frame_nll(self, inputs: Tensor, targets: Tensor, flat: Tensor | None = None) -> Tensor:
+        """Every member's NLL of every frame, ``(T, K, B)``; padded frames must be masked.
+        ``flat`` replaces the members' weights (e.g. by noisy ones)."""
+        v = self.views(flat)
+        T, B = inputs.shape[:2]
+        K = next(iter(v.values())).shape[0]
+        h = self._fused_features(inputs, v)
         if h is None:
             member = _MemberNLL(self.proto)
-            p = {f"model.{n}": w for n, w in params.items()}
+            p = {f"model.{n}": w for n, w in v.items()}
             return vmap(lambda q: functional_call(member, q, (inputs, targets)), out_dims=1)(p)
-        head = _HeadNLL(self.proto.head)
-        hp = {n: w for n, w in params.items() if n.startswith("head.")}
-        return vmap(lambda q, hk: functional_call(head, q, (hk, targets)), in_dims=(0, 0), out_dims=1)(hp, h)
+        hk = h.view(T, K, B, -1).permute(1, 0, 2, 3).reshape(K, T * B, -1)  # members first: one bmm
+        head = self.proto.head
+        if type(head) is BernoulliHead:  # (the same arithmetic as BernoulliHead.nll, batched over members)
+            logits = torch.baddbmm(v["head.linear.bias"].unsqueeze(1), hk, v["head.linear.weight"].transpose(1, 2))
+            nll = fused.bernoulli_nll(logits, targets.reshape(T * B, -1))
+            if nll is None:
+                y = targets.reshape(1, T * B, -1)
+                nll = F.softplus(logits, threshold=50.0).sum(-1) - (y * logits).sum(-1)
+            return nll.view(K, T, B).permute(1, 0, 2)
+        hp = {n: w for n, w in v.items() if n.startswith("head.")}
+        hk = hk.view(K, T, B, -1)
+        return vmap(lambda q, x: functional_call(_HeadNLL(head), q, (x, targets)), in_dims=(0, 0), out_dims=1)(hp, hk)
 
 
 # --------------------------------------------------------------------------- optimizer
 
 class StackedRMSprop:
-    """RMSProp with one learning rate per member, the same arithmetic as ``torch.optim.RMSprop``
-    (momentum 0, not centred), and optimizer states that convert to and from its state dict."""
+    """RMSProp on the ``(K, P)`` weights with one learning rate per member: the arithmetic of
+    ``torch.optim.RMSprop`` (momentum 0, not centred), and states that convert to and from its
+    state dict."""
 
-    def __init__(self, params: Sequence[nn.Parameter], lrs: Sequence[float], optim: DictConfig):
+    def __init__(self, model: StackedModel, lrs: Sequence[float], optim: DictConfig):
         for key, neutral in (("momentum", 0.0), ("centered", False)):
             if optim.get(key, neutral) != neutral:
-                raise ConfigError(f"config value optim.{key}={optim.get(key)!r} is not supported by stacked "
-                                  f"training: expected {neutral!r} (run these jobs without hydra/launcher=stacked)")
-        self.params = list(params)
-        self.optim = optim
+                raise ConfigError(f"config value optim.{key}={optim.get(key)!r} is not supported: expected {neutral!r}")
+        self.model = model
         self.alpha, self.eps = float(optim.alpha), float(optim.eps)
         self.lrs = [float(x) for x in lrs]
         self.steps = [0] * len(self.lrs)
-        self.square_avg = [torch.zeros_like(p) for p in self.params]
-
-    def _neg_lr(self, p: Tensor) -> Tensor:
-        return torch.tensor([-x for x in self.lrs], dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        self.square_avg = torch.zeros_like(model.flat)
 
     @torch.no_grad()
-    def step(self, update: Sequence[bool]) -> None:
+    def step(self, grad: Tensor, update: Sequence[bool]) -> None:
         """One update of the members where ``update`` is true; the others keep weights and state."""
-        frozen = [k for k, u in enumerate(update) if not u]
-        if len(frozen) == len(update):
-            return
-        saved = [(p[frozen].clone(), s[frozen].clone()) for p, s in zip(self.params, self.square_avg)] if frozen else []
-        for p, sq in zip(self.params, self.square_avg):
-            g = p.grad
-            sq.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
-            avg = sq.sqrt().add_(self.eps)
-            p.add_((g * self._neg_lr(p)).div_(avg))  # p + (-lr * g) / avg, as addcdiv computes it
-        for (p, sq), (ps, ss) in zip(zip(self.params, self.square_avg), saved):
-            p[frozen] = ps
-            sq[frozen] = ss
+        p, sq = self.model.flat, self.square_avg
+        neg_lr = torch.tensor([-x for x in self.lrs], dtype=p.dtype, device=p.device).unsqueeze(1)
+        if all(update):
+            sq.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
+            p.add_((grad * neg_lr).div_(sq.sqrt().add_(self.eps)))  # p + (-lr * g) / avg, as addcdiv computes it
+        else:
+            idx = torch.as_tensor([k for k, u in enumerate(update) if u], dtype=torch.long, device=p.device)
+            if len(idx):
+                g, s = grad.index_select(0, idx), sq.index_select(0, idx)
+                s.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
+                sq.index_copy_(0, idx, s)
+                p.index_copy_(0, idx, p.index_select(0, idx).add_((g * neg_lr[idx]).div_(s.sqrt().add_(self.eps))))
         for k, u in enumerate(update):
             self.steps[k] += bool(u)
 
-    def keep(self, index: Sequence[int], params: Sequence[nn.Parameter]) -> None:
-        """Keep only the members at ``index``, whose weights are now ``params``."""
-        self.params = list(params)
-        idx = torch.as_tensor(list(index), dtype=torch.long)
-        self.square_avg = [s.index_select(0, idx.to(s.device)) for s in self.square_avg]
+    def keep(self, index: Sequence[int]) -> None:
+        """Keep only the members at ``index`` (the model has already kept them)."""
+        idx = torch.as_tensor(list(index), dtype=torch.long, device=self.square_avg.device)
+        self.square_avg = self.square_avg.index_select(0, idx)
         self.lrs = [self.lrs[i] for i in index]
         self.steps = [self.steps[i] for i in index]
 
@@ -204,51 +230,57 @@ class StackedRMSprop:
         sd = proto_optimizer.state_dict()
         sd["param_groups"][0]["lr"] = self.lrs[k]
         if self.steps[k]:
-            sd["state"] = {i: {"step": torch.tensor(float(self.steps[k])), "square_avg": s[k].clone()}
-                           for i, s in enumerate(self.square_avg)}
+            parts = self.square_avg[k].split(self.model.sizes)
+            sd["state"] = {i: {"step": torch.tensor(float(self.steps[k])), "square_avg": part.view(shape).clone()}
+                           for i, (part, shape) in enumerate(zip(parts, self.model.shapes))}
         return sd
 
     @torch.no_grad()
     def load_member(self, k: int, sd: dict) -> None:
         state = sd.get("state", {})
-        for i, s in enumerate(self.square_avg):
+        parts = self.square_avg[k].split(self.model.sizes)
+        for i, part in enumerate(parts):
             if i in state:
-                s[k].copy_(state[i]["square_avg"])
+                part.copy_(state[i]["square_avg"].reshape(-1))
                 self.steps[k] = int(float(state[i]["step"]))
             else:
-                s[k].zero_()
+                part.zero_()
 
 
-def clip_members(params: Sequence[nn.Parameter], max_norm: float | None) -> Tensor:
-    """Per-member gradient norms ``(K,)`` (before clipping); with ``max_norm`` each member's gradient
-    is scaled as ``torch.nn.utils.clip_grad_norm_`` would scale it alone."""
-    grads = [p.grad for p in params if p.grad is not None]
-    K = grads[0].shape[0]
-    norms = torch.stack([g.reshape(K, -1).norm(dim=1) for g in grads], dim=1).norm(dim=1)
+def clip_members(grad: Tensor, max_norm: float | None) -> Tensor:
+    """Per-member gradient norms ``(K,)`` of ``grad`` (K, P), before clipping; with ``max_norm`` each
+    member's gradient is scaled as ``torch.nn.utils.clip_grad_norm_`` would scale it alone."""
+    norms = grad.norm(dim=1)
     if max_norm:
-        coef = (float(max_norm) / (norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+        grad.mul_((float(max_norm) / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1))
     return norms
 
 
 @torch.no_grad()
-def evaluate_members(model: StackedModel, seqs, batches, device) -> list[float]:
-    """Every member's NLL per frame over a whole split (no autograd graph)."""
-    total = torch.zeros(model.members, dtype=torch.float64)
+def evaluate_members(model: StackedModel, seqs, batches, device, flat: Tensor | None = None) -> list[float]:
+    """Every member's NLL per frame over a whole split: every real frame weighs the same, padding
+    never counts (no autograd graph)."""
+    K = model.members if flat is None else flat.shape[0]
+    total = torch.zeros(K, dtype=torch.float64)
     frames = 0
     for batch in iterate(seqs, batches):
         batch = batch.to(device)
-        nll = model.frame_nll(batch.inputs, batch.targets)  # (T, K, B)
+        nll = model.frame_nll(batch.inputs, batch.targets, flat)  # (T, K, B)
         total += nll.permute(1, 0, 2)[:, batch.mask].double().sum(1).cpu()
         frames += batch.frames
     return (total / frames).tolist()
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- grouping
+
+def _order_seed(cfg: DictConfig) -> int:
+    seed = cfg.train.get("order_seed")
+    return int(cfg.seed if seed is None else seed)
+
 
 def stack_key(cfg: DictConfig) -> str:
-    """What members of one stack share: the whole resolved configuration but :data:`MEMBER_KEYS`."""
+    """What members of one stack share: the whole resolved configuration but :data:`MEMBER_KEYS`,
+    and the data order."""
     c = OmegaConf.to_container(cfg, resolve=True)
     c.pop("hydra", None)
     for key in MEMBER_KEYS:
@@ -258,6 +290,7 @@ def stack_key(cfg: DictConfig) -> str:
             node = node.get(p, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(leaf, None)
+    c.setdefault("train", {})["order_seed"] = _order_seed(cfg)
     return json.dumps(c, sort_keys=True, default=str)
 
 
@@ -277,31 +310,34 @@ def _first_difference(a: DictConfig, b: DictConfig) -> str:
 
 
 def group_for_stacks(cfgs: Sequence[DictConfig]) -> list[list[int]]:
-    """Indices of ``cfgs`` grouped into stacks (configurations equal but for :data:`MEMBER_KEYS`),
-    in order of first appearance."""
+    """Indices of ``cfgs`` grouped into stacks (configurations equal but for :data:`MEMBER_KEYS`,
+    with one data order), in order of first appearance."""
     groups: dict[str, list[int]] = {}
     for i, cfg in enumerate(cfgs):
         groups.setdefault(stack_key(cfg), []).append(i)
     return list(groups.values())
 
 
+# --------------------------------------------------------------------------- training
+
 class _Member:
     def __init__(self, run: Run, ckpt: dict | None, shuffle_gen, noise_gen):
         self.run, self.ckpt = run, ckpt
         self.shuffle_gen, self.noise_gen = shuffle_gen, noise_gen
         self.result: dict | None = None  # the summary, once the run has stopped
+        self.best_state: dict | None = None  # weights of the best epoch so far (this session)
 
     def progress_key(self) -> tuple:
-        """Members train together only from the same point: same epoch, same random streams."""
-        return (self.run.state.epoch, bytes(self.shuffle_gen.get_state().numpy()),
-                bytes(self.noise_gen.get_state().numpy()))
+        """Members train together only from the same point: same epoch, same data order."""
+        return (self.run.state.epoch, bytes(self.shuffle_gen.get_state().numpy()))
 
 
 def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_members: int | None = None) -> list[dict]:
     """Train (or resume, or skip) the runs ``cfgs`` in ``run_dirs`` as stacks; their summaries, in order.
 
-    The configurations must be equal but for :data:`MEMBER_KEYS` (a :class:`ConfigError` names the
-    first key that differs).  ``max_members`` caps a stack's size (larger groups are split).
+    The configurations must be equal but for :data:`MEMBER_KEYS`, with one data order (a
+    :class:`ConfigError` names the first key that differs).  ``max_members`` caps a stack's size
+    (larger groups are split).  One configuration is a stack of one: :func:`rnnbench.train.train`.
     """
     if len(cfgs) != len(run_dirs):
         raise ValueError("train_stack needs one run directory per configuration")
@@ -310,29 +346,47 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
     first = cfgs[0]
     for cfg in cfgs[1:]:
         if stack_key(cfg) != stack_key(first):
-            raise ConfigError(f"runs stacked together must differ only in {', '.join(MEMBER_KEYS)}; "
-                              f"found {_first_difference(first, cfg)}")
-    if len(cfgs) == 1:
-        return [train(cfgs[0], run_dirs[0])]
+            raise ConfigError(f"runs stacked together must differ only in {', '.join(MEMBER_KEYS)} "
+                              f"(with one data order, train.order_seed); found {_first_difference(first, cfg)}")
     runs = [Run(cfg, d) for cfg, d in zip(cfgs, run_dirs)]
+    halving = halving_settings(first)
     tcfg = first.train
     if tcfg.get("threads"):
         torch.set_num_threads(int(tcfg.threads))
     device = resolve_device(tcfg.get("device", "cpu"))
+    if device.type == "cpu":
+        # RMSProp's running averages of weights that never get a gradient (piano keys a corpus never
+        # uses) decay into subnormal numbers, on which x86 arithmetic is many times slower: flush
+        # them to zero (a change below 1e-38, far under float32 rounding of anything that matters)
+        torch.set_flush_denormal(True)
+        if fused.get_impl() != "python":
+            fused.load()  # (a first build happens here, before any clock starts)
     cap = max(1, int(max_members or len(cfgs)))
-    data = Splits(first, max(1, int(tcfg.eval_batch_frames) // min(cap, len(cfgs))))
+    data = Splits(first)
 
-    torch.manual_seed(int(first.seed))
-    proto = SequenceModel.for_corpus(first.cell.name, int(first.cell.units), data.corpus).to(device)
+    protos: dict[int, SequenceModel] = {}
+
+    def proto_for(seed: int) -> SequenceModel:  # a member's initial weights: its seed's
+        if seed not in protos:
+            torch.manual_seed(seed)
+            protos[seed] = SequenceModel.for_corpus(first.cell.name, int(first.cell.units), data.corpus).to(device)
+        return protos[seed]
+
+    proto = proto_for(int(first.seed))
     counts = proto.param_counts()
     members = []
     eval_waste = data.eval_waste()
+    skipped_files = list(getattr(data.corpus, "skipped", None) or [])
     for run in runs:
-        shuffle_gen, noise_gen = make_generators(first.seed)
+        cfg = run.cfg
+        shuffle_gen = make_generators(_order_seed(cfg))[0]
+        noise_gen = make_generators(int(cfg.seed))[1]
         ckpt = run.checkpoint(device)
         if ckpt is not None:
             shuffle_gen.set_state(ckpt["shuffle_rng"])
             noise_gen.set_state(ckpt["noise_rng"])
+        if skipped_files:
+            run.extra["skipped_files"] = skipped_files
         run.start(counts, eval_waste)
         members.append(_Member(run, ckpt, shuffle_gen, noise_gen))
 
@@ -343,55 +397,114 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
             groups.setdefault(m.progress_key(), []).append(m)
     for group in groups.values():
         for i in range(0, len(group), cap):
-            _train_members(group[i:i + cap], proto, data, device)
+            _train_members(group[i:i + cap], proto_for, data, device, halving)
     results = []
     for m in members:
         if m.result is not None:
             results.append(m.result)
             continue
         if m.ckpt is None:  # never trained (max_epochs=0): what it would resume from
-            m.ckpt = {"model": proto.state_dict(),
-                      "optimizer": make_optimizer(proto.parameters(), m.run.cfg.optim).state_dict(),
+            p = proto_for(int(m.run.cfg.seed))
+            m.ckpt = {"model": p.state_dict(),
+                      "optimizer": make_optimizer(p.parameters(), m.run.cfg.optim).state_dict(),
                       "shuffle_rng": m.shuffle_gen.get_state(), "noise_rng": m.noise_gen.get_state(),
                       "torch_rng": torch.get_rng_state()}
+        _score_best([m], proto, data, device)
         results.append(m.run.finish(m.ckpt))
     return results
 
 
-def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, device) -> None:
-    """Train ``members`` (all at the same epoch with the same random streams) until each has stopped."""
+def _score_best(members: list[_Member], proto: SequenceModel, data: Splits, device) -> None:
+    """Score each member's best-validation weights on the splits its best epoch has no NLL for yet
+    (train and test: they are not evaluated every epoch)."""
+    todo = [m for m in members if m.run.missing_best_splits()]
+    if not todo:
+        return
+    states = []
+    for m in todo:
+        state = m.best_state
+        if state is None:
+            path = m.run.run_dir / "best.pt"
+            state = torch.load(path, map_location=device, weights_only=False)["model"]
+        states.append(state)
+    model = StackedModel(proto, len(todo), inits=states).to(device)
+    splits = sorted({s for m in todo for s in m.run.missing_best_splits()}, key=Splits.NAMES.index)
+    t0 = time.perf_counter()
+    scores = {s: evaluate_members(model, data.seqs[s], data.eval_batches[s], device) for s in splits}
+    for k, m in enumerate(todo):
+        m.run.fill_best({s: scores[s][k] for s in m.run.missing_best_splits()}, time.perf_counter() - t0)
+
+
+def _train_members(members: list[_Member], proto_for, data: Splits, device, halving: dict | None) -> None:
+    """Train ``members`` (all at the same epoch with the same data order) until each has stopped."""
     cfg, tcfg = members[0].run.cfg, members[0].run.tcfg
     K0 = len(members)
-    model = StackedModel(proto, K0).to(device)
-    opt = StackedRMSprop(model.weights, [float(m.run.cfg.optim.lr) for m in members], cfg.optim)
+    proto = proto_for(int(cfg.seed))
+    inits = [m.ckpt["model"] if m.ckpt is not None else proto_for(int(m.run.cfg.seed)).state_dict() for m in members]
+    model = StackedModel(proto, K0, inits=inits).to(device)
+    opt = StackedRMSprop(model, [float(m.run.cfg.optim.lr) for m in members], cfg.optim)
     for k, m in enumerate(members):
         if m.ckpt is not None:
-            model.load_member(k, m.ckpt["model"])
             opt.load_member(k, m.ckpt["optimizer"])
-    shuffle_gen, noise_gen = members[0].shuffle_gen, members[0].noise_gen
+    shuffle_gen = members[0].shuffle_gen
+    # members whose noise streams are at the same point draw the same noise: one generator each
+    streams: dict[bytes, torch.Generator] = {}
+    for m in members:
+        m.noise_gen = streams.setdefault(bytes(m.noise_gen.get_state().numpy()), m.noise_gen)
     proto_opt = make_optimizer(proto.parameters(), cfg.optim)
     for m in members:
+        m.shuffle_gen = shuffle_gen
         m.run.extra["stacked_members"] = K0
-        m.run.label = f"lr {float(m.run.cfg.optim.lr):.3g}  "
-    log.info("%s/%s: training %d runs as one stack (lr %s)", cfg.dataset.name, cfg.cell.name, K0,
-             ", ".join(f"{float(m.run.cfg.optim.lr):.3g}" for m in members))
+    if K0 > 1:
+        log.info("%s/%s: training %d runs as one stack (%s)", cfg.dataset.name, cfg.cell.name, K0,
+                 ", ".join(m.run.member_label() for m in members))
 
     def payload(k: int) -> dict:
+        m = members[k]
         return {"model": model.member_state(k), "optimizer": opt.member_state(k, proto_opt),
-                "shuffle_rng": shuffle_gen.get_state(), "noise_rng": noise_gen.get_state(),
+                "shuffle_rng": shuffle_gen.get_state(), "noise_rng": m.noise_gen.get_state(),
                 "torch_rng": torch.get_rng_state()}
 
     def drop(gone: list[int]) -> None:
         for k in gone:  # a member that stops is written out as finished at once, as it would be alone
             members[k].ckpt = payload(k)
+        _score_best([members[k] for k in gone], proto, data, device)
+        for k in gone:
             members[k].result = members[k].run.finish(members[k].ckpt)
         keep = [k for k in range(len(members)) if k not in gone]
         model.keep(keep)
-        opt.keep(keep, model.weights)
+        opt.keep(keep)
         members[:] = [members[k] for k in keep]
 
     noise_std = float(tcfg.weight_noise)
+    noisy_sizes = [model.sizes[i] for i in model.noisy]
+    noisy_shapes = [model.shapes[i] for i in model.noisy]
+    noisy_cols = model.noisy_mask.nonzero().squeeze(1)
     skip_nonfinite = bool(tcfg.get("skip_nonfinite", False))
+    train_every = int(tcfg.get("eval_train_every", 1) or 0)
+
+    def noisy_weights() -> Tensor:
+        """The members' weights with this update's noise added (each member's stream's draw)."""
+        flat = model.flat.detach()
+        if noise_std <= 0:
+            return flat.clone().requires_grad_()
+        gens = []
+        for m in members:
+            if all(g is not m.noise_gen for g in gens):
+                gens.append(m.noise_gen)
+        draws = []
+        for g in gens:  # the draws each member would make alone: one per noisy tensor, in order
+            draws.append(torch.cat([torch.randn(s, generator=g, dtype=flat.dtype, device="cpu").reshape(-1)
+                                    for s in noisy_shapes]))
+        if len(gens) == 1:
+            rows = draws[0].unsqueeze(0)
+        else:
+            rows = torch.stack([draws[next(i for i, g in enumerate(gens) if g is m.noise_gen)] for m in members])
+        noise = flat.new_zeros((rows.shape[0], flat.shape[1]))
+        noise[:, noisy_cols] = rows.to(flat.device)
+        return torch.add(flat, noise, alpha=noise_std).requires_grad_()
+
+    assert sum(noisy_sizes) == len(noisy_cols)
     first_epoch = True
     while members:
         if not first_epoch:  # (the caller asked the first time)
@@ -407,13 +520,11 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
         loss_sum, skipped, loss_frames = [0.0] * K, [0] * K, [0] * K
         for batch in iterate(data.seqs["train"], batches):
             batch = batch.to(device)
-            # every member draws what it would draw alone: the same stream
-            with weight_noise([model.weights[i] for i in model.noisy], noise_std, noise_gen, lead=1):
-                nll = model.frame_nll(batch.inputs, batch.targets)
-                loss_total = nll.permute(1, 0, 2)[:, batch.mask].sum(1)  # (K,)
-                opt.zero_grad()
-                (loss_total / batch.frames).sum().backward()
-            gnorm = clip_members(model.weights, tcfg.clip_norm)
+            w = noisy_weights()
+            nll = model.frame_nll(batch.inputs, batch.targets, w)
+            loss_total = nll.permute(1, 0, 2)[:, batch.mask].sum(1)  # (K,)
+            (grad,) = torch.autograd.grad((loss_total / batch.frames).sum(), w)
+            gnorm = clip_members(grad, tcfg.clip_norm)
             loss_ok = torch.isfinite(loss_total).tolist()
             grad_ok = torch.isfinite(gnorm).tolist()
             update, gone = [], []
@@ -424,9 +535,9 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
                     if not skip_nonfinite or skipped[k] >= max(1, len(batches) // 2):
                         gone.append(k)
                     else:
-                        skipped[k] += 1
+                        skipped[k] += 1  # a gradient that overflowed: leave the weights as they are
                 update.append(loss_ok[k] and grad_ok[k])
-            opt.step(update)
+            opt.step(grad, update)
             totals = loss_total.detach().tolist()
             for k in range(K):
                 if update[k]:
@@ -445,11 +556,32 @@ def _train_members(members: list[_Member], proto: SequenceModel, data: Splits, d
                 if not members:
                     return
         train_time = time.perf_counter() - t0
-        nll = {s: evaluate_members(model, data.seqs[s], data.eval_batches[s], device) for s in Splits.NAMES}
+        epoch = members[0].run.state.epoch + 1
+        splits = ["valid"] + (["train"] if train_every and (epoch == 1 or epoch % train_every == 0) else [])
+        t1 = time.perf_counter()
+        nll = {s: evaluate_members(model, data.seqs[s], data.eval_batches[s], device) for s in splits}
+        eval_time = time.perf_counter() - t1
         for k, m in enumerate(members):
-            m.run.end_epoch(train_time, loss_sum[k] / max(loss_frames[k], 1), skipped[k],
-                            {s: nll[s][k] for s in Splits.NAMES}, lambda k=k: model.member_state(k))
+            improved = m.run.end_epoch(train_time, loss_sum[k] / max(loss_frames[k], 1), skipped[k],
+                                       {s: nll[s][k] for s in splits}, lambda k=k: model.member_state(k),
+                                       eval_seconds=eval_time)
+            if improved:
+                m.best_state = model.member_state(k)
+        if halving and epoch in halving["epochs"]:
+            _halve(members, epoch, halving)
+        for k, m in enumerate(members):
             m.run.persist(payload(k))
         ended = [k for k, m in enumerate(members) if not m.run.running]
         if ended:
             drop(ended)
+
+
+def _halve(members: list[_Member], epoch: int, settings: dict) -> None:
+    """Successive halving at a checkpoint epoch, among the draws of each seed still running here."""
+    by_seed: dict[int, dict[int, float]] = {}
+    for k, m in enumerate(members):
+        if m.run.running:
+            by_seed.setdefault(int(m.run.cfg.seed), {})[k] = m.run.state.best_valid
+    for seed, best in by_seed.items():
+        for k, (top, leader) in halving_decision(best, settings).items():
+            members[k].run.prune(epoch, top, members[leader].run)

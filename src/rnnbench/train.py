@@ -18,7 +18,6 @@ last completed epoch and never leaves a half-written file behind.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -33,7 +32,7 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .data import batch_indices, iterate, load_dataset, padding_waste
+from .data import batch_indices, load_dataset, padding_waste
 from .errors import ConfigError
 from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text, remove_stale_temporaries
 from .model import SequenceModel
@@ -45,12 +44,12 @@ METRIC_FIELDS = [
     "epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll", "train_loss_noisy", "lr",
     "skipped_updates",
 ]
-FINAL_STATUSES = ("finished", "diverged")
 # Options whose value here means "behave as before the option existed".
-NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False}
+NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False, "train.order_seed": None, "search.halving": None}
 # Keys that may change between a run and its resumption (they extend or steer it, not change it).
 RESUMABLE_KEYS = ("train.max_epochs", "train.max_minutes", "train.resume", "train.threads", "train.device",
-                  "train.log_every", "train.eval_max_waste", "data_root", "dataset.download")
+                  "train.log_every", "train.eval_max_waste", "train.eval_batch_frames", "train.eval_train_every", "data_root",
+                  "dataset.download")
 
 
 # --------------------------------------------------------------------------- config
@@ -87,6 +86,9 @@ def validate_config(cfg: DictConfig) -> None:
     need("train.eval_batch_frames", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
     need("train.eval_max_waste", lambda v: v is None or 0 <= v < 1, "a number in [0, 1) or null")
     need("train.max_minutes", lambda v: v is None or v > 0, "a positive number or null")
+    need("train.eval_train_every", lambda v: v is None or (isinstance(v, int) and v >= 0),
+         "an integer >= 0 (0 or null: only at the end)")
+    need("train.order_seed", lambda v: v is None or isinstance(v, int), "an integer or null (= seed)")
     need("cell.units", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
     need("seed", lambda v: isinstance(v, int), "an integer")
     need("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'")
@@ -110,29 +112,6 @@ def config_fingerprint(cfg: DictConfig) -> str:
 
 # --------------------------------------------------------------------------- pieces
 
-@contextlib.contextmanager
-def weight_noise(params: list[torch.nn.Parameter], std: float, generator: torch.Generator | None, lead: int = 0):
-    """Add N(0, std^2) to ``params`` for the duration of the block, then restore them exactly.
-
-    With ``lead`` leading dimensions (stacked members, ``rnnbench.stack``) one draw of the
-    remaining shape is added to every member alike: the draw each would make alone.
-    """
-    if std <= 0:
-        yield
-        return
-    saved = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p in params:
-            noise = torch.randn(p.shape[lead:], generator=generator, dtype=p.dtype, device="cpu").to(p.device)
-            p.add_(noise, alpha=std)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
-
-
 def make_optimizer(params, optim: Mapping) -> torch.optim.Optimizer:
     name = optim.get("name", "rmsprop")
     if name != "rmsprop":
@@ -143,18 +122,11 @@ def make_optimizer(params, optim: Mapping) -> torch.optim.Optimizer:
     )
 
 
-@torch.no_grad()
 def evaluate(model: SequenceModel, seqs, batches, device) -> float:
-    """NLL per frame over a whole split: every real frame weighs the same, padding never counts."""
-    model.eval()
-    total, frames = 0.0, 0
-    for batch in iterate(seqs, batches):
-        batch = batch.to(device)
-        nll = model.frame_nll(batch.inputs, batch.targets)
-        total += float(nll[batch.mask].double().sum())
-        frames += batch.frames
-    model.train()
-    return total / frames
+    """NLL per frame of one model over a whole split (the stacked evaluator with one member)."""
+    from .stack import StackedModel, evaluate_members
+
+    return evaluate_members(StackedModel(model, 1).to(device), seqs, batches, device)[0]
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -174,6 +146,7 @@ class TrainState:
     status: str = "running"
     stop_reason: str | None = None
     skipped_updates: int = 0
+    eval_seconds: float = 0.0  # evaluation during training (not in wall_seconds)
 
 
 # --------------------------------------------------------------------------- run
@@ -214,7 +187,8 @@ class Splits:
 
 
 def make_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
-    """The two random streams of a run: batch order (seed + 1) and weight noise (seed + 2)."""
+    """The two random streams of a run: batch order (seed + 1) and weight noise (seed + 2).  The
+    batch order's seed is ``train.order_seed`` where that is set (seeds sharing one data order)."""
     return torch.Generator().manual_seed(int(seed) + 1), torch.Generator().manual_seed(int(seed) + 2)
 
 
@@ -237,7 +211,6 @@ class Run:
         self.counts: dict[str, int] = {}
         self.eval_waste: dict[str, float] = {}
         self.extra: dict[str, Any] = {}  # further summary fields, kept in last.pt
-        self.label = ""  # prefix of this run's log lines (set where several runs log together)
         self.session_start = time.perf_counter()
 
     # ---- starting
@@ -280,6 +253,14 @@ class Run:
                      cfg.optim.lr, self.tcfg.batch_size)
         if self.state.status == "running" or self.state.stop_reason in ("max_epochs", "time_budget"):
             self.state.status, self.state.stop_reason = "running", None
+            # reopened: the best epoch's after-training scores go, as if the run had never stopped
+            # (its files then equal an uninterrupted run's)
+            done = self.extra.pop("scored_after_training", None)
+            if done:
+                for row in self.history:
+                    if row["epoch"] == done["epoch"]:
+                        for s in done["splits"]:
+                            row[f"{s}_nll"] = None
         self.session_start = time.perf_counter()
 
     @property
@@ -306,44 +287,84 @@ class Run:
         state.epoch += 1
         state.wall_seconds += seconds
         state.status, state.stop_reason = "diverged", "non-finite loss or gradient"
-        log.warning("%s epoch %d: non-finite loss or gradient, run marked diverged", self.run_dir, state.epoch)
+        log.warning("%s  epoch %d: non-finite loss or gradient, run marked diverged", self.member_label(), state.epoch)
         self.history.append({"epoch": state.epoch, "updates": state.updates,
                              "wall_seconds": round(state.wall_seconds, 3), "lr": float(self.cfg.optim.lr)})
 
     def end_epoch(self, seconds: float, train_loss_noisy: float, skipped: int, nll: Mapping[str, float],
-                  best_model) -> None:
-        """Record a completed epoch; ``best_model()`` gives the weights to keep if it is the best so far."""
+                  best_model, eval_seconds: float = 0.0) -> dict | None:
+        """Record a completed epoch.  ``nll`` holds the splits evaluated this epoch (validation
+        always); ``best_model()`` gives the weights to keep if it is the best so far, which are then
+        returned (``None`` otherwise)."""
         state = self.state
         state.epoch += 1
         state.wall_seconds += seconds
+        state.eval_seconds += eval_seconds
         row = {"epoch": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
                "train_loss_noisy": train_loss_noisy, "lr": float(self.cfg.optim.lr), "skipped_updates": skipped}
         state.skipped_updates += skipped
         if skipped:
-            log.warning("%s epoch %d: %d updates skipped (non-finite gradient)", self.run_dir, state.epoch, skipped)
+            log.warning("%s epoch %d: %d updates skipped (non-finite gradient)", self.member_label(), state.epoch,
+                        skipped)
         for s in Splits.NAMES:
-            row[f"{s}_nll"] = nll[s]
+            row[f"{s}_nll"] = nll.get(s)
         self.history.append(row)
         self.extra["padding_waste_eval"] = self.eval_waste
+        kept = None
         if not math.isfinite(row["valid_nll"]):
             state.status, state.stop_reason = "diverged", "non-finite validation NLL"
         elif row["valid_nll"] < state.best_valid:
             state.best_valid, state.best_epoch, state.bad_epochs = row["valid_nll"], state.epoch, 0
-            atomic_torch_save(self.run_dir / "best.pt", {"model": best_model(), "epoch": state.epoch,
+            kept = best_model()
+            atomic_torch_save(self.run_dir / "best.pt", {"model": kept, "epoch": state.epoch,
                                                          "cell": self.cfg.cell.name, "units": int(self.cfg.cell.units)})
         else:
             state.bad_epochs += 1
             if state.bad_epochs >= int(self.tcfg.patience):
                 state.status, state.stop_reason = "finished", "early_stopping"
-        log.info("%sepoch %3d  updates %6d  %6.1fs  train %.4f  valid %.4f  test %.4f%s", self.label, state.epoch,
-                 state.updates,
-                 seconds, row["train_nll"], row["valid_nll"], row["test_nll"],
-                 "  *" if state.best_epoch == state.epoch else "")
+        shown = "".join(f"  {s} {row[f'{s}_nll']:.3f}" for s in ("train", "valid") if row[f"{s}_nll"] is not None)
+        log.info("%s  epoch %3d  updates %6d  %6.1fs%s%s", self.member_label(), state.epoch, state.updates,
+                 seconds, shown, "  *" if state.best_epoch == state.epoch else "")
+        return kept
+
+    def member_label(self) -> str:
+        """How this run's log lines name it: dataset, cell, learning rate (and seed when not 0)."""
+        cfg = self.cfg
+        seed = f" seed {int(cfg.seed)}" if int(cfg.seed) != 0 else ""
+        return f"{cfg.dataset.name}/{cfg.cell.name} lr {float(cfg.optim.lr):.3g}{seed}"
+
+    def best_row(self) -> dict | None:
+        return next((r for r in self.history if r["epoch"] == self.state.best_epoch), None) if self.state.best_epoch else None
+
+    def missing_best_splits(self) -> list[str]:
+        """The splits the best epoch has no NLL for yet (train and test are scored when a run ends)."""
+        row = self.best_row()
+        if row is None:
+            return []
+        return [s for s in Splits.NAMES if row.get(f"{s}_nll") is None]
+
+    def fill_best(self, nll: Mapping[str, float], seconds: float = 0.0) -> None:
+        """The NLLs of the best epoch's weights, scored after training, into that epoch's row."""
+        row = self.best_row()
+        for s, v in nll.items():
+            row[f"{s}_nll"] = v
+        done = self.extra.get("scored_after_training") or {}
+        splits = sorted(set(done.get("splits", [])) | set(nll)) if done.get("epoch") == row["epoch"] else sorted(nll)
+        self.extra["scored_after_training"] = {"epoch": row["epoch"], "splits": splits}
+        log.info("%s  best epoch %d scored: %s (%.1fs)", self.member_label(), self.state.best_epoch,
+                 "  ".join(f"{s} {v:.3f}" for s, v in nll.items()), seconds)
+
+    def prune(self, epoch: int, best: float, leader: "Run") -> None:
+        """Stopped by successive halving: clearly behind the best draw at a checkpoint."""
+        self.state.status = "pruned"
+        self.state.stop_reason = (f"successive halving at epoch {epoch}: best valid {self.state.best_valid:.4f}, "
+                                  f"{self.state.best_valid - best:.3f} behind lr {float(leader.cfg.optim.lr):.3g}")
+        log.info("%s  pruned: %s", self.member_label(), self.state.stop_reason)
 
     # ---- files
     def summary(self) -> dict:
         cfg, tcfg, state = self.cfg, self.tcfg, self.state
-        best = next((r for r in self.history if r["epoch"] == state.best_epoch), {})
+        best = self.best_row() or {}
         return {
             "status": state.status, "stop_reason": state.stop_reason,
             "dataset": cfg.dataset.name, "task": cfg.dataset.task, "cell": cfg.cell.name, "units": int(cfg.cell.units),
@@ -352,7 +373,7 @@ class Run:
             "weight_noise": float(tcfg.weight_noise), "best_epoch": state.best_epoch,
             "train_nll": best.get("train_nll"), "valid_nll": best.get("valid_nll"), "test_nll": best.get("test_nll"),
             "epochs": state.epoch, "updates": state.updates, "skipped_updates": state.skipped_updates,
-            "wall_seconds": round(state.wall_seconds, 3),
+            "wall_seconds": round(state.wall_seconds, 3), "eval_seconds": round(state.eval_seconds, 3),
             "fingerprint": self.fingerprint,
             **self.extra,  # padding_waste_eval: padding in the evaluation batches; stacked_members
         }
@@ -370,75 +391,16 @@ class Run:
         result = self.summary()
         if result != read_summary(self.run_dir):  # a finished run called again changes nothing on disk
             self.persist(payload, result)
-        log.info("%s: %s (%s); best epoch %d: valid %.4f test %s", self.run_dir, self.state.status,
-                 self.state.stop_reason, self.state.best_epoch, self.state.best_valid, result["test_nll"])
+        test = result["test_nll"]
+        log.info("%s: %s (%s); best epoch %d: valid %.4f, test %s  [%s]", self.member_label(), self.state.status,
+                 self.state.stop_reason, self.state.best_epoch, self.state.best_valid,
+                 "-" if test is None else f"{test:.4f}", self.run_dir)
         return result
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train (or resume, or skip if already done) the run described by ``cfg`` in ``run_dir``."""
-    run = Run(cfg, run_dir)
-    tcfg = cfg.train
-    if tcfg.get("threads"):
-        torch.set_num_threads(int(tcfg.threads))
-    device = resolve_device(tcfg.get("device", "cpu"))
-    data = Splits(cfg)
+    """Train (or resume, or skip if already done) the run described by ``cfg`` in ``run_dir``: a
+    stack of one (:func:`rnnbench.stack.train_stack`, the one training loop)."""
+    from .stack import train_stack
 
-    torch.manual_seed(int(cfg.seed))
-    model = SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), data.corpus).to(device)
-    optimizer = make_optimizer(model.parameters(), cfg.optim)
-    noisy = model.noisy_parameters()
-    shuffle_gen, noise_gen = make_generators(cfg.seed)
-
-    ckpt = run.checkpoint(device)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        shuffle_gen.set_state(ckpt["shuffle_rng"])
-        noise_gen.set_state(ckpt["noise_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-    run.start(model.param_counts(), data.eval_waste())
-
-    def payload() -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "shuffle_rng": shuffle_gen.get_state(), "noise_rng": noise_gen.get_state(),
-                "torch_rng": torch.get_rng_state()}
-
-    skip_nonfinite = bool(tcfg.get("skip_nonfinite", False))
-    while run.begin_epoch():
-        t0 = time.perf_counter()
-        batches = data.train_batches(tcfg, shuffle_gen)
-        loss_sum, loss_frames, diverged, skipped = 0.0, 0, False, 0
-        for batch in iterate(data.seqs["train"], batches):
-            batch = batch.to(device)
-            with weight_noise(noisy, float(tcfg.weight_noise), noise_gen):
-                nll = model.frame_nll(batch.inputs, batch.targets)
-                loss_total = nll[batch.mask].sum()
-                loss = loss_total / batch.frames
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            if tcfg.clip_norm:
-                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg.clip_norm))
-            else:
-                gnorm = torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]).norm()
-            if not math.isfinite(float(loss.detach())):
-                diverged = True
-                break
-            if not math.isfinite(float(gnorm)):
-                if not skip_nonfinite or skipped >= max(1, len(batches) // 2):
-                    diverged = True
-                    break
-                skipped += 1  # a gradient that overflowed: leave the weights as they are
-                continue
-            optimizer.step()
-            run.state.updates += 1
-            loss_sum += float(loss_total.detach())
-            loss_frames += batch.frames
-        if diverged:
-            run.diverged(time.perf_counter() - t0)
-            break
-        train_time = time.perf_counter() - t0
-        nll = {s: evaluate(model, data.seqs[s], data.eval_batches[s], device) for s in Splits.NAMES}
-        run.end_epoch(train_time, loss_sum / max(loss_frames, 1), skipped, nll, model.state_dict)
-        run.persist(payload())
-    return run.finish(payload())
+    return train_stack([cfg], [run_dir])[0]

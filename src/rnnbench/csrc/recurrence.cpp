@@ -1,27 +1,282 @@
 // Fused CPU recurrences of the paper's cells: forward and hand-derived backward over a whole
 // sequence.  The input projection (W x + b for every step) and the weight gradients are bulk
-// matrix products done by the caller (rnnbench/fused.py); this file only runs the time loop,
-// where per-operation overhead, not arithmetic, sets the pace.
+// matrix products done by the caller (rnnbench/fused.py); this file only runs the time loop.
 //
-// Shapes: xw (T, B, G*H) pre-activations from the input, h0/c0 (B, H), U (H, G*H) recurrent
+// Shapes: xw (T, R, G*H) pre-activations from the input, h0/c0 (R, H), U (H, G*H) recurrent
 // weights (columns grouped by gate), P (3, H) peepholes.  Everything contiguous, same dtype.
 // Gate order: tanh [a]; gru [z, r, n]; lstm [i, f, g, o].
 //
 // Stacked members (several models of one architecture trained side by side, rnnbench/stack.py):
-// U (K, H, G*H) and P (K, 3, H) hold K members' weights, and the B rows of xw/h0/c0 are K
-// blocks of B/K rows, member by member.  Each step's recurrent product is then one batched
-// product (bmm) instead of a matrix product; everything else is row-wise and unchanged.
+// U (K, H, G*H) and P (K, 3, H) hold K members' weights, and the R rows of xw/h0/c0 are K
+// blocks of R/K rows, member by member.
+//
+// At the paper's batch of one sequence a step multiplies one row per member by a small matrix:
+// a library call costs more in overhead than the arithmetic.  Up to kSmallRows rows per member
+// the whole step therefore runs on raw pointers in this file (a register-blocked row-times-matrix
+// product and vectorized sigmoid/tanh, AVX2+FMA where the CPU has them, chosen at run time); with
+// more rows the products are BLAS calls and only the element-wise work is done here.  Float64
+// uses the C library's exp/tanh (the equivalence tests run in float64); float32 uses the
+// polynomial approximations below (within 2 ulp of the C library's).
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <cmath>
+#include <cstring>
 #include <tuple>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define RNNBENCH_X86 1
+#endif
 
 namespace {
 
+constexpr int64_t kSmallRows = 8;
+
+// ---------------------------------------------------------------- element-wise math, generic
 template <typename T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
 
+template <typename T>
+void matvec_generic(T* __restrict__ o, const T* __restrict__ h, const T* __restrict__ U, int64_t H, int64_t N,
+                    int64_t ldu) {
+  for (int64_t j = 0; j < N; ++j) o[j] = T(0);
+  for (int64_t i = 0; i < H; ++i) {
+    const T a = h[i];
+    const T* __restrict__ u = U + i * ldu;
+    for (int64_t j = 0; j < N; ++j) o[j] += a * u[j];
+  }
+}
+template <typename T> void sigmoid_generic(T* x, int64_t n) { for (int64_t i = 0; i < n; ++i) x[i] = sigm(x[i]); }
+template <typename T> void tanh_generic(T* x, int64_t n) { for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]); }
+
+// ---------------------------------------------------------------- element-wise math, AVX2 + FMA
+#ifdef RNNBENCH_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 inline __m256i tail_mask(int64_t n) {  // the first n (< 8) lanes
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
+}
+
+// exp(x) for float lanes (Cephes expf: range reduction by ln 2, degree-6 polynomial; ~1 ulp).
+AVX2 inline __m256 exp256(__m256 x) {
+  // (min/max return their second operand when either is NaN: a NaN stays NaN, so divergence shows)
+  x = _mm256_min_ps(_mm256_set1_ps(88.3f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+AVX2 inline __m256 sigmoid256(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// tanh(x): Cephes tanhf (odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above).
+AVX2 inline __m256 tanh256(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+  __m256 ax = _mm256_andnot_ps(sign, x);
+  __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+  __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  __m256 e = exp256(_mm256_add_ps(ax, ax));
+  __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+  big = _mm256_or_ps(big, _mm256_and_ps(sign, x));  // odd
+  return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+
+AVX2 void sigmoid_avx2(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, sigmoid256(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    __m256i m = tail_mask(n - i);
+    _mm256_maskstore_ps(x + i, m, sigmoid256(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
+AVX2 void tanh_avx2(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, tanh256(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    __m256i m = tail_mask(n - i);
+    _mm256_maskstore_ps(x + i, m, tanh256(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
+// R vectors of 8 columns (the last one ``last`` lanes wide) of o = h @ U, with P partial sums over
+// the rows of U so that R * P independent chains hide the latency of the multiply-adds.
+template <int R, int P>
+AVX2 inline void matvec_block(float* __restrict__ o, const float* __restrict__ h, const float* __restrict__ U,
+                              int64_t H, int64_t ldu, int64_t last) {
+  __m256 acc[R * P];
+  for (int q = 0; q < R * P; ++q) acc[q] = _mm256_setzero_ps();
+  const __m256i tail = tail_mask(last);
+  int64_t i = 0;
+  for (; i + P <= H; i += P) {
+    for (int p = 0; p < P; ++p) {
+      const __m256 b = _mm256_broadcast_ss(h + i + p);
+      const float* u = U + (i + p) * ldu;
+      for (int r = 0; r < R - 1; ++r) acc[r * P + p] = _mm256_fmadd_ps(b, _mm256_loadu_ps(u + 8 * r), acc[r * P + p]);
+      const __m256 ul = last == 8 ? _mm256_loadu_ps(u + 8 * (R - 1)) : _mm256_maskload_ps(u + 8 * (R - 1), tail);
+      acc[(R - 1) * P + p] = _mm256_fmadd_ps(b, ul, acc[(R - 1) * P + p]);
+    }
+  }
+  for (; i < H; ++i) {
+    const __m256 b = _mm256_broadcast_ss(h + i);
+    const float* u = U + i * ldu;
+    for (int r = 0; r < R - 1; ++r) acc[r * P] = _mm256_fmadd_ps(b, _mm256_loadu_ps(u + 8 * r), acc[r * P]);
+    const __m256 ul = last == 8 ? _mm256_loadu_ps(u + 8 * (R - 1)) : _mm256_maskload_ps(u + 8 * (R - 1), tail);
+    acc[(R - 1) * P] = _mm256_fmadd_ps(b, ul, acc[(R - 1) * P]);
+  }
+  for (int r = 0; r < R; ++r) {
+    __m256 v = acc[r * P];
+    for (int p = 1; p < P; ++p) v = _mm256_add_ps(v, acc[r * P + p]);
+    if (r < R - 1 || last == 8) _mm256_storeu_ps(o + 8 * r, v);
+    else _mm256_maskstore_ps(o + 8 * r, tail, v);
+  }
+}
+
+// o[0:N] = h[0:H] @ U[0:H, 0:N] (row stride ldu): blocks of 8 vectors of 8 columns, then the rest.
+AVX2 void matvec_avx2(float* __restrict__ o, const float* __restrict__ h, const float* __restrict__ U, int64_t H,
+                      int64_t N, int64_t ldu) {
+  int64_t j = 0;
+  for (; j + 64 <= N; j += 64) matvec_block<8, 1>(o + j, h, U + j, H, ldu, 8);
+  const int64_t rest = N - j;
+  if (rest <= 0) return;
+  const int64_t nv = (rest + 7) / 8, last = rest - 8 * (nv - 1);
+  switch (nv) {
+    case 1: matvec_block<1, 8>(o + j, h, U + j, H, ldu, last); break;
+    case 2: matvec_block<2, 4>(o + j, h, U + j, H, ldu, last); break;
+    case 3: matvec_block<3, 3>(o + j, h, U + j, H, ldu, last); break;
+    case 4: matvec_block<4, 2>(o + j, h, U + j, H, ldu, last); break;
+    case 5: matvec_block<5, 2>(o + j, h, U + j, H, ldu, last); break;
+    case 6: matvec_block<6, 2>(o + j, h, U + j, H, ldu, last); break;
+    default: matvec_block<7, 1>(o + j, h, U + j, H, ldu, last); break;
+  }
+}
+
+// log(x) for positive normal float lanes (Cephes logf: x = m 2^e, m in [sqrt(1/2), sqrt(2)), a
+// degree-8 polynomial in m - 1; ~1 ulp).
+AVX2 inline __m256 log256(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256i xi = _mm256_castps_si256(x);
+  __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(xi, 23), _mm256_set1_epi32(126)));
+  __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(xi, _mm256_set1_epi32(0x007fffff)),
+                                                 _mm256_set1_epi32(0x3f000000)));  // in [0.5, 1)
+  __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+  e = _mm256_sub_ps(e, _mm256_and_ps(small, one));
+  m = _mm256_sub_ps(_mm256_add_ps(m, _mm256_and_ps(small, m)), one);
+  __m256 z = _mm256_mul_ps(m, m);
+  __m256 y = _mm256_set1_ps(7.0376836292e-2f);
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.1514610310e-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.1676998740e-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.2420140846e-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.4249322787e-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.6668057665e-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(2.0000714765e-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-2.4999993993e-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(3.3333331174e-1f));
+  y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
+  y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+  y = _mm256_fnmadd_ps(_mm256_set1_ps(0.5f), z, y);
+  return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y));
+}
+
+// One frame's Bernoulli NLL over n outputs, sum of softplus(l) - y l, and (if g) g = sigmoid(l) - y.
+AVX2 float bernoulli_row_avx2(const float* __restrict__ l, const float* __restrict__ y, float* __restrict__ g,
+                              int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  __m256 acc = zero;
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = tail_mask(n - i < 8 ? n - i : 8);
+    const __m256 lv = _mm256_maskload_ps(l + i, m), yv = _mm256_maskload_ps(y + i, m);
+    const __m256 e = exp256(_mm256_or_ps(lv, sign));  // exp(-|l|), in (0, 1]
+    const __m256 u = _mm256_add_ps(one, e);
+    const __m256 d = _mm256_sub_ps(u, one);  // log1p(e) = log(u) e / (u - 1), exact where u rounds to 1
+    const __m256 lp = _mm256_blendv_ps(_mm256_div_ps(_mm256_mul_ps(log256(u), e), d), e,
+                                       _mm256_cmp_ps(d, zero, _CMP_EQ_OQ));
+    __m256 v = _mm256_sub_ps(_mm256_add_ps(_mm256_max_ps(lv, zero), lp), _mm256_mul_ps(yv, lv));
+    acc = _mm256_add_ps(acc, _mm256_and_ps(v, _mm256_castsi256_ps(m)));
+    if (g) {
+      const __m256 r = _mm256_div_ps(one, u);  // sigmoid(|l|)
+      const __m256 sg = _mm256_blendv_ps(_mm256_mul_ps(e, r), r, _mm256_cmp_ps(lv, zero, _CMP_GE_OQ));
+      _mm256_maskstore_ps(g + i, m, _mm256_sub_ps(sg, yv));
+    }
+  }
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s4 = _mm_hadd_ps(s4, s4);
+  s4 = _mm_hadd_ps(s4, s4);
+  return _mm_cvtss_f32(s4);
+}
+
+// y[0:n] += a * x[0:n]
+AVX2 void axpy_avx2(float* __restrict__ y, const float* __restrict__ x, float a, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+bool cpu_has_avx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+#endif
+
+// The kernels a dtype uses: float32 gets the AVX2 ones where the CPU has them.
+template <typename T> void axpy_generic(T* __restrict__ y, const T* __restrict__ x, T a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+template <typename T> T bernoulli_row_generic(const T* l, const T* y, T* g, int64_t n) {
+  T acc = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const T e = std::exp(-std::abs(l[i]));
+    acc += std::max(l[i], T(0)) + std::log1p(e) - y[i] * l[i];
+    if (g) g[i] = (l[i] >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e)) - y[i];
+  }
+  return acc;
+}
+
+template <typename T> struct Ops {
+  T (*bernoulli_row)(const T*, const T*, T*, int64_t) = bernoulli_row_generic<T>;
+  void (*matvec)(T*, const T*, const T*, int64_t, int64_t, int64_t) = matvec_generic<T>;
+  void (*axpy)(T*, const T*, T, int64_t) = axpy_generic<T>;
+  void (*sigmoid)(T*, int64_t) = sigmoid_generic<T>;
+  void (*tanh)(T*, int64_t) = tanh_generic<T>;
+};
+template <typename T> Ops<T> ops() { return Ops<T>(); }
+template <> Ops<float> ops<float>() {
+  Ops<float> o;
+#ifdef RNNBENCH_X86
+  if (cpu_has_avx2()) {
+    o.matvec = matvec_avx2;
+    o.axpy = axpy_avx2;
+    o.bernoulli_row = bernoulli_row_avx2;
+    o.sigmoid = sigmoid_avx2;
+    o.tanh = tanh_avx2;
+  }
+#endif
+  return o;
+}
+
+// ---------------------------------------------------------------- the per-step product
 void check(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
@@ -38,99 +293,80 @@ int64_t members(const at::Tensor& W, int64_t rows, const char* name, int64_t dim
   return K;
 }
 
-// Rows per member up to which the recurrent product is a hand-written loop rather than a BLAS
-// call: at the paper's batch of one sequence a step multiplies a single row (per member), where
-// a library call costs more in overhead than the arithmetic, and the loop below vectorizes.
-constexpr int64_t kSmallRows = 8;
+// Recurrent weights of K members, (K, Hin, ld) contiguous, of which columns [col, col + N) are used.
+template <typename T> struct Weights {
+  const T* data;
+  int64_t K, Hin, ld, col, N;
+  at::Tensor owner;  // (keeps a transposed copy alive)
+};
 
-// o[r, :] = (init ? init[r, :] : 0) + h[r, :] @ U for ``rows`` rows; U (H, N) with row stride ldu.
+template <typename T> Weights<T> weights(const at::Tensor& U, int64_t col, int64_t N) {
+  const int64_t K = U.dim() == 2 ? 1 : U.size(0);
+  return {U.data_ptr<T>(), K, U.size(-2), U.size(-1), col, N, U};
+}
+
+// Columns [col, col + N) of U, transposed: (K, N, Hin) contiguous, for the backward pass.
+template <typename T> Weights<T> transposed(const at::Tensor& U, int64_t col, int64_t N) {
+  at::Tensor t = U.narrow(-1, col, N).transpose(-1, -2).contiguous();
+  const int64_t K = U.dim() == 2 ? 1 : U.size(0);
+  return {t.data_ptr<T>(), K, N, U.size(-2), 0, U.size(-2), t};
+}
+
+// out (R, W.N), contiguous = h @ W for R rows in K member blocks; row r of h starts at h + r * ldh.
 template <typename T>
-void small_mm(T* __restrict__ out, int64_t ldo, const T* __restrict__ h, int64_t ldh, const T* __restrict__ U,
-              int64_t ldu, const T* __restrict__ init, int64_t ldi, int64_t rows, int64_t H, int64_t N) {
-  for (int64_t r = 0; r < rows; ++r) {
-    T* __restrict__ o = out + r * ldo;
-    if (init) {
-      for (int64_t j = 0; j < N; ++j) o[j] = init[r * ldi + j];
-    } else {
-      for (int64_t j = 0; j < N; ++j) o[j] = T(0);
-    }
-    const T* hr = h + r * ldh;
-    for (int64_t i = 0; i < H; ++i) {
-      const T a = hr[i];
-      const T* __restrict__ u = U + i * ldu;
-      for (int64_t j = 0; j < N; ++j) o[j] += a * u[j];
-    }
-  }
-}
-
-// out (R, N) = [xw +] h (R, H) @ U, where U is (H, N) or K members' (K, H, N) acting on K row
-// blocks.  ``out``, ``xw`` and ``h`` may be column slices of wider rows (row stride > width).
-void rec_product(at::Tensor out, const at::Tensor* xw, const at::Tensor& h, const at::Tensor& U) {
-  const int64_t K = U.dim() == 2 ? 1 : U.size(0), R = h.size(0), BK = R / K, H = h.size(1), N = out.size(1);
-  const bool dense = U.stride(-1) == 1 && out.stride(1) == 1 && h.stride(1) == 1 && (!xw || xw->stride(1) == 1);
-  if (BK <= kSmallRows && dense) {
-    AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "rec_product", [&] {
-      const int64_t uk = U.dim() == 2 ? 0 : U.stride(0);
-      for (int64_t k = 0; k < K; ++k)
-        small_mm<scalar_t>(out.data_ptr<scalar_t>() + k * BK * out.stride(0), out.stride(0),
-                           h.data_ptr<scalar_t>() + k * BK * h.stride(0), h.stride(0),
-                           U.data_ptr<scalar_t>() + k * uk, U.stride(-2),
-                           xw ? xw->data_ptr<scalar_t>() + k * BK * xw->stride(0) : nullptr,
-                           xw ? xw->stride(0) : 0, BK, H, N);
-    });
+void product(const Ops<T>& op, T* out, const T* h, int64_t ldh, int64_t R, const Weights<T>& W) {
+  const int64_t K = W.K, BK = R / K, N = W.N, Hin = W.Hin;
+  const int64_t mstride = W.Hin * W.ld;
+  if (BK <= kSmallRows) {
+    for (int64_t r = 0; r < R; ++r)
+      op.matvec(out + r * N, h + r * ldh, W.data + (r / BK) * mstride + W.col, Hin, N, W.ld);
     return;
   }
-  if (U.dim() == 2) {
-    if (xw) at::addmm_out(out, *xw, h, U); else at::mm_out(out, h, U);
-    return;
-  }
-  at::Tensor o = out.view({K, BK, N});
-  if (xw) at::baddbmm_out(o, xw->view({K, BK, N}), h.view({K, BK, H}), U);
-  else at::bmm_out(o, h.view({K, BK, H}), U);
+  auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  at::Tensor o = at::from_blob(out, {K, BK, N}, opts);
+  at::Tensor a = at::from_blob(const_cast<T*>(h), {K, BK, Hin}, {BK * ldh, ldh, 1}, opts);
+  at::Tensor b = at::from_blob(const_cast<T*>(W.data) + W.col, {K, Hin, N}, {mstride, W.ld, 1}, opts);
+  at::bmm_out(o, a, b);
 }
-
-void rec_mm(at::Tensor out, const at::Tensor& h, const at::Tensor& U) { rec_product(out, nullptr, h, U); }
-void rec_addmm(at::Tensor out, const at::Tensor& xw, const at::Tensor& h, const at::Tensor& U) {
-  rec_product(out, &xw, h, U);
-}
-
-// The recurrent weights transposed for the backward pass, made contiguous: (N, H) or (K, N, H).
-at::Tensor rec_t(const at::Tensor& U) { return U.transpose(-1, -2).contiguous(); }
-
-// Columns [start, start + n) of every member's weights.
-at::Tensor cols(const at::Tensor& U, int64_t start, int64_t n) { return U.narrow(-1, start, n); }
 
 // ---------------------------------------------------------------- tanh
 at::Tensor tanh_forward(const at::Tensor& xw, const at::Tensor& h0, const at::Tensor& U) {
   check(xw, "xw", 3); check(h0, "h0", 2); members(U, xw.size(1), "U", 2);
-  const int64_t T = xw.size(0);
+  const int64_t T = xw.size(0), R = xw.size(1), H = h0.size(1);
   auto hs = at::empty_like(xw);
-  at::Tensor h = h0;
-  for (int64_t t = 0; t < T; ++t) {
-    at::Tensor out = hs[t];
-    rec_addmm(out, xw[t], h, U);
-    out.tanh_();
-    h = out;
-  }
+  AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "tanh_forward", [&] {
+    const auto op = ops<scalar_t>();
+    const auto W = weights<scalar_t>(U, 0, H);
+    const scalar_t* hp = h0.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < T; ++t) {
+      scalar_t* out = hs.data_ptr<scalar_t>() + t * R * H;
+      const scalar_t* x = xw.data_ptr<scalar_t>() + t * R * H;
+      product(op, out, hp, H, R, W);
+      for (int64_t k = 0; k < R * H; ++k) out[k] += x[k];
+      op.tanh(out, R * H);
+      hp = out;
+    }
+  });
   return hs;
 }
 
 std::tuple<at::Tensor, at::Tensor> tanh_backward(const at::Tensor& dhs, const at::Tensor& hs,
                                                  const at::Tensor& U) {
   check(dhs, "dhs", 3); check(hs, "hs", 3);
-  const int64_t T = hs.size(0), B = hs.size(1), H = hs.size(2);
+  const int64_t T = hs.size(0), R = hs.size(1), H = hs.size(2);
+  members(U, R, "U", 2);
   auto dxw = at::empty_like(hs);
-  auto carry = at::zeros({B, H}, hs.options());
-  members(U, B, "U", 2);
-  auto Ut = rec_t(U);
+  auto carry = at::zeros({R, H}, hs.options());
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "tanh_backward", [&] {
+    const auto op = ops<scalar_t>();
+    const auto Wt = transposed<scalar_t>(U, 0, H);
+    scalar_t* c = carry.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
-      const scalar_t* h = hs.data_ptr<scalar_t>() + t * B * H;
-      const scalar_t* g = dhs.data_ptr<scalar_t>() + t * B * H;
-      const scalar_t* c = carry.data_ptr<scalar_t>();
-      scalar_t* da = dxw.data_ptr<scalar_t>() + t * B * H;
-      for (int64_t k = 0; k < B * H; ++k) da[k] = (g[k] + c[k]) * (scalar_t(1) - h[k] * h[k]);
-      rec_mm(carry, dxw[t], Ut);
+      const scalar_t* h = hs.data_ptr<scalar_t>() + t * R * H;
+      const scalar_t* g = dhs.data_ptr<scalar_t>() + t * R * H;
+      scalar_t* da = dxw.data_ptr<scalar_t>() + t * R * H;
+      for (int64_t k = 0; k < R * H; ++k) da[k] = (g[k] + c[k]) * (scalar_t(1) - h[k] * h[k]);
+      product(op, c, da, H, R, Wt);
     }
   });
   return {dxw, carry};
@@ -139,45 +375,51 @@ std::tuple<at::Tensor, at::Tensor> tanh_backward(const at::Tensor& dhs, const at
 // ---------------------------------------------------------------- gru (reset before the product)
 std::tuple<at::Tensor, at::Tensor> gru_forward(const at::Tensor& xw, const at::Tensor& h0, const at::Tensor& U) {
   check(xw, "xw", 3); check(h0, "h0", 2); members(U, xw.size(1), "U", 2);
-  const int64_t T = xw.size(0), B = xw.size(1), H = h0.size(1);
-  auto hs = at::empty({T, B, H}, xw.options());
+  const int64_t T = xw.size(0), R = xw.size(1), H = h0.size(1), G = 3 * H;
+  auto hs = at::empty({T, R, H}, xw.options());
   auto gates = at::empty_like(xw);  // z, r, n after their nonlinearities
-  auto Uzr = cols(U, 0, 2 * H), Un = cols(U, 2 * H, H);
-  auto azr = at::empty({B, 2 * H}, xw.options());
-  auto an = at::empty({B, H}, xw.options());
-  auto rh = at::empty({B, H}, xw.options());
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "gru_forward", [&] {
-    at::Tensor h = h0;
+    const auto op = ops<scalar_t>();
+    const auto Wzr = weights<scalar_t>(U, 0, 2 * H), Wn = weights<scalar_t>(U, 2 * H, H);
+    std::vector<scalar_t> zr(R * 2 * H), rh(R * H), an(R * H);
+    const scalar_t* hp = h0.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
-      const scalar_t* x = xw.data_ptr<scalar_t>() + t * B * 3 * H;
-      scalar_t* gt = gates.data_ptr<scalar_t>() + t * B * 3 * H;
-      const scalar_t* hp = h.data_ptr<scalar_t>();
-      scalar_t* a = azr.data_ptr<scalar_t>();
-      scalar_t* rhp = rh.data_ptr<scalar_t>();
-      rec_mm(azr, h, Uzr);
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < 2 * H; ++j) a[b * 2 * H + j] += x[b * 3 * H + j];
-      azr.sigmoid_();  // vectorized inside ATen
-      for (int64_t b = 0; b < B; ++b)
+      const scalar_t* x = xw.data_ptr<scalar_t>() + t * R * G;
+      scalar_t* gt = gates.data_ptr<scalar_t>() + t * R * G;
+      scalar_t* ho = hs.data_ptr<scalar_t>() + t * R * H;
+      product(op, zr.data(), hp, H, R, Wzr);
+      for (int64_t b = 0; b < R; ++b) {
+        scalar_t* a = zr.data() + b * 2 * H;
+        const scalar_t* xb = x + b * G;
+        for (int64_t j = 0; j < 2 * H; ++j) a[j] += xb[j];
+      }
+      op.sigmoid(zr.data(), R * 2 * H);
+      for (int64_t b = 0; b < R; ++b) {
+        const scalar_t* a = zr.data() + b * 2 * H;
+        scalar_t* g = gt + b * G;
+        const scalar_t* hb = hp + b * H;
+        scalar_t* rb = rh.data() + b * H;
+        for (int64_t j = 0; j < 2 * H; ++j) g[j] = a[j];
+        for (int64_t j = 0; j < H; ++j) rb[j] = a[H + j] * hb[j];
+      }
+      product(op, an.data(), rh.data(), H, R, Wn);
+      for (int64_t b = 0; b < R; ++b) {
+        scalar_t* n = an.data() + b * H;
+        const scalar_t* xb = x + b * G + 2 * H;
+        for (int64_t j = 0; j < H; ++j) n[j] += xb[j];
+      }
+      op.tanh(an.data(), R * H);
+      for (int64_t b = 0; b < R; ++b) {
+        const scalar_t* n = an.data() + b * H;
+        scalar_t* g = gt + b * G;
+        const scalar_t* hb = hp + b * H;
+        scalar_t* o = ho + b * H;
         for (int64_t j = 0; j < H; ++j) {
-          scalar_t z = a[b * 2 * H + j], r = a[b * 2 * H + H + j];
-          gt[b * 3 * H + j] = z;
-          gt[b * 3 * H + H + j] = r;
-          rhp[b * H + j] = r * hp[b * H + j];
+          g[2 * H + j] = n[j];
+          o[j] = hb[j] + g[j] * (n[j] - hb[j]);
         }
-      rec_mm(an, rh, Un);
-      scalar_t* n = an.data_ptr<scalar_t>();
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < H; ++j) n[b * H + j] += x[b * 3 * H + 2 * H + j];
-      an.tanh_();
-      scalar_t* ho = hs.data_ptr<scalar_t>() + t * B * H;
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < H; ++j) {
-          scalar_t z = gt[b * 3 * H + j], nn = n[b * H + j];
-          gt[b * 3 * H + 2 * H + j] = nn;
-          ho[b * H + j] = hp[b * H + j] + z * (nn - hp[b * H + j]);
-        }
-      h = hs[t];
+      }
+      hp = ho;
     }
   });
   return {hs, gates};
@@ -186,42 +428,44 @@ std::tuple<at::Tensor, at::Tensor> gru_forward(const at::Tensor& xw, const at::T
 std::tuple<at::Tensor, at::Tensor> gru_backward(const at::Tensor& dhs, const at::Tensor& hs, const at::Tensor& h0,
                                                 const at::Tensor& U, const at::Tensor& gates) {
   check(dhs, "dhs", 3); check(hs, "hs", 3); check(gates, "gates", 3);
-  const int64_t T = hs.size(0), B = hs.size(1), H = hs.size(2);
+  const int64_t T = hs.size(0), R = hs.size(1), H = hs.size(2), G = 3 * H;
+  members(U, R, "U", 2);
   auto dxw = at::empty_like(gates);
-  auto carry = at::zeros({B, H}, hs.options());
-  auto drh = at::empty({B, H}, hs.options());
-  auto dzr_h = at::empty({B, H}, hs.options());
-  members(U, B, "U", 2);
-  auto UnT = rec_t(cols(U, 2 * H, H)), UzrT = rec_t(cols(U, 0, 2 * H));
+  auto carry = at::zeros({R, H}, hs.options());
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
+    const auto op = ops<scalar_t>();
+    const auto WnT = transposed<scalar_t>(U, 2 * H, H), WzrT = transposed<scalar_t>(U, 0, 2 * H);
+    std::vector<scalar_t> drh(R * H), dzr_h(R * H);
+    scalar_t* c = carry.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
-      const scalar_t* hp = t > 0 ? hs.data_ptr<scalar_t>() + (t - 1) * B * H : h0.data_ptr<scalar_t>();
-      const scalar_t* g = dhs.data_ptr<scalar_t>() + t * B * H;
-      const scalar_t* gt = gates.data_ptr<scalar_t>() + t * B * 3 * H;
-      scalar_t* c = carry.data_ptr<scalar_t>();
-      scalar_t* d = dxw.data_ptr<scalar_t>() + t * B * 3 * H;
-      // dh = incoming gradient; d n-preactivation; the part of dh_prev through (1 - z)
-      for (int64_t b = 0; b < B; ++b)
+      const scalar_t* hp = t > 0 ? hs.data_ptr<scalar_t>() + (t - 1) * R * H : h0.data_ptr<scalar_t>();
+      const scalar_t* g = dhs.data_ptr<scalar_t>() + t * R * H;
+      const scalar_t* gt = gates.data_ptr<scalar_t>() + t * R * G;
+      scalar_t* d = dxw.data_ptr<scalar_t>() + t * R * G;
+      for (int64_t b = 0; b < R; ++b) {
+        const scalar_t* gb = gt + b * G;
+        scalar_t* db = d + b * G;
         for (int64_t j = 0; j < H; ++j) {
-          const int64_t k = b * H + j, q = b * 3 * H;
-          scalar_t dh = g[k] + c[k];
-          scalar_t z = gt[q + j], n = gt[q + 2 * H + j];
-          d[q + 2 * H + j] = dh * z * (scalar_t(1) - n * n);
-          d[q + j] = dh * (n - hp[k]) * z * (scalar_t(1) - z);
+          const int64_t k = b * H + j;
+          const scalar_t dh = g[k] + c[k], z = gb[j], n = gb[2 * H + j];
+          db[2 * H + j] = dh * z * (scalar_t(1) - n * n);
+          db[j] = dh * (n - hp[k]) * z * (scalar_t(1) - z);
           c[k] = dh * (scalar_t(1) - z);
         }
-      at::Tensor dn = dxw[t].narrow(1, 2 * H, H);
-      rec_mm(drh, dn, UnT);  // d(r * h_prev)
-      const scalar_t* dr = drh.data_ptr<scalar_t>();
-      for (int64_t b = 0; b < B; ++b)
+      }
+      product(op, drh.data(), d + 2 * H, G, R, WnT);  // d(r * h_prev)
+      for (int64_t b = 0; b < R; ++b) {
+        const scalar_t* gb = gt + b * G;
+        scalar_t* db = d + b * G;
         for (int64_t j = 0; j < H; ++j) {
-          const int64_t k = b * H + j, q = b * 3 * H;
-          scalar_t r = gt[q + H + j];
-          d[q + H + j] = dr[k] * hp[k] * r * (scalar_t(1) - r);
-          c[k] += dr[k] * r;
+          const int64_t k = b * H + j;
+          const scalar_t r = gb[H + j], dr = drh[k];
+          db[H + j] = dr * hp[k] * r * (scalar_t(1) - r);
+          c[k] += dr * r;
         }
-      rec_mm(dzr_h, dxw[t].narrow(1, 0, 2 * H), UzrT);
-      carry.add_(dzr_h);
+      }
+      product(op, dzr_h.data(), d, G, R, WzrT);
+      for (int64_t k = 0; k < R * H; ++k) c[k] += dzr_h[k];
     }
   });
   return {dxw, carry};
@@ -233,47 +477,48 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
   check(xw, "xw", 3); check(h0, "h0", 2); check(c0, "c0", 2);
   const int64_t K = members(U, xw.size(1), "U", 2);
   TORCH_CHECK(members(P, xw.size(1), "P", 2) == K && P.dim() == U.dim(), "P and U must hold the same members");
-  const int64_t T = xw.size(0), B = xw.size(1), H = h0.size(1), BK = B / K;
-  auto hs = at::empty({T, B, H}, xw.options());
-  auto cs = at::empty({T, B, H}, xw.options());
-  auto tcs = at::empty({T, B, H}, xw.options());  // tanh(c), kept for the backward pass
+  const int64_t T = xw.size(0), R = xw.size(1), H = h0.size(1), BK = R / K, G = 4 * H;
+  auto hs = at::empty({T, R, H}, xw.options());
+  auto cs = at::empty({T, R, H}, xw.options());
+  auto tcs = at::empty({T, R, H}, xw.options());  // tanh(c), kept for the backward pass
   auto gates = at::empty_like(xw);  // i, f, g, o after their nonlinearities
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "lstm_forward", [&] {
+    const auto op = ops<scalar_t>();
+    const auto W = weights<scalar_t>(U, 0, G);
     const scalar_t* p = P.data_ptr<scalar_t>();
-    at::Tensor h = h0;
+    const scalar_t* hp = h0.data_ptr<scalar_t>();
     const scalar_t* cp = c0.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
-      at::Tensor a = gates[t];
-      rec_addmm(a, xw[t], h, U);
-      scalar_t* gt = a.data_ptr<scalar_t>();
-      for (int64_t b = 0; b < B; ++b) {
+      scalar_t* gt = gates.data_ptr<scalar_t>() + t * R * G;
+      const scalar_t* x = xw.data_ptr<scalar_t>() + t * R * G;
+      scalar_t* co = cs.data_ptr<scalar_t>() + t * R * H;
+      scalar_t* tc = tcs.data_ptr<scalar_t>() + t * R * H;
+      scalar_t* ho = hs.data_ptr<scalar_t>() + t * R * H;
+      product(op, gt, hp, H, R, W);
+      for (int64_t b = 0; b < R; ++b) {
         const scalar_t* pb = p + (b / BK) * 3 * H;  // this row's member's peepholes
+        scalar_t* a = gt + b * G;
+        const scalar_t* xb = x + b * G;
+        const scalar_t* cb = cp + b * H;
+        for (int64_t j = 0; j < G; ++j) a[j] += xb[j];
         for (int64_t j = 0; j < H; ++j) {
-          const int64_t k = b * H + j, q = b * 4 * H;
-          gt[q + j] += pb[j] * cp[k];
-          gt[q + H + j] += pb[H + j] * cp[k];
+          a[j] += pb[j] * cb[j];
+          a[H + j] += pb[H + j] * cb[j];
         }
-      }
-      a.narrow(1, 0, 2 * H).sigmoid_();
-      a.narrow(1, 2 * H, H).tanh_();
-      scalar_t* co = cs.data_ptr<scalar_t>() + t * B * H;
-      for (int64_t b = 0; b < B; ++b) {
-        const scalar_t* pb = p + (b / BK) * 3 * H;
+        op.sigmoid(a, 2 * H);
+        op.tanh(a + 2 * H, H);
+        scalar_t* cn = co + b * H;
         for (int64_t j = 0; j < H; ++j) {
-          const int64_t k = b * H + j, q = b * 4 * H;
-          scalar_t c = gt[q + H + j] * cp[k] + gt[q + j] * gt[q + 2 * H + j];
-          co[k] = c;
-          gt[q + 3 * H + j] += pb[2 * H + j] * c;
+          const scalar_t c = a[H + j] * cb[j] + a[j] * a[2 * H + j];
+          cn[j] = c;
+          a[3 * H + j] += pb[2 * H + j] * c;
+          tc[b * H + j] = c;
         }
+        op.sigmoid(a + 3 * H, H);
+        op.tanh(tc + b * H, H);
+        for (int64_t j = 0; j < H; ++j) ho[b * H + j] = a[3 * H + j] * tc[b * H + j];
       }
-      a.narrow(1, 3 * H, H).sigmoid_();
-      at::Tensor tc = tcs[t];
-      at::tanh_out(tc, cs[t]);
-      const scalar_t* tcp = tc.data_ptr<scalar_t>();
-      scalar_t* ho = hs.data_ptr<scalar_t>() + t * B * H;
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < H; ++j) ho[b * H + j] = gt[b * 4 * H + 3 * H + j] * tcp[b * H + j];
-      h = hs[t];
+      hp = ho;
       cp = co;
     }
   });
@@ -285,45 +530,144 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(const at::Tensor& d
                                                              const at::Tensor& c0, const at::Tensor& U,
                                                              const at::Tensor& P, const at::Tensor& gates) {
   check(dhs, "dhs", 3); check(dcs, "dcs", 3); check(cs, "cs", 3); check(tcs, "tcs", 3); check(gates, "gates", 3);
-  const int64_t T = cs.size(0), B = cs.size(1), H = cs.size(2);
-  const int64_t K = members(U, B, "U", 2), BK = B / K;
-  TORCH_CHECK(members(P, B, "P", 2) == K && P.dim() == U.dim(), "P and U must hold the same members");
+  const int64_t T = cs.size(0), R = cs.size(1), H = cs.size(2), G = 4 * H;
+  const int64_t K = members(U, R, "U", 2), BK = R / K;
+  TORCH_CHECK(members(P, R, "P", 2) == K && P.dim() == U.dim(), "P and U must hold the same members");
   auto dxw = at::empty_like(gates);
-  auto dh_carry = at::zeros({B, H}, cs.options());
-  auto dc_carry = at::zeros({B, H}, cs.options());
-  auto UT = rec_t(U);
+  auto dh_carry = at::zeros({R, H}, cs.options());
+  auto dc_carry = at::zeros({R, H}, cs.options());
   AT_DISPATCH_FLOATING_TYPES(cs.scalar_type(), "lstm_backward", [&] {
+    const auto op = ops<scalar_t>();
+    const auto WT = transposed<scalar_t>(U, 0, G);
     const scalar_t* pm = P.data_ptr<scalar_t>();
     const scalar_t* c0p = c0.data_ptr<scalar_t>();
+    scalar_t* dhc = dh_carry.data_ptr<scalar_t>();
+    scalar_t* dcc = dc_carry.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
-      const scalar_t* gh = dhs.data_ptr<scalar_t>() + t * B * H;
-      const scalar_t* gc = dcs.data_ptr<scalar_t>() + t * B * H;
-      const scalar_t* tcc = tcs.data_ptr<scalar_t>() + t * B * H;
-      const scalar_t* cp = t > 0 ? cs.data_ptr<scalar_t>() + (t - 1) * B * H : c0p;
-      const scalar_t* gt = gates.data_ptr<scalar_t>() + t * B * 4 * H;
-      scalar_t* d = dxw.data_ptr<scalar_t>() + t * B * 4 * H;
-      scalar_t* dhc = dh_carry.data_ptr<scalar_t>();
-      scalar_t* dcc = dc_carry.data_ptr<scalar_t>();
-      for (int64_t b = 0; b < B; ++b) {
+      const scalar_t* gh = dhs.data_ptr<scalar_t>() + t * R * H;
+      const scalar_t* gc = dcs.data_ptr<scalar_t>() + t * R * H;
+      const scalar_t* tcc = tcs.data_ptr<scalar_t>() + t * R * H;
+      const scalar_t* cp = t > 0 ? cs.data_ptr<scalar_t>() + (t - 1) * R * H : c0p;
+      const scalar_t* gt = gates.data_ptr<scalar_t>() + t * R * G;
+      scalar_t* d = dxw.data_ptr<scalar_t>() + t * R * G;
+      for (int64_t b = 0; b < R; ++b) {
         const scalar_t* p = pm + (b / BK) * 3 * H;  // this row's member's peepholes
         for (int64_t j = 0; j < H; ++j) {
-          const int64_t k = b * H + j, q = b * 4 * H;
-          scalar_t i = gt[q + j], f = gt[q + H + j], g = gt[q + 2 * H + j], o = gt[q + 3 * H + j];
-          scalar_t dh = gh[k] + dhc[k];
-          scalar_t tc = tcc[k];
-          scalar_t dao = dh * tc * o * (scalar_t(1) - o);
-          scalar_t dc = gc[k] + dcc[k] + dh * o * (scalar_t(1) - tc * tc) + dao * p[2 * H + j];
-          scalar_t dai = dc * g * i * (scalar_t(1) - i);
-          scalar_t daf = dc * cp[k] * f * (scalar_t(1) - f);
-          scalar_t dag = dc * i * (scalar_t(1) - g * g);
+          const int64_t k = b * H + j, q = b * G;
+          const scalar_t i = gt[q + j], f = gt[q + H + j], g = gt[q + 2 * H + j], o = gt[q + 3 * H + j];
+          const scalar_t dh = gh[k] + dhc[k];
+          const scalar_t tc = tcc[k];
+          const scalar_t dao = dh * tc * o * (scalar_t(1) - o);
+          const scalar_t dc = gc[k] + dcc[k] + dh * o * (scalar_t(1) - tc * tc) + dao * p[2 * H + j];
+          const scalar_t dai = dc * g * i * (scalar_t(1) - i);
+          const scalar_t daf = dc * cp[k] * f * (scalar_t(1) - f);
+          const scalar_t dag = dc * i * (scalar_t(1) - g * g);
           d[q + j] = dai; d[q + H + j] = daf; d[q + 2 * H + j] = dag; d[q + 3 * H + j] = dao;
           dcc[k] = dc * f + dai * p[j] + daf * p[H + j];
         }
       }
-      rec_mm(dh_carry, dxw[t], UT);
+      product(op, dhc, d, G, R, WT);
     }
   });
   return {dxw, dh_carry, dc_carry};
+}
+
+// ---------------------------------------------------------------- sparse input projection
+// Piano-roll inputs are 0/1 with a few keys down per frame: W x + b is then a sum of a few rows of
+// W.  The nonzeros of the (T*B, D) inputs come as (row, col, value) in row order (``nonzero()``).
+// W (K, D, N) and b (K, N) hold K members; the result is (T, K*B, N), rows member by member within
+// each step, the layout the recurrences read.
+at::Tensor sparse_proj(const at::Tensor& W, const at::Tensor& b, const at::Tensor& rows, const at::Tensor& cols,
+                       const at::Tensor& vals, int64_t T, int64_t B) {
+  check(W, "W", 3); check(b, "b", 2); check(rows, "rows", 1); check(cols, "cols", 1); check(vals, "vals", 1);
+  const int64_t K = W.size(0), D = W.size(1), N = W.size(2), nnz = rows.size(0);
+  TORCH_CHECK(b.size(0) == K && b.size(1) == N, "b must be (K, N)");
+  TORCH_CHECK(cols.size(0) == nnz && vals.size(0) == nnz, "rows, cols and vals must have one entry per nonzero");
+  auto out = at::empty({T, K * B, N}, W.options());
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  const int64_t* cp = cols.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(W.scalar_type(), "sparse_proj", [&] {
+    const auto op = ops<scalar_t>();
+    const scalar_t* w = W.data_ptr<scalar_t>();
+    const scalar_t* bp = b.data_ptr<scalar_t>();
+    const scalar_t* vp = vals.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    int64_t e = 0;
+    for (int64_t r = 0; r < T * B; ++r) {
+      const int64_t t = r / B, bb = r % B;
+      const int64_t e0 = e;
+      while (e < nnz && rp[e] == r) {
+        TORCH_CHECK(cp[e] >= 0 && cp[e] < D, "sparse_proj: column out of range");
+        ++e;
+      }
+      TORCH_CHECK(e == nnz || rp[e] > r, "sparse_proj: nonzeros must come in row order");
+      for (int64_t k = 0; k < K; ++k) {
+        scalar_t* dst = o + ((t * K + k) * B + bb) * N;
+        std::memcpy(dst, bp + k * N, sizeof(scalar_t) * N);
+        for (int64_t q = e0; q < e; ++q) op.axpy(dst, w + (k * D + cp[q]) * N, vp[q], N);
+      }
+    }
+    TORCH_CHECK(e == nnz, "sparse_proj: row index out of range");
+  });
+  return out;
+}
+
+// Gradient of sparse_proj with respect to W: dW[k, col] += value * dxw[t, k*B + b] for every nonzero.
+at::Tensor sparse_proj_backward(const at::Tensor& dxw, const at::Tensor& rows, const at::Tensor& cols,
+                                const at::Tensor& vals, int64_t K, int64_t D) {
+  check(dxw, "dxw", 3); check(rows, "rows", 1); check(cols, "cols", 1); check(vals, "vals", 1);
+  const int64_t T = dxw.size(0), B = dxw.size(1) / K, N = dxw.size(2), nnz = rows.size(0);
+  TORCH_CHECK(dxw.size(1) == K * B, "dxw rows must be K blocks");
+  auto dW = at::zeros({K, D, N}, dxw.options());
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  const int64_t* cp = cols.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(dxw.scalar_type(), "sparse_proj_backward", [&] {
+    const auto op = ops<scalar_t>();
+    const scalar_t* g = dxw.data_ptr<scalar_t>();
+    const scalar_t* vp = vals.data_ptr<scalar_t>();
+    scalar_t* d = dW.data_ptr<scalar_t>();
+    for (int64_t q = 0; q < nnz; ++q) {
+      const int64_t t = rp[q] / B, bb = rp[q] % B;
+      TORCH_CHECK(t < T && cp[q] >= 0 && cp[q] < D, "sparse_proj_backward: index out of range");
+      for (int64_t k = 0; k < K; ++k) op.axpy(d + (k * D + cp[q]) * N, g + ((t * K + k) * B + bb) * N, vp[q], N);
+    }
+  });
+  return dW;
+}
+
+// ---------------------------------------------------------------- Bernoulli output
+// logits (K, M, O) of K members for M frames, targets (M, O) shared by the members: the NLL of every
+// frame (K, M), sum over the outputs of softplus(l) - y l, and with ``grad`` its gradient with
+// respect to the logits, sigmoid(l) - y (K, M, O).  One pass instead of several over the largest
+// tensor of a music model.
+std::tuple<at::Tensor, at::Tensor> bernoulli_nll(const at::Tensor& logits, const at::Tensor& targets, bool grad) {
+  check(logits, "logits", 3); check(targets, "targets", 2);
+  const int64_t K = logits.size(0), M = logits.size(1), O = logits.size(2);
+  TORCH_CHECK(targets.size(0) == M && targets.size(1) == O, "targets must be (M, O) for logits (K, M, O)");
+  TORCH_CHECK(targets.scalar_type() == logits.scalar_type(), "targets and logits must have one dtype");
+  auto nll = at::empty({K, M}, logits.options());
+  auto g = grad ? at::empty_like(logits) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "bernoulli_nll", [&] {
+    const auto op = ops<scalar_t>();
+    const scalar_t* l = logits.data_ptr<scalar_t>();
+    const scalar_t* y = targets.data_ptr<scalar_t>();
+    scalar_t* out = nll.data_ptr<scalar_t>();
+    scalar_t* gp = grad ? g.data_ptr<scalar_t>() : nullptr;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t r = 0; r < M; ++r) {
+        const int64_t off = (k * M + r) * O;
+        out[k * M + r] = op.bernoulli_row(l + off, y + r * O, gp ? gp + off : nullptr, O);
+      }
+  });
+  return {nll, g};
+}
+
+// Which kernels float32 uses here ("avx2+fma" or "generic"), for logs and benchmarks.
+std::string float_kernels() {
+#ifdef RNNBENCH_X86
+  if (cpu_has_avx2()) return "avx2+fma";
+#endif
+  return "generic";
 }
 
 }  // namespace
@@ -335,4 +679,8 @@ TORCH_LIBRARY(rnnbench, m) {
   m.def("gru_backward(Tensor dhs, Tensor hs, Tensor h0, Tensor U, Tensor gates) -> (Tensor, Tensor)", &gru_backward);
   m.def("lstm_forward(Tensor xw, Tensor h0, Tensor c0, Tensor U, Tensor P) -> (Tensor, Tensor, Tensor, Tensor)", &lstm_forward);
   m.def("lstm_backward(Tensor dhs, Tensor dcs, Tensor cs, Tensor tcs, Tensor c0, Tensor U, Tensor P, Tensor gates) -> (Tensor, Tensor, Tensor)", &lstm_backward);
+  m.def("sparse_proj(Tensor W, Tensor b, Tensor rows, Tensor cols, Tensor vals, int T, int B) -> Tensor", &sparse_proj);
+  m.def("sparse_proj_backward(Tensor dxw, Tensor rows, Tensor cols, Tensor vals, int K, int D) -> Tensor", &sparse_proj_backward);
+  m.def("bernoulli_nll(Tensor logits, Tensor targets, bool grad) -> (Tensor, Tensor)", &bernoulli_nll);
+  m.def("float_kernels() -> str", &float_kernels);
 }
