@@ -27,8 +27,9 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
 
 
 def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order) -> list[Path]:
-    """One panel per dataset; train (dashed) and validation (solid) NLL per cell, against updates
-    and against wall-clock seconds."""
+    """One panel per dataset; train (dashed, at the epochs it was evaluated: every
+    ``train.eval_train_every`` epochs and the best one) and validation (solid, every epoch) NLL per
+    cell, against updates and against wall-clock seconds of training."""
     datasets, cells = order
     paths = []
     for xkey, xlabel, stem in (("updates", "parameter updates", "curves_updates"),
@@ -39,9 +40,11 @@ def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order) -
                 m = curves.get((dataset, cell))
                 if m is None or m.empty:
                     continue
-                m = m.dropna(subset=["valid_nll"])
-                ax.plot(m[xkey], m["valid_nll"], color=COLORS.get(cell), label=f"{cell} valid")
-                ax.plot(m[xkey], m["train_nll"], color=COLORS.get(cell), ls="--", alpha=0.7, label=f"{cell} train")
+                v = m.dropna(subset=["valid_nll"])
+                ax.plot(v[xkey], v["valid_nll"], color=COLORS.get(cell), label=f"{cell} valid")
+                t = m.dropna(subset=["train_nll"])  # (every train.eval_train_every epochs, and the best one)
+                ax.plot(t[xkey], t["train_nll"], color=COLORS.get(cell), ls="--", marker=".", ms=3, alpha=0.7,
+                        label=f"{cell} train")
             ax.set_title(TITLES.get(dataset, dataset))
             ax.set_xlabel(xlabel)
             ax.set_ylabel("NLL per time step (nats)")

@@ -3,7 +3,11 @@
 Everything here reads stored results only (``summary.json``, ``metrics.csv``, ``config.yaml``,
 and a sweep's ``multirun.yaml``); nothing is retrained.  Selection is on validation NLL, never
 on test: for each dataset x cell the learning-rate draw with the best mean validation NLL over
-its seeds is chosen, and that draw's train and test NLL are reported.
+the seeds that every draw has (the search's seeds; runs stopped by successive halving count as
+the candidates they were) is chosen, and that draw's train and test NLL over all its seeds are
+reported: mean, standard deviation and a 95% t-interval.  Cells are compared by their paired
+differences over seeds, and the paper's two claims -- gated units beat tanh, GRU and LSTM are
+about equal -- are judged on those intervals.
 """
 
 from __future__ import annotations
@@ -136,24 +140,56 @@ def _as_str(v) -> str | None:
 
 # --------------------------------------------------------------------------- tables
 
+ENDED = ("finished", "pruned")  # runs that can be compared on validation
+BUDGET_STOPS = ("max_epochs", "time_budget")
+EQUAL_WITHIN = 0.1  # nats: "GRU and LSTM are about equal" means |difference| below this
+
+
+def ci95(values) -> tuple[float, float, float]:
+    """Mean, sample standard deviation and the half-width of a 95% t-interval (NaN below 2 values)."""
+    from scipy import stats
+
+    v = [float(x) for x in values]
+    n = len(v)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = sum(v) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    return mean, sd, float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+
+
 def select_best(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset x cell: the draw (learning rate) with the best mean validation NLL over seeds."""
-    ok = runs[runs["status"] == "finished"].dropna(subset=["valid_nll"])
+    """Per dataset x cell: the draw (learning rate) with the best mean validation NLL over the seeds
+    every draw has, and the train/valid/test NLL of all the finished runs at that rate."""
+    if runs.empty or "valid_nll" not in runs:
+        return pd.DataFrame()
+    ok = runs[runs["status"].isin(ENDED)].dropna(subset=["valid_nll"])
     rows = []
     for (dataset, cell), group in ok.groupby(["dataset", "cell"], sort=False):
-        by_lr = group.groupby("lr")
-        mean_valid = by_lr["valid_nll"].mean()
-        lr = mean_valid.idxmin()
-        chosen = group[group["lr"] == lr].sort_values("seed")
+        seeds_by_lr = [set(g["seed"]) for _, g in group.groupby("lr")]
+        common = set.intersection(*seeds_by_lr) if seeds_by_lr else set()
+        pool = group[group["seed"].isin(common)] if common else group
+        by_lr = pool.groupby("lr")
+        lr = by_lr["valid_nll"].mean().idxmin()
+        chosen = group[(group["lr"] == lr) & (group["status"] == "finished")].sort_values("seed")
+        if chosen.empty:
+            continue
         n = len(chosen)
+        test, test_sd, test_half = ci95(chosen["test_nll"])
+        budget = chosen[chosen["stop_reason"].isin(BUDGET_STOPS)]
         rows.append({
             "dataset": dataset, "cell": cell, "units": int(chosen["units"].iloc[0]), "lr": float(lr),
-            "draw": chosen["draw"].iloc[0], "seeds": n, "draws_finished": int(by_lr.ngroups),
+            "draw": chosen["draw"].iloc[0], "seeds": n,
+            "selected_on_seeds": " ".join(str(int(x)) for x in sorted(common)) if common else "all",
+            "draws_compared": int(by_lr.ngroups),
+            "draws_pruned": int(group[group["status"] == "pruned"]["lr"].nunique()),
             "train_nll": chosen["train_nll"].mean(), "valid_nll": chosen["valid_nll"].mean(),
-            "test_nll": chosen["test_nll"].mean(),
-            "test_std": chosen["test_nll"].std(ddof=1) if n > 1 else math.nan,
+            "test_nll": test, "test_std": test_sd, "test_ci95_low": test - test_half, "test_ci95_high": test + test_half,
             "best_epoch": int(chosen["best_epoch"].iloc[0]), "epochs": int(chosen["epochs"].iloc[0]),
             "updates": int(chosen["updates"].iloc[0]), "stop_reason": chosen["stop_reason"].iloc[0],
+            "stopped_by_budget": len(budget),
             "batch_size": int(chosen["batch_size"].iloc[0]), "run": chosen["run"].iloc[0],
             "sweep": chosen["sweep"].iloc[0],
         })
@@ -191,7 +227,15 @@ def table2(best: pd.DataFrame) -> pd.DataFrame:
                     row[c] = f"{v:.2f} ± {sub.loc[c, 'test_std']:.2f}"
                 else:
                     row[c] = "" if pd.isna(v) else (f"{v:+.2f}" if column == "diff" else f"{v:.2f}")
+                if column == "test_nll" and c in sub.index and sub.loc[c, "stopped_by_budget"]:
+                    row[c] += " *"  # stopped by an epoch or time budget, not by early stopping
             rows.append(row)
+            if column == "test_nll" and (sub["seeds"] > 1).any():
+                ci = {"dataset": title, "split": "test 95% interval"}
+                for c in cells:
+                    ci[c] = (f"[{sub.loc[c, 'test_ci95_low']:.2f}, {sub.loc[c, 'test_ci95_high']:.2f}]"
+                             if c in sub.index and sub.loc[c, "seeds"] > 1 else "")
+                rows.append(ci)
     return pd.DataFrame(rows)
 
 
@@ -210,29 +254,98 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["task", "cell"], key=lambda s: s.map(ckey) if s.name == "cell" else s).reset_index(drop=True)
 
 
-def gru_vs_lstm(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
-    """Test NLL of GRU minus LSTM at their chosen rates, paired by seed, with a 95% t-interval."""
-    from scipy import stats
+PAIRS = (("tanh", "gru"), ("tanh", "lstm"), ("gru", "lstm"))
 
+
+def paired_differences(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: test NLL of cell a minus cell b at their selected rates, paired by seed, with a
+    95% t-interval (positive: b is better), beside the paper's difference."""
     rows = []
     ok = runs[runs["status"] == "finished"]
     for dataset in _order(best.dataset, DATASET_ORDER):
         sub = best[best.dataset == dataset].set_index("cell")
-        if not {"gru", "lstm"} <= set(sub.index):
-            continue
-        per = {}
-        for c in ("gru", "lstm"):
-            r = ok[(ok.dataset == dataset) & (ok.cell == c) & (ok.lr == sub.loc[c, "lr"])]
-            per[c] = r.set_index("seed")["test_nll"]
-        seeds = sorted(set(per["gru"].index) & set(per["lstm"].index))
-        if len(seeds) < 2:
-            continue
-        d = per["gru"].loc[seeds].to_numpy() - per["lstm"].loc[seeds].to_numpy()
-        mean, sd, n = float(d.mean()), float(d.std(ddof=1)), len(d)
-        half = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
-        rows.append({"dataset": dataset, "seeds": n, "gru_minus_lstm": mean, "ci95_low": mean - half,
-                     "ci95_high": mean + half})
+        for a, b in PAIRS:
+            if not {a, b} <= set(sub.index):
+                continue
+            per = {c: ok[(ok.dataset == dataset) & (ok.cell == c) & (ok.lr == sub.loc[c, "lr"])].set_index("seed")["test_nll"]
+                   for c in (a, b)}
+            seeds = sorted(set(per[a].index) & set(per[b].index))
+            if not seeds:
+                continue
+            mean, _, half = ci95(per[a].loc[seeds].to_numpy() - per[b].loc[seeds].to_numpy())
+            paper = PAPER_TABLE2_TEST.get(dataset, {})
+            rows.append({"dataset": dataset, "pair": f"{a} - {b}", "seeds": len(seeds), "difference": mean,
+                         "ci95_low": mean - half, "ci95_high": mean + half,
+                         "paper_difference": (paper[a] - paper[b]) if {a, b} <= set(paper) else math.nan})
     return pd.DataFrame(rows)
+
+
+def _verdict_better(low: float, high: float) -> str:
+    if math.isnan(low):
+        return "inconclusive (one seed)"
+    return "holds" if low > 0 else "fails" if high < 0 else "inconclusive"
+
+
+def claims(diffs: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claims judged per dataset on the 95% intervals of the paired differences.
+
+    "GRU beats tanh" / "LSTM beats tanh" hold when the interval of tanh - cell lies above 0 and fail
+    when it lies below; "gated beats tanh" holds when both hold and fails when either fails.
+    "GRU ≈ LSTM" holds when the interval of GRU - LSTM lies within ±0.1 nats and fails when it
+    lies outside it.  Otherwise: inconclusive.  The paper's column applies the same rules to its
+    single numbers (Table 2).
+    """
+    rows = []
+    for dataset in list(dict.fromkeys(diffs["dataset"])) if not diffs.empty else []:
+        d = diffs[diffs.dataset == dataset].set_index("pair")
+        verdicts = {}
+        for cell in ("gru", "lstm"):
+            pair = f"tanh - {cell}"
+            if pair not in d.index:
+                continue
+            r = d.loc[pair]
+            verdicts[cell] = _verdict_better(r.ci95_low, r.ci95_high)
+            rows.append({"dataset": dataset, "claim": f"{cell.upper()} beats tanh", "seeds": int(r.seeds),
+                         "evidence": _interval(r), "verdict": verdicts[cell],
+                         "paper": _paper_says(r.paper_difference, lambda x: x > 0)})
+        if len(verdicts) == 2:
+            v = list(verdicts.values())
+            combined = "holds" if all(x == "holds" for x in v) else "fails" if "fails" in v else "inconclusive"
+            paper = [d.loc[f"tanh - {c}", "paper_difference"] for c in ("gru", "lstm")]
+            rows.append({"dataset": dataset, "claim": "gated beats tanh", "seeds": int(d.loc["tanh - gru", "seeds"]),
+                         "evidence": "both rows above", "verdict": combined,
+                         "paper": "" if any(math.isnan(x) for x in paper) else ("yes" if all(x > 0 for x in paper) else "no")})
+        if "gru - lstm" in d.index:
+            r = d.loc["gru - lstm"]
+            if math.isnan(r.ci95_low):
+                verdict = "inconclusive (one seed)"
+            elif -EQUAL_WITHIN < r.ci95_low and r.ci95_high < EQUAL_WITHIN:
+                verdict = "holds"
+            elif r.ci95_low > EQUAL_WITHIN or r.ci95_high < -EQUAL_WITHIN:
+                verdict = "fails"
+            else:
+                verdict = "inconclusive"
+            rows.append({"dataset": dataset, "claim": f"GRU ≈ LSTM (|difference| < {EQUAL_WITHIN} nats)",
+                         "seeds": int(r.seeds), "evidence": _interval(r), "verdict": verdict,
+                         "paper": _paper_says(r.paper_difference, lambda x: abs(x) < EQUAL_WITHIN)})
+    return pd.DataFrame(rows)
+
+
+def _interval(r) -> str:
+    if math.isnan(r.ci95_low):
+        return f"{r.name} = {r.difference:+.3f}"
+    return f"{r.name} = {r.difference:+.3f} [{r.ci95_low:+.3f}, {r.ci95_high:+.3f}]"
+
+
+def _paper_says(value: float, rule) -> str:
+    return "" if value is None or math.isnan(value) else f"{'yes' if rule(value) else 'no'} ({value:+.2f})"
+
+
+def pruned_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    if runs.empty or "status" not in runs:
+        return pd.DataFrame()
+    p = runs[runs["status"] == "pruned"]
+    return p[["dataset", "cell", "lr", "seed", "epochs", "valid_nll", "stop_reason"]].reset_index(drop=True)
 
 
 def status_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -249,8 +362,23 @@ def _write_table(df: pd.DataFrame, out: Path, stem: str, floatfmt: str = ".4f") 
 
     paths = [atomic_write_text(out / f"{stem}.csv", df.to_csv(index=False, float_format="%.6g"))]
     paths.append(atomic_write_text(out / f"{stem}.md", _markdown(df, floatfmt) + "\n"))
-    paths.append(atomic_write_text(out / f"{stem}.tex", df.to_latex(index=False, float_format="%.2f", escape=True)))
+    paths.append(atomic_write_text(out / f"{stem}.tex", _latex(df)))
     return paths
+
+
+def _latex(df: pd.DataFrame) -> str:
+    """LaTeX table: rates and other small numbers with 3 significant digits, NLLs with 2 decimals,
+    empty cells empty."""
+    def fmt(col: str):
+        def f(v):
+            if v is None or (not isinstance(v, str) and pd.isna(v)):
+                return ""
+            if isinstance(v, float):
+                return f"{v:.3g}" if col == "lr" or (v != 0 and abs(v) < 0.01) else f"{v:.2f}"
+            return str(v)
+        return f
+
+    return df.to_latex(index=False, escape=True, formatters={c: fmt(str(c)) for c in df.columns}, na_rep="")
 
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
@@ -286,7 +414,8 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     written = [atomic_write_text(out / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))]
     best = select_best(runs)
     missing = missing_runs(sweep_dirs, runs)
-    problems = runs[runs["status"] != "finished"][["sweep", "run", "dataset", "cell", "status"]]
+    problems = runs[~runs["status"].isin(ENDED)][["sweep", "run", "dataset", "cell", "status"]]
+    pruned = pruned_runs(runs)
     sections = ["# Results", ""]
     if not best.empty:
         t2 = table2(best)
@@ -294,10 +423,20 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         written += _write_table(best, out, "selected_runs")
         sections += ["## Table 2: test NLL per time step, best learning rate on validation", "",
                      _markdown(t2), ""]
-        cmp = gru_vs_lstm(runs, best)
-        if not cmp.empty:
-            written += _write_table(cmp, out, "gru_vs_lstm")
-            sections += ["## GRU minus LSTM (test NLL, paired by seed, 95% t-interval)", "", _markdown(cmp), ""]
+        if best["stopped_by_budget"].any():
+            sections += ["`*`: the selected run (of some seed) was stopped by an epoch or time budget "
+                         "(`stop_reason` max_epochs or time_budget), not by early stopping.", ""]
+        diffs = paired_differences(runs, best)
+        if not diffs.empty:
+            written += _write_table(diffs, out, "differences")
+            sections += ["## Paired differences between cells (test NLL, paired by seed, 95% t-interval)", "",
+                         "Positive: the second cell is better.", "", _markdown(diffs, ".3f"), ""]
+            cl = claims(diffs)
+            if not cl.empty:
+                written += _write_table(cl, out, "claims")
+                sections += ["## The paper's claims, tested", "", "Verdicts on the 95% intervals above (holds / "
+                             "fails / inconclusive); the paper's column applies the same rule to its Table 2.", "",
+                             _markdown(cl), ""]
     t1 = table1(runs)
     if not t1.empty:
         written += _write_table(t1, out, "table1")
@@ -307,6 +446,9 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     if not missing.empty:
         written += _write_table(missing, out, "missing")
         sections += [f"## Missing runs ({len(missing)})", "", _markdown(missing), ""]
+    if not pruned.empty:
+        written += _write_table(pruned, out, "pruned")
+        sections += [f"## Runs stopped by successive halving ({len(pruned)})", "", _markdown(pruned), ""]
     if not problems.empty:
         sections += [f"## Runs not finished ({len(problems)})", "", _markdown(problems), ""]
     if not best.empty:
@@ -318,4 +460,5 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         sections += ["## Learning curves of the selected runs", "", "![updates](curves_updates.png)", "",
                      "![seconds](curves_seconds.png)", ""]
     written.append(atomic_write_text(out / "report.md", "\n".join(sections)))
-    return {"written": written, "runs": runs, "best": best, "missing": missing, "problems": problems}
+    return {"written": written, "runs": runs, "best": best, "missing": missing, "problems": problems,
+            "pruned": pruned}

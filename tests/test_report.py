@@ -1,0 +1,152 @@
+"""The report: collecting run directories, selection on validation, Table 2 with intervals over
+seeds, paired differences between cells, the paper's claims put to the test, pruned and
+budget-stopped runs named, byte-identical regeneration."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rnnbench.report import collect_runs, expected_configs, select_best, write_report
+
+
+# ----------------------------------------------------------------------------- report
+
+def fake_run(sweep: Path, dataset, cell, draw, seed, lr, valid, test, train=None, status="finished", epochs=3):
+    """A run directory as train() writes it (used to test the report's logic on known numbers)."""
+    run = sweep / dataset / cell / f"search.draw={draw},seed={seed}"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"search:\n  draw: {draw}\ndataset:\n  name: {dataset}\ncell:\n  name: {cell}\nseed: {seed}\n")
+    train = valid - 0.2 if train is None else train
+    summary = {"status": status, "stop_reason": "early_stopping" if status == "finished" else None,
+               "dataset": dataset, "task": "music", "cell": cell, "units": {"tanh": 100, "gru": 46, "lstm": 36}[cell],
+               "params_recurrent": 1, "params_total": 2, "lr": lr, "seed": seed, "batch_size": 1,
+               "weight_noise": 0.075, "best_epoch": epochs, "train_nll": train, "valid_nll": valid, "test_nll": test,
+               "epochs": epochs, "updates": 10 * epochs, "wall_seconds": 1.0 * epochs, "fingerprint": "x"}
+    (run / "summary.json").write_text(json.dumps(summary))
+    lines = ["epoch,updates,wall_seconds,train_nll,valid_nll,test_nll,train_loss_noisy,lr"]
+    for e in range(1, epochs + 1):
+        lines.append(f"{e},{10 * e},{1.0 * e},{train + (epochs - e)},{valid + (epochs - e)},{test + (epochs - e)},0,{lr}")
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return run
+
+
+@pytest.fixture
+def fake_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1, 2):
+        # draw 0 has the better validation NLL; draw 1 the better *test* NLL: selection must pick draw 0
+        for cell, base in (("gru", 8.0), ("lstm", 8.3), ("tanh", 8.6)):
+            fake_run(sweep, "jsb", cell, 0, seed, 1e-3, valid=base + 0.01 * seed, test=base + 0.1 + 0.02 * seed)
+            fake_run(sweep, "jsb", cell, 1, seed, 1e-4, valid=base + 0.5, test=base - 1.0)
+    fake_run(sweep, "nottingham", "gru", 0, 0, 1e-3, valid=3.0, test=3.1)
+    fake_run(sweep, "nottingham", "lstm", 0, 0, 1e-3, valid=float("nan"), test=float("nan"), status="diverged")
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      dataset: jsb,nottingham\n      cell: tanh,gru,lstm\n"
+        "      search.draw: range(0,2)\n      seed: 0,1,2\n  overrides:\n    task: []\nseed: 0\n")
+    return sweep
+
+
+def test_selection_is_on_validation_never_on_test(fake_sweep):
+    best = select_best(collect_runs([fake_sweep])).set_index(["dataset", "cell"])
+    assert best.loc[("jsb", "gru"), "lr"] == 1e-3
+    assert best.loc[("jsb", "gru"), "seeds"] == 3
+    assert best.loc[("jsb", "gru"), "test_nll"] == pytest.approx(8.0 + 0.1 + 0.02)
+    assert best.loc[("jsb", "gru"), "test_std"] == pytest.approx(0.02)
+    assert best.loc[("jsb", "gru"), "paper_test"] == 8.54
+    assert ("nottingham", "lstm") not in best.index  # diverged runs are never selected
+
+
+def test_report_tables_interval_missing_and_failed(fake_sweep, tmp_path):
+    result = write_report([fake_sweep], tmp_path / "rep")
+    t2 = pd.read_csv(tmp_path / "rep" / "table2.csv")
+    jsb_test = t2[(t2.dataset == "JSB Chorales") & (t2.split == "test")].iloc[0]
+    assert jsb_test["gru"] == "8.12 ± 0.02"
+    diffs = pd.read_csv(tmp_path / "rep" / "differences.csv").set_index(["dataset", "pair"])
+    cmp = diffs.loc[("jsb", "gru - lstm")]
+    assert cmp["difference"] == pytest.approx(-0.3) and cmp["seeds"] == 3
+    assert cmp["ci95_low"] == pytest.approx(-0.3) and cmp["ci95_high"] == pytest.approx(-0.3)  # no spread
+    assert diffs.loc[("jsb", "tanh - gru"), "paper_difference"] == pytest.approx(9.10 - 8.54)
+    claims = pd.read_csv(tmp_path / "rep" / "claims.csv").set_index(["dataset", "claim"])
+    assert claims.loc[("jsb", "GRU beats tanh"), "verdict"] == "holds"
+    assert claims.loc[("jsb", "gated beats tanh"), "verdict"] == "holds"
+    assert claims.loc[("jsb", "GRU ≈ LSTM (|difference| < 0.1 nats)"), "verdict"] == "fails"
+    assert claims.loc[("jsb", "GRU ≈ LSTM (|difference| < 0.1 nats)"), "paper"] == "no (-0.13)"
+    missing = pd.read_csv(tmp_path / "rep" / "missing.csv")
+    # 2 datasets x 3 cells x 2 draws x 3 seeds = 36 asked for; 18 + 2 present
+    assert len(missing) == 36 - 20
+    assert ((missing.dataset == "nottingham") & (missing.cell == "tanh")).sum() == 6
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "diverged" in report and "Missing runs (16)" in report
+    for name in ("table2.md", "table2.tex", "table1.csv", "curves_updates.png", "curves_seconds.pdf", "runs.csv"):
+        assert (tmp_path / "rep" / name).stat().st_size > 0
+    assert len(result["problems"]) == 1
+
+
+def test_report_regenerates_identical_files(fake_sweep, tmp_path):
+    write_report([fake_sweep], tmp_path / "a")
+    write_report([fake_sweep], tmp_path / "b")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_expected_configs_from_multirun_yaml(fake_sweep):
+    exp = expected_configs(fake_sweep)
+    assert len(exp) == 36
+    assert {"dataset": "jsb", "cell": "gru", "draw": "1", "seed": "2"} in exp
+
+
+def test_report_cli_on_empty_dir(tmp_path):
+    (tmp_path / "empty").mkdir()
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.report", str(tmp_path / "empty")], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "no run directories" in p.stderr
+
+
+def test_missing_runs_compare_only_swept_keys(tmp_path):
+    """A dataset fixed by the experiment (not swept) must not make every run look missing."""
+    sweep = tmp_path / "quick"
+    for cell in ("gru", "lstm"):
+        fake_run(sweep, "chorales", cell, 0, 0, 1e-3, valid=8.0, test=8.1)
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      cell: tanh,gru,lstm\n      search.draw: range(0,1)\n"
+        "  overrides:\n    task: []\nseed: 0\n")
+    from rnnbench.report import missing_runs
+
+    missing = missing_runs([sweep], collect_runs([sweep]))
+    assert missing.to_dict("records") == [{"sweep": "quick", "cell": "tanh", "draw": "0", "seed": "0"}]
+
+
+def test_selection_uses_the_seeds_every_draw_has_and_marks_budget_and_pruned(tmp_path):
+    """Seeds 1-4 trained only at the selected rate do not enter the selection; a pruned draw is a
+    candidate that lost; a run stopped by its epoch cap is marked in Table 2; the LaTeX table
+    prints rates, not 0.00, and empty cells, not NaN."""
+    sweep = tmp_path / "study"
+    fake_run(sweep, "jsb", "gru", 0, 0, 1.5e-3, valid=8.0, test=8.1)
+    fake_run(sweep, "jsb", "gru", 1, 0, 1e-4, valid=8.05, test=8.0)
+    fake_run(sweep, "jsb", "gru", 2, 0, 1e-5, valid=9.5, test=9.5, status="pruned")
+    for seed, valid in ((1, 8.4), (2, 8.3)):  # seeds at draw 0 only, worse on average than draw 1's seed 0
+        fake_run(sweep, "jsb", "gru", 0, seed, 1.5e-3, valid=valid, test=8.2)
+    summary = json.loads((sweep / "jsb/gru/search.draw=0,seed=2/summary.json").read_text())
+    summary["stop_reason"] = "max_epochs"
+    (sweep / "jsb/gru/search.draw=0,seed=2/summary.json").write_text(json.dumps(summary))
+    best = select_best(collect_runs([sweep])).set_index(["dataset", "cell"]).loc[("jsb", "gru")]
+    assert best["lr"] == 1.5e-3 and best["seeds"] == 3 and best["selected_on_seeds"] == "0"
+    assert best["draws_compared"] == 3 and best["draws_pruned"] == 1 and best["stopped_by_budget"] == 1
+    assert best["test_nll"] == pytest.approx((8.1 + 8.2 + 8.2) / 3)
+    write_report([sweep], tmp_path / "rep")
+    t2 = pd.read_csv(tmp_path / "rep" / "table2.csv")
+    test_row = t2[(t2.dataset == "JSB Chorales") & (t2.split == "test")].iloc[0]
+    assert test_row["gru"].endswith(" *")
+    assert t2["split"].str.contains("95% interval").any()
+    pruned = pd.read_csv(tmp_path / "rep" / "pruned.csv")
+    assert list(pruned["lr"]) == [1e-5]
+    tex = (tmp_path / "rep" / "selected_runs.tex").read_text()
+    assert "0.0015" in tex and "NaN" not in tex and "nan" not in tex
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "successive halving (1)" in report and "not by early stopping" in report
