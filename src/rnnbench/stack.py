@@ -138,6 +138,29 @@ class StackedModel(nn.Module):
         idx = torch.as_tensor(list(index), dtype=torch.long, device=self.flat.device)
         self.flat = nn.Parameter(self.flat.detach().index_select(0, idx))
 
+    def noisy_weights(self, generators: Sequence[torch.Generator], std: float) -> Tensor:
+        """A copy of the members' weights with weight noise N(0, std^2) added to every weight matrix
+        and peephole vector (not the biases), requiring grad: member k's noise is drawn from
+        ``generators[k]`` exactly as that member alone would draw it (one draw per noisy tensor, in
+        order); members sharing one generator object share one draw."""
+        flat = self.flat.detach()
+        if std <= 0:
+            return flat.clone().requires_grad_()
+        distinct: list[torch.Generator] = []
+        for g in generators:
+            if all(g is not d for d in distinct):
+                distinct.append(g)
+        shapes = [self.shapes[i] for i in self.noisy]
+        draws = [torch.cat([torch.randn(s, generator=g, dtype=flat.dtype, device="cpu").reshape(-1) for s in shapes])
+                 for g in distinct]
+        if len(distinct) == 1:
+            rows = draws[0].unsqueeze(0)
+        else:
+            rows = torch.stack([draws[next(i for i, d in enumerate(distinct) if d is g)] for g in generators])
+        noise = flat.new_zeros((rows.shape[0], flat.shape[1]))
+        noise[:, self.noisy_mask] = rows.to(flat.device)
+        return torch.add(flat, noise, alpha=std).requires_grad_()
+
     def _fused_features(self, inputs: Tensor, v: dict[str, Tensor]) -> Tensor | None:
         """All members' recurrent features ``(T, K*B, H)`` (rows member by member in each step)
         through the fused kernels, or ``None`` where the cell has none."""
@@ -254,6 +277,19 @@ def clip_members(grad: Tensor, max_norm: float | None) -> Tensor:
     if max_norm:
         grad.mul_((float(max_norm) / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1))
     return norms
+
+
+def training_step(model: StackedModel, batch, generators: Sequence[torch.Generator], noise_std: float,
+                  clip_norm: float | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One update's forward and backward pass for every member: weight noise drawn from each member's
+    generator, the NLL summed over the batch's real frames ``(K,)``, and the gradient of its mean
+    per frame ``(K, P)`` clipped per member, with the norms before clipping ``(K,)``.  Applying it
+    (:class:`StackedRMSprop`) is the caller's decision (divergence, skipped updates)."""
+    w = model.noisy_weights(generators, noise_std)
+    nll = model.frame_nll(batch.inputs, batch.targets, w)
+    loss_total = nll.permute(1, 0, 2)[:, batch.mask].sum(1)
+    (grad,) = torch.autograd.grad((loss_total / batch.frames).sum(), w)
+    return loss_total, grad, clip_members(grad, clip_norm)
 
 
 @torch.no_grad()
@@ -477,34 +513,9 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
         members[:] = [members[k] for k in keep]
 
     noise_std = float(tcfg.weight_noise)
-    noisy_sizes = [model.sizes[i] for i in model.noisy]
-    noisy_shapes = [model.shapes[i] for i in model.noisy]
-    noisy_cols = model.noisy_mask.nonzero().squeeze(1)
     skip_nonfinite = bool(tcfg.get("skip_nonfinite", False))
     train_every = int(tcfg.get("eval_train_every", 1) or 0)
 
-    def noisy_weights() -> Tensor:
-        """The members' weights with this update's noise added (each member's stream's draw)."""
-        flat = model.flat.detach()
-        if noise_std <= 0:
-            return flat.clone().requires_grad_()
-        gens = []
-        for m in members:
-            if all(g is not m.noise_gen for g in gens):
-                gens.append(m.noise_gen)
-        draws = []
-        for g in gens:  # the draws each member would make alone: one per noisy tensor, in order
-            draws.append(torch.cat([torch.randn(s, generator=g, dtype=flat.dtype, device="cpu").reshape(-1)
-                                    for s in noisy_shapes]))
-        if len(gens) == 1:
-            rows = draws[0].unsqueeze(0)
-        else:
-            rows = torch.stack([draws[next(i for i, g in enumerate(gens) if g is m.noise_gen)] for m in members])
-        noise = flat.new_zeros((rows.shape[0], flat.shape[1]))
-        noise[:, noisy_cols] = rows.to(flat.device)
-        return torch.add(flat, noise, alpha=noise_std).requires_grad_()
-
-    assert sum(noisy_sizes) == len(noisy_cols)
     first_epoch = True
     while members:
         if not first_epoch:  # (the caller asked the first time)
@@ -520,11 +531,8 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
         loss_sum, skipped, loss_frames = [0.0] * K, [0] * K, [0] * K
         for batch in iterate(data.seqs["train"], batches):
             batch = batch.to(device)
-            w = noisy_weights()
-            nll = model.frame_nll(batch.inputs, batch.targets, w)
-            loss_total = nll.permute(1, 0, 2)[:, batch.mask].sum(1)  # (K,)
-            (grad,) = torch.autograd.grad((loss_total / batch.frames).sum(), w)
-            gnorm = clip_members(grad, tcfg.clip_norm)
+            loss_total, grad, gnorm = training_step(model, batch, [m.noise_gen for m in members], noise_std,
+                                                    tcfg.clip_norm)
             loss_ok = torch.isfinite(loss_total).tolist()
             grad_ok = torch.isfinite(gnorm).tolist()
             update, gone = [], []
