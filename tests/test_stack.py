@@ -19,7 +19,7 @@ LRS = [3e-2, 1e-2, 3e-3]
 
 def metrics(run_dir):
     with open(run_dir / "metrics.csv") as f:
-        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if k not in ("wall_seconds", "eval_seconds")} for r in csv.DictReader(f)]
 
 
 def close_rows(a, b, tol, filled_ok=False):

@@ -53,7 +53,7 @@ def run_env(tmp_path, name):
 
 def metrics_rows(run_dir: Path):
     with open(run_dir / "metrics.csv") as f:
-        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if k not in ("wall_seconds", "eval_seconds")} for r in csv.DictReader(f)]
 
 
 def sweep_results(root: Path) -> dict:

@@ -22,7 +22,7 @@ def read_metrics(run_dir):
 
 
 def strip_time(rows):
-    return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("wall_seconds", "eval_seconds")} for r in rows]
 
 
 def _weights_seen_in_training(toy_cfg, tmp_path, monkeypatch, **train_over):

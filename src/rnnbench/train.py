@@ -42,7 +42,7 @@ log = logging.getLogger("rnnbench.train")
 
 METRIC_FIELDS = [
     "epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll", "train_loss_noisy", "lr",
-    "skipped_updates",
+    "skipped_updates", "eval_seconds",
 ]
 # Options whose value here means "behave as before the option existed".
 NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False, "train.order_seed": None, "search.halving": None}
@@ -301,7 +301,8 @@ class Run:
         state.wall_seconds += seconds
         state.eval_seconds += eval_seconds
         row = {"epoch": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
-               "train_loss_noisy": train_loss_noisy, "lr": float(self.cfg.optim.lr), "skipped_updates": skipped}
+               "train_loss_noisy": train_loss_noisy, "lr": float(self.cfg.optim.lr), "skipped_updates": skipped,
+               "eval_seconds": round(state.eval_seconds, 3)}
         state.skipped_updates += skipped
         if skipped:
             log.warning("%s epoch %d: %d updates skipped (non-finite gradient)", self.member_label(), state.epoch,
