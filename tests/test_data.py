@@ -3,7 +3,7 @@ import pytest
 
 from conftest import write_mat, write_pickle
 from rnnbench.data import load_mat, load_music, load_pickle, notes_to_roll, roll_to_notes
-from rnnbench.data.sources import RemoteFile, candidate_roots, download, locate, sha256_of
+from rnnbench.data.sources import RemoteFile, candidate_roots, check_root, data_roots, download, locate, sha256_of
 from rnnbench.errors import DataError
 
 
@@ -100,9 +100,11 @@ def test_lookup_order(tmp_path, monkeypatch):
     explicit, env, cache = (tmp_path / n for n in ("explicit", "env", "cache2"))
     monkeypatch.setenv("RNNBENCH_DATA", str(env))
     monkeypatch.setenv("RNNBENCH_CACHE", str(cache))
-    assert candidate_roots(explicit) == [explicit, env, cache]
+    explicit.mkdir()
+    env.mkdir()
+    assert candidate_roots(explicit) == [explicit, env, cache]  # the cache need not exist yet
     for r in (env, cache):
-        (r / "polyphonic").mkdir(parents=True)
+        (r / "polyphonic").mkdir(parents=True, exist_ok=True)
         (r / "polyphonic" / "a.mat").write_bytes(r.name.encode())
     remote = RemoteFile("polyphonic/a.mat", None)
     assert locate(remote, root=explicit, download_missing=False) == env / "polyphonic" / "a.mat"
@@ -127,11 +129,104 @@ def test_locate_downloads_into_cache_when_missing(tmp_path, monkeypatch):
     src.write_bytes(b"payload")
     monkeypatch.setenv("RNNBENCH_CACHE", str(tmp_path / "cache3"))
     remote = RemoteFile("polyphonic/served.mat", sha256_of(src), (src.as_uri(),))
+    (tmp_path / "empty").mkdir()
     got = locate(remote, root=tmp_path / "empty")
     assert got == tmp_path / "cache3" / "polyphonic" / "served.mat"
     # found in the cache the second time, no download needed
     src.unlink()
     assert locate(remote, root=tmp_path / "empty") == got
+
+
+# --------------------------------------------------------------------------- data roots that point nowhere
+
+JSB = "polyphonic/JSB_Chorales.mat"
+
+
+def test_a_data_root_from_the_environment_that_does_not_exist_is_an_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNBENCH_DATA", str(tmp_path / "nowhere"))
+    for call in (lambda: candidate_roots(), lambda: load_music("jsb", download=False),
+                 lambda: load_music("jsb", root=str(tmp_path / "nowhere"))):  # data_root's default is $RNNBENCH_DATA
+        with pytest.raises(DataError) as err:
+            call()
+        msg = str(err.value)
+        assert msg.startswith(f"data root does not exist: RNNBENCH_DATA={tmp_path / 'nowhere'}. Point RNNBENCH_DATA")
+        assert "config key" not in msg  # the variable is named, not the config key it feeds
+
+
+def test_a_data_root_from_the_config_key_that_does_not_exist_is_an_error_naming_it(tmp_path):
+    with pytest.raises(DataError, match=r"data root does not exist: data_root=\S*nowhere \(the config key\)"):
+        load_music("jsb", root=tmp_path / "nowhere", download=False)
+    with pytest.raises(DataError, match="data root does not exist: --root="):
+        check_root(tmp_path / "nowhere", "--root")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match=r"data root is not a folder: data_root=\S*afile"):
+        candidate_roots(tmp_path / "afile")
+
+
+def test_relative_roots_are_taken_from_the_working_directory_and_shown_absolute(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    (work / "rel" / "polyphonic").mkdir(parents=True)
+    (work / "rel" / "polyphonic" / "a.mat").write_bytes(b"a")
+    monkeypatch.chdir(work)
+    remote = RemoteFile("polyphonic/a.mat", None)
+    got = locate(remote, root="rel", download_missing=False)
+    assert got.is_absolute() and got == work / "rel" / "polyphonic" / "a.mat"
+    monkeypatch.setenv("RNNBENCH_DATA", "../shared/data")  # the README's command from a clone with no ../shared
+    with pytest.raises(DataError) as err:
+        locate(remote, download_missing=False)
+    assert (f"RNNBENCH_DATA=../shared/data, which from {work} is {tmp_path / 'shared' / 'data'}. "
+            in str(err.value))
+    monkeypatch.setenv("RNNBENCH_DATA", "rel")
+    assert data_roots("rel")[0].path == work / "rel" and data_roots("rel")[0].setting == "RNNBENCH_DATA"
+    assert [r.path for r in data_roots()][-1] == tmp_path / "cache"  # $RNNBENCH_CACHE (conftest), absolute
+
+
+def test_a_missing_corpus_is_one_error_listing_every_place_looked_in_once(tmp_path, monkeypatch):
+    explicit, env = tmp_path / "explicit", tmp_path / "env"
+    explicit.mkdir()
+    env.mkdir()
+    monkeypatch.setenv("RNNBENCH_DATA", str(env))
+    cache = tmp_path / "cache"  # $RNNBENCH_CACHE (conftest), not made yet
+    gone = (tmp_path / "no-such-home.mat").as_uri()  # a public home that cannot be reached
+    remote = RemoteFile(JSB, "0" * 64, (gone,))
+    with pytest.raises(DataError) as err:
+        locate(remote, root=explicit)
+    msg = str(err.value)
+    lines = msg.splitlines()
+    assert lines[0] == f"{JSB} not found. Looked in:"
+    assert lines[1:4] == [f"  {explicit / JSB}  (the config key data_root)", f"  {env / JSB}  (RNNBENCH_DATA)",
+                          f"  {cache / JSB}  (the download cache, RNNBENCH_CACHE)"]
+    assert lines[4] == "and the download failed:" and lines[5].startswith(f"  {gone}: ")
+    assert lines[6].startswith(f"Set RNNBENCH_DATA (or the config key data_root) to a folder holding {JSB}, "
+                               f"or run again on a machine with internet")
+    assert len(lines) == 7 and msg.count(str(env / JSB)) == 1
+    assert not cache.exists()  # a failed download leaves no empty folders behind
+    # download off: the same places, and what to do
+    with pytest.raises(DataError) as err:
+        locate(remote, root=explicit, download_missing=False)
+    msg = str(err.value)
+    assert "and download is off (dataset.download=false or --no-download)" in msg
+    assert msg.endswith("or enable download (dataset.download=true) on a machine with internet.")
+    # data_root left at its default ($RNNBENCH_DATA): one place, named by the variable
+    with pytest.raises(DataError) as err:
+        locate(remote, root=str(env), download_missing=False)
+    assert str(err.value).count(str(env / JSB)) == 1 and f"{env / JSB}  (RNNBENCH_DATA)" in str(err.value)
+
+
+def test_rnnbench_data_names_a_root_that_does_not_exist_in_one_line(tmp_path, capsys, monkeypatch):
+    from rnnbench.cli.data import main as data_main
+
+    monkeypatch.chdir(tmp_path)
+    assert data_main(["fetch", "jsb", "--root", "nowhere", "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rnnbench-data: error: data root does not exist: --root=nowhere, which from {tmp_path} "
+                          f"is {tmp_path / 'nowhere'}. Point --root at ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    assert data_main(["fetch", "jsb", "--root", "empty", "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rnnbench-data: error: {JSB} not found. Looked in:\n  {tmp_path / 'empty' / JSB}  (--root)")
+    assert "Traceback" not in err
 
 
 def test_evaluation_batches_cap_padding_and_cover_every_sequence_once():

@@ -9,6 +9,9 @@ A file is looked up, in order,
 and, when found nowhere and ``download`` is true, fetched from its public home
 into the cache and verified against its sha256 before it is used.
 Every root has the layout of the reference copy (``polyphonic/JSB_Chorales.mat``, ...).
+A relative root is taken from the working directory.  A root given by ``data_root`` or
+``RNNBENCH_DATA`` that does not exist is an error naming it (never skipped silently), and a
+file found nowhere is one error listing every place looked in and what to do.
 """
 
 from __future__ import annotations
@@ -87,15 +90,72 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(ENV_CACHE) or "data").expanduser()
 
 
-def candidate_roots(root: str | os.PathLike | None = None) -> list[Path]:
-    """Data roots in lookup order: explicit root, ``$RNNBENCH_DATA``, then the cache."""
-    roots: list[Path] = []
-    for r in (root, os.environ.get(ENV_DATA) or None, default_cache_dir()):
-        if r is not None and str(r) != "":
-            p = Path(r).expanduser()
-            if p not in roots:
-                roots.append(p)
+@dataclass(frozen=True)
+class DataRoot:
+    """A folder looked in, as an absolute path, and the setting that named it (``RNNBENCH_DATA``,
+    ``data_root`` (the config key), ``--root``, or the download cache)."""
+
+    path: Path
+    setting: str
+
+
+def _absolute(value: str | os.PathLike) -> Path:
+    """``value`` as an absolute path: ``~`` expanded, a relative path taken from the working directory."""
+    return Path(value).expanduser().resolve()
+
+
+def _cache_setting() -> str:
+    return f"the download cache, {ENV_CACHE}" if os.environ.get(ENV_CACHE) else \
+        "the download cache, data/ in the working directory"
+
+
+def check_root(value: str | os.PathLike, setting: str) -> Path:
+    """The absolute path of the data root ``value`` given by ``setting`` (``RNNBENCH_DATA``,
+    ``data_root``, ``--root``); :class:`DataError` naming both when it does not exist or is not a
+    folder: a data root that points nowhere is never skipped silently."""
+    path = _absolute(value)
+    if path.is_dir():
+        return path
+    what = "is not a folder" if path.exists() else "does not exist"
+    shown = f"{setting}={value}" + (" (the config key)" if setting == "data_root" else "")
+    if str(path) != str(value):
+        shown += f", which from {os.getcwd()} is {path}"
+    raise DataError(
+        f"data root {what}: {shown}. Point {setting} at a folder with the layout of the reference copy "
+        f"(polyphonic/JSB_Chorales.mat, speech/fsdd/recordings, ...), or unset it to use "
+        f"{_cache_setting()} ({_absolute(default_cache_dir())})."
+    )
+
+
+def data_roots(root: str | os.PathLike | None = None, root_setting: str | None = None) -> list[DataRoot]:
+    """The data roots in lookup order, absolute, each with the setting that gave it: the explicit
+    ``root`` (named ``root_setting``: by default the config key ``data_root``, or ``RNNBENCH_DATA``
+    when ``root`` is that variable's value, as it is when ``data_root`` keeps its default),
+    ``$RNNBENCH_DATA``, then the download cache.  An explicit root or ``$RNNBENCH_DATA`` that does
+    not exist raises :class:`DataError` naming it; the cache need not exist yet (a download makes it)."""
+    env = os.environ.get(ENV_DATA) or None
+    given: list[tuple[str | os.PathLike, str]] = []
+    if root is not None and str(root) != "":
+        if root_setting is None:
+            root_setting = ENV_DATA if env is not None and str(root) == env else "data_root"
+        given.append((root, root_setting))
+    if env is not None:
+        given.append((env, ENV_DATA))
+    roots: list[DataRoot] = []
+    for value, setting in given:
+        path = check_root(value, setting)
+        if all(r.path != path for r in roots):
+            roots.append(DataRoot(path, setting))
+    cache = _absolute(default_cache_dir())
+    if all(r.path != cache for r in roots):
+        roots.append(DataRoot(cache, _cache_setting()))
     return roots
+
+
+def candidate_roots(root: str | os.PathLike | None = None) -> list[Path]:
+    """Data roots in lookup order (absolute): explicit root, ``$RNNBENCH_DATA``, then the cache.
+    One that is given but does not exist raises :class:`DataError` (see :func:`data_roots`)."""
+    return [r.path for r in data_roots(root)]
 
 
 def verify(path: Path, sha256: str | None) -> None:
@@ -111,13 +171,14 @@ def verify(path: Path, sha256: str | None) -> None:
         )
 
 
-def download(remote: RemoteFile, cache: Path | None = None) -> Path:
-    """Fetch ``remote`` into the cache, verify it, and return its path (write then rename)."""
-    cache = default_cache_dir() if cache is None else Path(cache)
-    dest = cache / remote.relpath
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def _fetch(remote: RemoteFile, dest: Path) -> list[str]:
+    """Try each public home of ``remote`` into ``dest`` (verified, write then rename); the
+    reasons of the homes that failed, none when it worked.  Folders it made for a file that
+    never came are removed again."""
+    made = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]  # deepest first
     errors = []
     for url in remote.urls:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
         try:
             with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
@@ -125,14 +186,33 @@ def download(remote: RemoteFile, cache: Path | None = None) -> Path:
             verify(tmp, remote.sha256)
         except (OSError, DataError) as exc:  # URLError is an OSError
             tmp.unlink(missing_ok=True)
-            errors.append(f"  {url}: {exc}")
+            errors.append(f"{url}: {exc}")
             continue
         os.replace(tmp, dest)
+        return []
+    for d in made:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (another process's file), or gone
+            break
+    return errors
+
+
+def download(remote: RemoteFile, cache: Path | None = None) -> Path:
+    """Fetch ``remote`` into the cache, verify it, and return its path (write then rename)."""
+    cache = default_cache_dir() if cache is None else Path(cache)
+    dest = _absolute(cache) / remote.relpath
+    errors = _fetch(remote, dest)
+    if not errors:
         return dest
     raise DataError(
-        f"could not download {remote.relpath}:\n" + "\n".join(errors) + "\n"
+        f"could not download {remote.relpath}:\n" + "\n".join(f"  {e}" for e in errors) + "\n"
         f"Place the file at {dest} yourself, or set {ENV_DATA} to a folder that holds {remote.relpath}."
     )
+
+
+def _label(setting: str) -> str:
+    return "the config key data_root" if setting == "data_root" else setting
 
 
 def locate(
@@ -140,19 +220,34 @@ def locate(
     root: str | os.PathLike | None = None,
     download_missing: bool = True,
     check: bool = True,
+    root_setting: str | None = None,
 ) -> Path:
-    """Return the verified local path of ``remote``, downloading it if allowed."""
-    roots = candidate_roots(root)
+    """Return the verified local path of ``remote``, downloading it into the cache if allowed.
+
+    Found nowhere (and not downloaded), it raises one :class:`DataError` that lists every place
+    looked in with the setting that gave it, why the download failed or that it is off, and what
+    to do."""
+    roots = data_roots(root, root_setting)
     for r in roots:
-        path = r / remote.relpath
+        path = r.path / remote.relpath
         if path.is_file():
             if check:
                 verify(path, remote.sha256)
             return path
-    if download_missing and remote.urls:
-        return download(remote)
-    looked = ", ".join(str(r / remote.relpath) for r in roots)
+    cache = _absolute(default_cache_dir())
+    errors = _fetch(remote, cache / remote.relpath) if download_missing and remote.urls else None
+    if errors == []:
+        return cache / remote.relpath
+    looked = "".join(f"\n  {r.path / remote.relpath}  ({_label(r.setting)})" for r in roots)
+    if errors is None:
+        why = ("download is off (dataset.download=false or --no-download)" if remote.urls
+               else "it has no public home to download it from")
+        todo = "or enable download (dataset.download=true) on a machine with internet"
+    else:
+        why = "the download failed:" + "".join(f"\n  {e}" for e in errors)
+        todo = (f"or run again on a machine with internet (the file is then downloaded into "
+                f"{cache / remote.relpath} and verified)")
     raise DataError(
-        f"{remote.relpath} not found (looked in: {looked}). Set {ENV_DATA} (or the config key "
-        f"data_root) to a folder holding it, or enable download (download=true) on a machine with internet."
+        f"{remote.relpath} not found. Looked in:{looked}\nand {why}\n"
+        f"Set {ENV_DATA} (or the config key data_root) to a folder holding {remote.relpath}, {todo}."
     )
