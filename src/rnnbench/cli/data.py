@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from ..data.music import MUSIC_DATASETS, load_music
+from ..data.sources import MUSIC_FILES, check_root, locate
 from ..data.speech import SPEECH_DATASETS
 from ..errors import RnnbenchError
+from .helpfmt import HelpFormatter, parser
 
 
 def _load_speech(name: str, root):
@@ -37,6 +38,10 @@ def _load_music(name: str, args):
         corpus = _load_speech(name, args.root)  # (the loader reads any conf/dataset/<name>.yaml)
         print(f"# {name}: {len(corpus.skipped)} score file(s) skipped; cache {corpus.cache_path}", file=sys.stderr)
         return corpus
+    if name in MUSIC_FILES:  # looked up here so that the error names --root when it was given
+        path = locate(MUSIC_FILES[name][args.format], root=args.root, download_missing=not args.no_download,
+                      root_setting="--root" if args.root is not None else None)
+        return load_music(name, fmt=args.format, path=path)
     return load_music(name, root=args.root, fmt=args.format, download=not args.no_download)
 
 
@@ -71,19 +76,47 @@ def _stats(args) -> int:
     return 0
 
 
+DESCRIPTION = """\
+Find, verify and describe the corpora.
+
+A corpus is looked up under --root, then $RNNBENCH_DATA, then the download
+cache (data/ in the working directory, or $RNNBENCH_CACHE); each root has the
+layout of the reference copy (polyphonic/JSB_Chorales.mat,
+speech/fsdd/recordings, speech/yesno/waves_yesno).  A root that does not exist
+is an error.  A music benchmark found nowhere is downloaded from its public
+home into the cache and checked against its sha256; speech corpora are never
+downloaded.  Score datasets (chorales, folk) are built from the
+scores music21 ships and cached under the cache's scores/ folder."""
+
+EPILOG = """\
+examples:
+  rnnbench-data stats                           the four music benchmarks
+  rnnbench-data stats chorales                  build (once) and describe the chorale rolls
+  rnnbench-data fetch jsb --no-download         is JSB Chorales here, and intact?
+  rnnbench-data stats fsdd yesno --root /data   the speech corpora under /data"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rnnbench-data", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    for cmd, help_ in (("stats", "print sequences, frames and notes per frame of each split"),
+    p = parser("rnnbench-data", DESCRIPTION, EPILOG)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    datasets = ", ".join(MUSIC_DATASETS + SPEECH_DATASETS)
+    for cmd, help_ in (("stats", "print sequences, frames and notes per frame (or seconds) of each split"),
                        ("fetch", "find (or download) and verify each corpus")):
-        s = sub.add_parser(cmd, help=help_)
-        s.add_argument("datasets", nargs="*", help=f"any of {', '.join(MUSIC_DATASETS + SPEECH_DATASETS)} "
-                                                   f"(default: the {len(MUSIC_DATASETS)} music corpora)")
-        s.add_argument("--root", default=None, help="data root (default: $RNNBENCH_DATA, then the cache data/)")
-        s.add_argument("--format", default="mat", choices=["mat", "pickle"])
+        s = sub.add_parser(cmd, help=help_, description=help_[0].upper() + help_[1:] + ".",
+                           formatter_class=HelpFormatter)
+        s.add_argument("datasets", nargs="*", metavar="DATASET",
+                       help=f"any of {datasets}, or a score dataset of conf/dataset (chorales, folk) "
+                            f"(default: the {len(MUSIC_DATASETS)} music benchmarks)")
+        s.add_argument("--root", default=None, metavar="DIR",
+                       help="data root, absolute or from the working directory (default: $RNNBENCH_DATA, "
+                            "then the cache)")
+        s.add_argument("--format", default="mat", choices=["mat", "pickle"],
+                       help="file format of the music benchmarks: .mat, or Boulanger-Lewandowski's pickles")
         s.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing file")
     args = p.parse_args(argv)
     try:
+        if args.root is not None:  # a root that points nowhere is an error naming --root
+            args.root = str(check_root(args.root, "--root"))
         if args.cmd == "stats":
             return _stats(args)
         for name in args.datasets or MUSIC_DATASETS:
