@@ -1,6 +1,8 @@
 """Speech on the reference corpora (run in CI with RNNBENCH_DATA; skipped elsewhere when absent)."""
 
+import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,6 +16,22 @@ pytestmark = pytest.mark.realdata
 # utterances and steps (predictions of 10 samples) per split with the shipped configs
 FSDD = {"train": (2400, 834_924), "valid": (300, 104_899), "test": (300, 102_660)}
 YESNO = {"train": (40, 196_248), "valid": (10, 50_356), "test": (10, 47_412)}
+
+
+SPEECH_FOLDERS = ("speech/fsdd/recordings", "speech/yesno/waves_yesno")
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    """The data root holding both speech corpora: $RNNBENCH_DATA, else ../shared/data beside the checkout."""
+    for cand in (os.environ.get("RNNBENCH_DATA"), REPO.parent / "shared" / "data"):
+        if cand and all((Path(cand) / f).is_dir() for f in SPEECH_FOLDERS):
+            return Path(cand)
+    msg = (f"speech corpora not found: set RNNBENCH_DATA to the folder holding {' and '.join(SPEECH_FOLDERS)} "
+           f"(looked in: $RNNBENCH_DATA={os.environ.get('RNNBENCH_DATA') or '(unset)'}, {REPO.parent / 'shared' / 'data'})")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg + " (CI=true: the real-data tests must run)")
+    pytest.skip(msg)
 
 
 def dataset_cfg(name, real_root, *overrides):
@@ -47,6 +65,7 @@ def test_yesno_splits(real_root):
 
 
 def test_torchaudio_yesno_class(real_root):
+    pytest.importorskip("torchaudio", reason="dataset=torchaudio needs torchaudio (pip install torchaudio)")
     cfg = dataset_cfg("torchaudio", real_root, f"dataset.path={real_root / 'speech' / 'yesno'}")
     corpus = load_dataset(cfg.dataset, cfg.data_root)
     assert sum(len(v) for v in corpus.utterances.values()) == 60
