@@ -1,6 +1,6 @@
 """Whole-sweep benchmark: a fixed slice of the music study, run three ways, and the projected study.
 
-    python scripts/bench_sweep.py                        # 1 epoch of every dataset x cell x 10 draws
+    python scripts/bench_sweep.py                        # 2 epochs of every dataset x cell x 10 draws
     python scripts/bench_sweep.py --datasets jsb --epochs 3 --draws 10
 
 The slice is every dataset x cell x draw for ``--epochs`` epochs, the paper's units, batch 1:
@@ -15,6 +15,15 @@ depend on its learning rate); (c) runs every draw.  The script prints wall times
 busy the machine's cores were, seconds per epoch, and the projected wall time of the full music
 study (4 datasets x 3 cells x 10 draws) for a range of epochs per run.  All numbers come from
 this one run.
+
+An epoch's cost is not the same every epoch: every epoch trains and evaluates the validation
+split, the training split is evaluated at epoch 1 and every ``train.eval_train_every`` (10)
+epochs, and a run's best weights are scored on train and test once when it ends.  Each job's
+parts are read from its ``metrics.csv`` (``wall_seconds``: training; ``eval_seconds``: evaluation;
+``--epochs`` >= 2 separates the validation pass from the training-split pass), the rest of the
+job's time (loading, building, the final scoring) counts once, and the projection for E epochs
+per run is ``once + E (train + valid) + (1 + E // 10) train-split pass`` per job, scaled by how
+well the jobs of that way of running filled the cores in this run.
 """
 
 from __future__ import annotations
@@ -39,13 +48,33 @@ def compose_cfgs(dataset: str, cell: str, draws, epochs: int):
                 for k in draws]
 
 
+def _parts(run_dir: Path, seconds: float, epochs: int) -> dict:
+    """A job's measured costs: training and validation per epoch, the training-split pass, once."""
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    wall = [float(r["wall_seconds"]) for r in rows]
+    ev = [float(r.get("eval_seconds") or 0.0) for r in rows]
+    train = wall[-1] / len(rows)
+    valid = (ev[-1] - ev[0]) / (len(rows) - 1) if len(rows) > 1 else ev[0]
+    train_pass = max(ev[0] - valid, 0.0)
+    once = seconds - wall[-1] - ev[-1]
+    return {"seconds": seconds, "train": train, "valid": valid, "train_pass": train_pass, "once": once}
+
+
+def project(parts: dict, e: int, every: int = 10) -> float:
+    return parts["once"] + e * (parts["train"] + parts["valid"]) + (1 + e // every) * parts["train_pass"]
+
+
 def one_run(dataset: str, cell: str, epochs: int, out: str) -> dict:
     from rnnbench.train import train
 
     cfg = compose_cfgs(dataset, cell, [0], epochs)[0]
     t0 = time.perf_counter()
-    summary = train(cfg, Path(out) / f"{dataset}-{cell}")
-    return {"dataset": dataset, "cell": cell, "seconds": time.perf_counter() - t0, "epochs": summary["epochs"]}
+    train(cfg, Path(out) / f"{dataset}-{cell}")
+    seconds = time.perf_counter() - t0
+    return {"dataset": dataset, "cell": cell, **_parts(Path(out) / f"{dataset}-{cell}", seconds, epochs)}
 
 
 def one_stack(dataset: str, cell: str, draws: int, epochs: int, out: str) -> dict:
@@ -54,7 +83,8 @@ def one_stack(dataset: str, cell: str, draws: int, epochs: int, out: str) -> dic
     cfgs = compose_cfgs(dataset, cell, range(draws), epochs)
     t0 = time.perf_counter()
     train_stack(cfgs, [Path(out) / f"{dataset}-{cell}-{k}" for k in range(draws)])
-    return {"dataset": dataset, "cell": cell, "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    return {"dataset": dataset, "cell": cell, **_parts(Path(out) / f"{dataset}-{cell}-0", seconds, epochs)}
 
 
 def cpu_busy() -> tuple[float, float]:
@@ -78,7 +108,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="*", default=["jsb", "nottingham", "musedata", "piano"])
     ap.add_argument("--cells", nargs="*", default=["tanh", "gru", "lstm"])
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--draws", type=int, default=10, help="learning-rate draws per dataset x cell")
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     args = ap.parse_args(argv)
@@ -101,22 +131,31 @@ def main(argv=None) -> int:
     print(f"(c) stacks of {D} draws, {J} in parallel    : {wc:8.1f} s  (all draws)    cores busy {uc:4.0%}"
           f"  {wa * D / wc:5.2f}x faster than (a), {wb * D / wc:5.2f}x faster than (b)")
     print()
-    print(f"# seconds per epoch, alone: in (a) one at a time, in (b) two at a time; stack: in (c), two at a time")
+    print(f"# seconds per epoch (training + validation), alone: in (a) one at a time, in (b) two at a time; "
+          f"stack: in (c), two at a time")
     print(f"{'dataset':<11}{'cell':<6}{'alone (a)':>10}{'alone (b)':>10}{'stack (c)':>10}{'per run':>9}"
-          f"{'(b)/per run':>12}")
-    stack_s = {(r["dataset"], r["cell"]): r["seconds"] for r in rows_c}
-    par_s = {(r["dataset"], r["cell"]): r["seconds"] for r in rows_b}
+          f"{'(b)/per run':>12}{'train-split pass (c)':>22}{'once (c)':>10}")
+    stack_p = {(r["dataset"], r["cell"]): r for r in rows_c}
+    par_p = {(r["dataset"], r["cell"]): r for r in rows_b}
     for r in rows_a:
         key = (r["dataset"], r["cell"])
-        a, b, s = r["seconds"] / E, par_s[key] / E, stack_s[key] / E
-        print(f"{r['dataset']:<11}{r['cell']:<6}{a:>10.2f}{b:>10.2f}{s:>10.2f}{s / D:>9.2f}{b * D / s:>11.2f}x")
+        a = r["train"] + r["valid"]
+        b = par_p[key]["train"] + par_p[key]["valid"]
+        c = stack_p[key]["train"] + stack_p[key]["valid"]
+        print(f"{r['dataset']:<11}{r['cell']:<6}{a:>10.2f}{b:>10.2f}{c:>10.2f}{c / D:>9.2f}{b * D / c:>11.2f}x"
+              f"{stack_p[key]['train_pass']:>22.2f}{stack_p[key]['once']:>10.2f}")
     print()
     print(f"# projected full study: {len(args.datasets)} datasets x {len(args.cells)} cells x 10 draws, "
           f"every run going the same number of epochs (an upper bound: stack members that stop early leave it)")
     print(f"{'epochs per run':>15}{'(a)':>9}{'(b)':>9}{'(c)':>9}")
+
+    def study(rows, wall, per_job_draws):
+        measured = sum(r["seconds"] for r in rows)
+        return lambda e: sum(project(r, e) for r in rows) * (wall / measured) * per_job_draws * (10 / D)
+
+    pa, pb, pc = study(rows_a, wa, D), study(rows_b, wb, D), study(rows_c, wc, 1)
     for e in (25, 50, 100, 200, 500):
-        k = e / E * 10 / D
-        print(f"{e:>15}{wa * D * k / 3600:8.1f}h{wb * D * k / 3600:8.1f}h{wc * k / 3600:8.1f}h")
+        print(f"{e:>15}{pa(e) / 3600:8.1f}h{pb(e) / 3600:8.1f}h{pc(e) / 3600:8.1f}h")
     return 0
 
 
