@@ -93,9 +93,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3, 4])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="pairs trained at a time")
     ap.add_argument("--runs", default=os.path.join(os.environ.get("RNNBENCH_RUNS", "runs"), "sweeps", "study"))
+    ap.add_argument("--order", choices=["longest-first", "cheapest-first"], default="cheapest-first",
+                    help="cheapest-first: whole datasets (search and seeds) are done early; longest-first: "
+                         "the jobs finish closer together")
     ap.add_argument("extra", nargs="*", help="further rnnbench-train overrides for every command")
     args = ap.parse_args(argv)
-    pairs = sorted(((d, c) for d in args.datasets for c in args.cells), key=lambda p: COST.get(p[0], 9))
+    sign = -1 if args.order == "cheapest-first" else 1
+    pairs = sorted(((d, c) for d in args.datasets for c in args.cells), key=lambda p: sign * COST.get(p[0], 9))
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for line in pool.map(lambda p: run_pair(*p, args), pairs):
