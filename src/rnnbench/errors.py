@@ -1,5 +1,10 @@
 """Errors that name what was wrong and what to do about it."""
 
+from __future__ import annotations
+
+import errno as _errno
+import os
+
 
 class RnnbenchError(Exception):
     """Base class of every error rnnbench raises on purpose."""
@@ -11,3 +16,43 @@ class DataError(RnnbenchError):
 
 class ConfigError(RnnbenchError, ValueError):
     """A configuration value is invalid."""
+
+
+class RunFileError(RnnbenchError):
+    """A file of a run directory (``last.pt``, ``best.pt``, ``summary.json``, ``metrics.csv``,
+    ``config.yaml``, ``.hydra/*.yaml``, ...) or another stored file is damaged or unreadable.
+
+    ``path`` is the file, ``reason`` what is wrong with it; the message adds what to do."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, remedy: str | None = None):
+        self.path, self.reason, self.remedy = str(path), reason, remedy
+        super().__init__(f"{path}: {reason}" + (f"; {remedy}" if remedy else ""))
+
+    def __reduce__(self):  # (picklable, e.g. back from a worker process)
+        return type(self), (self.path, self.reason, self.remedy)
+
+
+class WriteError(RnnbenchError):
+    """Writing a file failed (disk full, read-only file system, permissions, ...).
+
+    Files are written to a temporary name and renamed, so the previous version of ``path``
+    (if any) is intact.  ``errno`` is the operating system's error number (``errno.ENOSPC``)."""
+
+    def __init__(self, path: str | os.PathLike, exc: OSError):
+        self.path, self.errno, self.strerror = str(path), exc.errno, exc.strerror or str(exc)
+        what = self.strerror
+        if exc.errno in (_errno.ENOSPC, getattr(_errno, "EDQUOT", -1)):
+            todo = "free some space"
+        elif exc.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
+            todo = "make it writable"
+        else:
+            todo = "fix the cause"
+        super().__init__(f"cannot write {path}: {what}.  Nothing already written was lost (the file's previous "
+                         f"version, if any, is intact): {todo} and run the same command again")
+
+    def __reduce__(self):
+        return type(self), (self.path, OSError(self.errno, self.strerror))
+
+
+class RunBusyError(RnnbenchError):
+    """A run directory is being trained by another process (it holds the directory's lock)."""
