@@ -374,6 +374,10 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
     The configurations must be equal but for :data:`MEMBER_KEYS`, with one data order (a
     :class:`ConfigError` names the first key that differs).  ``max_members`` caps a stack's size
     (larger groups are split).  One configuration is a stack of one: :func:`rnnbench.train.train`.
+
+    A run directory is trained by one process at a time: a run whose lock another process holds
+    is skipped (logged; its result has ``status`` ``"skipped"``) and the others train.  A refused
+    stack (bad configuration or data) leaves no directory behind that it created.
     """
     if len(cfgs) != len(run_dirs):
         raise ValueError("train_stack needs one run directory per configuration")
@@ -385,6 +389,27 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
             raise ConfigError(f"runs stacked together must differ only in {', '.join(MEMBER_KEYS)} "
                               f"(with one data order, train.order_seed); found {_first_difference(first, cfg)}")
     runs = [Run(cfg, d) for cfg, d in zip(cfgs, run_dirs)]
+    results: dict[int, dict] = {}
+    ok = False
+    try:
+        free = []
+        for i, run in enumerate(runs):
+            if run.acquire():
+                free.append(i)
+            else:
+                results[i] = run.busy_result()
+        if free:
+            results.update(zip(free, _train_runs([runs[i] for i in free], max_members)))
+        ok = True
+    finally:
+        for run in runs:
+            run.release(discard_unstarted=not ok)
+    return [results[i] for i in range(len(runs))]
+
+
+def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
+    """The body of :func:`train_stack`, for runs whose locks this process holds."""
+    first = runs[0].cfg
     halving = halving_settings(first)
     tcfg = first.train
     if tcfg.get("threads"):
@@ -397,7 +422,7 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
         torch.set_flush_denormal(True)
         if fused.get_impl() != "python":
             fused.load()  # (a first build happens here, before any clock starts)
-    cap = max(1, int(max_members or len(cfgs)))
+    cap = max(1, int(max_members or len(runs)))
     data = Splits(first)
 
     protos: dict[int, SequenceModel] = {}
@@ -413,11 +438,12 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
     members = []
     eval_waste = data.eval_waste()
     skipped_files = list(getattr(data.corpus, "skipped", None) or [])
+    shapes = {n: tuple(p.shape) for n, p in proto.named_parameters()}  # (every seed's model has these)
     for run in runs:
         cfg = run.cfg
         shuffle_gen = make_generators(_order_seed(cfg))[0]
         noise_gen = make_generators(int(cfg.seed))[1]
-        ckpt = run.checkpoint(device)
+        ckpt = run.checkpoint(device, shapes)
         if ckpt is not None:
             shuffle_gen.set_state(ckpt["shuffle_rng"])
             noise_gen.set_state(ckpt["noise_rng"])
@@ -460,8 +486,7 @@ def _score_best(members: list[_Member], proto: SequenceModel, data: Splits, devi
     for m in todo:
         state = m.best_state
         if state is None:
-            path = m.run.run_dir / "best.pt"
-            state = torch.load(path, map_location=device, weights_only=False)["model"]
+            state = m.run.read_best(device)["model"]
         states.append(state)
     model = StackedModel(proto, len(todo), inits=states).to(device)
     splits = sorted({s for m in todo for s in m.run.missing_best_splits()}, key=Splits.NAMES.index)

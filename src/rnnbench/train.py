@@ -12,8 +12,15 @@ A run directory holds::
     best.pt         weights at the best validation NLL
     last.pt         everything needed to resume (weights, optimizer, RNG states, history)
 
-Every file is written atomically, so a run killed at any moment resumes from its
-last completed epoch and never leaves a half-written file behind.
+    last.prev.pt    the previous last.pt, kept until the new one is complete (a damaged last.pt falls back to it)
+    .lock           held (``flock``) by the one process training the run; the OS releases it when that process dies
+
+Every file is written atomically (and flushed to disk before it replaces the old one), so a run
+killed at any moment, or stopped by a full disk, resumes from its last completed epoch and never
+leaves a half-written file behind.  Every file read back is checked: a damaged one is named, with
+what to do (:class:`~rnnbench.errors.RunFileError`), or recovered from with a warning
+(``last.pt`` from ``last.prev.pt``; ``summary.json``, ``metrics.csv`` and ``config.yaml``
+rewritten from ``last.pt``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import io
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +41,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .data import batch_indices, load_dataset, padding_waste
-from .errors import ConfigError
-from .fileio import atomic_torch_save, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from .errors import ConfigError, RunFileError
+from .fileio import (FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text, read_text,
+                     remove_stale_temporaries, replace_with_copy)
 from .model import SequenceModel
-from .runs import read_summary
+from .runs import RETRAIN, read_checkpoint, read_metrics, read_summary, read_yaml
 
 log = logging.getLogger("rnnbench.train")
 
@@ -79,7 +88,8 @@ def validate_config(cfg: DictConfig) -> None:
     need("optim.eps", lambda v: v > 0, "a positive number")
     need("optim.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")
     need("train.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("train.max_epochs", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+    need("train.max_epochs", lambda v: isinstance(v, int) and v >= 1,
+         "an integer >= 1 (to see a run's results without training it, use rnnbench-report)")
     need("train.patience", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
     need("train.clip_norm", lambda v: v is None or v > 0, "a positive number or null")
     need("train.weight_noise", lambda v: v >= 0, "a number >= 0")
@@ -151,13 +161,17 @@ class TrainState:
 
 # --------------------------------------------------------------------------- run
 
-def _write_metrics(run_dir: Path, history: list[dict]) -> None:
+def _metrics_text(history: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for row in history:
         w.writerow(row)
-    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+    return buf.getvalue()
+
+
+def _write_metrics(run_dir: Path, history: list[dict]) -> None:
+    atomic_write_text(run_dir / "metrics.csv", _metrics_text(history))
 
 
 class Splits:
@@ -204,7 +218,8 @@ class Run:
         validate_config(cfg)
         self.cfg, self.tcfg = cfg, cfg.train
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = FolderLock(self.run_dir)  # (acquire() creates the directory)
+        self.recovered = False  # resumed from last.prev.pt
         self.fingerprint = config_fingerprint(cfg)
         self.state = TrainState()
         self.history: list[dict] = []
@@ -213,14 +228,50 @@ class Run:
         self.extra: dict[str, Any] = {}  # further summary fields, kept in last.pt
         self.session_start = time.perf_counter()
 
+    # ---- one process per run directory
+    def acquire(self) -> bool:
+        """Take the run directory's lock (creating the directory); ``False``: another process holds
+        it (it is training this run).  The OS releases the lock when its holder dies."""
+        return self.lock.acquire()
+
+    def release(self, discard_unstarted: bool = False) -> None:
+        """Release the lock.  ``discard_unstarted``: if the run never wrote a file (it was refused),
+        remove the lock file and the directory if that leaves it empty."""
+        if discard_unstarted and self.lock.held and not any(
+                (self.run_dir / n).exists() for n in ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt",
+                                                      "last.prev.pt")):
+            self.lock.path.unlink(missing_ok=True)
+            self.lock.release()
+            try:
+                self.run_dir.rmdir()
+            except OSError:
+                pass
+            return
+        self.lock.release()
+
+    def busy_result(self) -> dict:
+        """The result of a run another process is training (its lock is held): not trained here."""
+        holder = self.lock.holder()
+        log.warning("%s: skipped, %s is training it  [%s]", self.member_label(), holder, self.run_dir)
+        cfg = self.cfg
+        return {"status": "skipped", "stop_reason": f"{holder} is training it", "dataset": cfg.dataset.name,
+                "task": cfg.dataset.task, "cell": cfg.cell.name, "lr": float(cfg.optim.lr), "seed": int(cfg.seed),
+                "best_epoch": None, "train_nll": None, "valid_nll": None, "test_nll": None, "epochs": None,
+                "fingerprint": self.fingerprint}
+
     # ---- starting
-    def checkpoint(self, device) -> dict | None:
-        """The checkpoint to resume from (``None``: start afresh), after checking it belongs here."""
-        for tmp in remove_stale_temporaries(self.run_dir):  # (a run directory has one writer at a time)
+    def checkpoint(self, device, shapes: Mapping[str, tuple] | None = None) -> dict | None:
+        """The checkpoint to resume from (``None``: start afresh), after checking it belongs here.
+
+        A damaged ``last.pt`` (or one whose weights do not have ``shapes``) falls back, with a
+        warning, to ``last.prev.pt``, the checkpoint of the epoch before; the damaged file is kept
+        as ``last.pt.damaged``.  Without a good ``last.prev.pt`` a :class:`RunFileError` names the
+        file and what to do."""
+        for tmp in remove_stale_temporaries(self.run_dir):  # (a run directory has one writer at a time: the lock)
             log.info("removed %s, left by an interrupted write", tmp)
-        last = self.run_dir / "last.pt"
-        if last.is_file() and self.tcfg.get("resume", True):
-            ckpt = torch.load(last, map_location=device, weights_only=False)
+        last, prev = self.run_dir / "last.pt", self.run_dir / "last.prev.pt"
+        if (last.is_file() or prev.is_file()) and self.tcfg.get("resume", True):
+            ckpt = self._read_last(device, shapes)
             if ckpt["fingerprint"] != self.fingerprint:
                 raise ConfigError(
                     f"{self.run_dir} holds a run with a different configuration (fingerprint {ckpt['fingerprint']}, "
@@ -230,13 +281,77 @@ class Run:
             self.history = ckpt["history"]
             self.extra = dict(ckpt.get("extra", {}))
             if "padding_waste_eval" not in self.extra:  # (runs from before it was kept in last.pt)
-                self.extra["padding_waste_eval"] = (read_summary(self.run_dir) or {}).get("padding_waste_eval")
+                try:
+                    self.extra["padding_waste_eval"] = (read_summary(self.run_dir) or {}).get("padding_waste_eval")
+                except RunFileError as exc:
+                    log.warning("%s (padding_waste_eval is measured again)", exc)
+                    self.extra["padding_waste_eval"] = None
             log.info("resuming %s from epoch %d (%s)", self.run_dir, self.state.epoch, self.state.status)
             return ckpt
-        if last.is_file():
-            for name in ("last.pt", "best.pt", "metrics.csv", "summary.json"):
+        if last.is_file() or prev.is_file():
+            for name in ("last.pt", "last.prev.pt", "last.pt.damaged", "best.pt", "metrics.csv", "summary.json"):
                 (self.run_dir / name).unlink(missing_ok=True)
         return None
+
+    def _check_checkpoint(self, ckpt: dict, path: Path, shapes: Mapping[str, tuple] | None) -> dict:
+        """``ckpt`` if it holds a resumable state (and weights of ``shapes``), else RunFileError."""
+        if not isinstance(ckpt.get("state"), dict) or not isinstance(ckpt.get("history"), list):
+            raise RunFileError(path, "damaged (its state or history is not readable)", RETRAIN)
+        try:
+            state = TrainState(**ckpt["state"])
+        except TypeError as exc:
+            raise RunFileError(path, f"damaged (its state does not fit: {exc})", RETRAIN) from exc
+        if len(ckpt["history"]) != state.epoch:
+            raise RunFileError(path, f"damaged (epoch {state.epoch} with {len(ckpt['history'])} rows of history)",
+                               RETRAIN)
+        rng_size = torch.Generator().get_state().numel()
+        for key in ("shuffle_rng", "noise_rng"):
+            if not isinstance(ckpt[key], torch.Tensor) or ckpt[key].numel() != rng_size:
+                raise RunFileError(path, f"damaged (its {key} is not a random-generator state)", RETRAIN)
+        if shapes is not None:
+            model = ckpt["model"]
+            if set(model) != set(shapes):
+                raise RunFileError(path, f"damaged or of another model (weights {sorted(set(model) ^ set(shapes))} "
+                                         f"differ)", RETRAIN)
+            bad = [n for n, shape in shapes.items()
+                   if not isinstance(model[n], torch.Tensor) or tuple(model[n].shape) != tuple(shape)]
+            if bad:
+                raise RunFileError(path, f"damaged or of another model (shape of {', '.join(bad)})", RETRAIN)
+        return ckpt
+
+    def _read_last(self, device, shapes: Mapping[str, tuple] | None) -> dict:
+        """``last.pt``, or ``last.prev.pt`` (with a warning) when ``last.pt`` is missing or damaged."""
+        last, prev = self.run_dir / "last.pt", self.run_dir / "last.prev.pt"
+        try:
+            if not last.is_file():
+                raise RunFileError(last, "missing (last.prev.pt is there)", RETRAIN)
+            return self._check_checkpoint(read_checkpoint(last, map_location=device), last, shapes)
+        except RunFileError as exc:
+            if not prev.is_file():
+                raise RunFileError(last, exc.reason, f"no last.prev.pt to fall back on; {RETRAIN}") from exc
+            try:
+                ckpt = self._check_checkpoint(read_checkpoint(prev, map_location=device), prev, shapes)
+            except RunFileError as exc2:
+                raise RunFileError(last, f"{exc.reason}, and last.prev.pt too ({exc2.reason})", RETRAIN) from exc2
+            if last.is_file():
+                os.replace(last, last.with_name("last.pt.damaged"))
+            replace_with_copy(prev, last, link=False)  # (a good last.pt again, its own file)
+            self.recovered = True  # (finish() writes every file again)
+            log.warning("%s: %s; resuming from last.prev.pt instead (epoch %d, %s: what comes after it is trained "
+                        "again, to the same numbers); the damaged file is kept as last.pt.damaged", last, exc.reason,
+                        ckpt["state"]["epoch"], ckpt["state"]["status"])
+            return ckpt
+
+    def read_best(self, device) -> dict:
+        """``best.pt``, checked: it must hold the weights of the run's best epoch."""
+        path = self.run_dir / "best.pt"
+        if not path.is_file():
+            raise RunFileError(path, f"missing (the best epoch {self.state.best_epoch} must be scored from it)", RETRAIN)
+        ckpt = read_checkpoint(path, map_location=device)
+        if int(ckpt["epoch"]) != int(self.state.best_epoch):
+            raise RunFileError(path, f"holds the weights of epoch {ckpt['epoch']}, but the run's best epoch is "
+                                     f"{self.state.best_epoch}", RETRAIN)
+        return ckpt
 
     def start(self, counts: dict[str, int], eval_waste: dict[str, float]) -> None:
         """Write the configuration, log the model, and reopen a run that stopped on a budget."""
@@ -245,7 +360,15 @@ class Run:
         self.extra.setdefault("padding_waste_eval", eval_waste)  # (a finished run keeps what it measured)
         cfg_text = OmegaConf.to_yaml(cfg, resolve=True)
         path = self.run_dir / "config.yaml"
-        if not path.is_file() or path.read_text() != cfg_text:
+        if path.is_file():
+            try:
+                same = read_text(path) == cfg_text
+                if not same:  # (a changed max_epochs, say; or damage, which is worth a warning)
+                    read_yaml(path)
+            except RunFileError as exc:
+                log.warning("%s: %s; rewritten", exc.path, exc.reason)
+                same = False
+        if not path.is_file() or not same:
             atomic_write_text(path, cfg_text)
         if self.state.epoch == 0 and not self.history:
             log.info("%s/%s: %d units, %d recurrent / %d total parameters, lr=%.3g, batch %d",
@@ -328,6 +451,22 @@ class Run:
                  seconds, shown, "  *" if state.best_epoch == state.epoch else "")
         return kept
 
+    def _check_metrics(self) -> None:
+        """metrics.csv must be readable and hold one row per epoch of the run's history (kept in
+        last.pt): rewrite it from the history if it is not."""
+        path = self.run_dir / "metrics.csv"
+        if not path.is_file():
+            problem = f"{path}: missing"
+        else:
+            try:
+                rows = len(read_metrics(self.run_dir))
+                problem = None if rows == len(self.history) else f"{path}: {rows} rows for {len(self.history)} epochs"
+            except RunFileError as exc:
+                problem = f"{exc.path}: {exc.reason}"
+        if problem:
+            log.warning("%s; rewriting it from last.pt", problem)
+            _write_metrics(self.run_dir, self.history)
+
     def member_label(self) -> str:
         """How this run's log lines name it: dataset, cell, learning rate (and seed when not 0)."""
         cfg = self.cfg
@@ -385,13 +524,20 @@ class Run:
         atomic_torch_save(self.run_dir / "last.pt", {
             **payload, "state": vars(self.state).copy(), "history": self.history, "fingerprint": self.fingerprint,
             "extra": self.extra,
-        })
+        }, keep_previous="last.prev.pt")
         atomic_write_json(self.run_dir / "summary.json", self.summary() if result is None else result)
 
     def finish(self, payload: Mapping[str, Any]) -> dict:
         result = self.summary()
-        if result != read_summary(self.run_dir):  # a finished run called again changes nothing on disk
+        try:
+            stored = read_summary(self.run_dir)
+        except RunFileError as exc:
+            log.warning("%s: %s; rewriting it from last.pt", exc.path, exc.reason)
+            stored = None
+        if result != stored or self.recovered:  # a finished run called again changes nothing on disk
             self.persist(payload, result)
+        else:
+            self._check_metrics()
         test = result["test_nll"]
         log.info("%s: %s (%s); best epoch %d: valid %.4f, test %s  [%s]", self.member_label(), self.state.status,
                  self.state.stop_reason, self.state.best_epoch, self.state.best_valid,
