@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -71,7 +72,7 @@ def test_run_directory_and_learning(toy_cfg, tmp_path):
     rows = read_metrics(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert list(rows[0]) == ["epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll",
-                             "train_loss_noisy", "lr", "skipped_updates"]
+                             "train_loss_noisy", "lr", "skipped_updates", "eval_seconds"]
     assert int(rows[-1]["updates"]) == 3 * 3  # 12 train sequences, batch 4
     assert float(rows[-1]["valid_nll"]) < float(rows[0]["valid_nll"]) < 61.0
     saved = json.loads((run / "summary.json").read_text())
@@ -110,11 +111,11 @@ def test_finished_run_is_not_retrained(toy_cfg, tmp_path):
     first = train(early, tmp_path / "r")
     assert first["status"] in ("finished", "diverged")
     files = sorted((tmp_path / "r").iterdir())
-    mtimes = [p.stat().st_mtime_ns for p in files]
+    mtimes = [p.stat().st_mtime_ns for p in files if p.name != ".lock"]  # (its holder writes its pid there)
     again = train(early, tmp_path / "r")
     assert again == first
     assert sorted((tmp_path / "r").iterdir()) == files
-    assert [p.stat().st_mtime_ns for p in files] == mtimes  # nothing rewritten
+    assert [p.stat().st_mtime_ns for p in files if p.name != ".lock"] == mtimes  # nothing rewritten
 
 
 def test_early_stopping_uses_patience(toy_cfg, tmp_path):
@@ -160,12 +161,13 @@ def test_nan_marks_the_run_diverged(toy_cfg, tmp_path, monkeypatch):
         ({"train": {"weight_noise": -0.1}}, "train.weight_noise=-0.1"),
         ({"cell": {"units": 0}}, "cell.units=0"),
         ({"optim": {"alpha": 1.5}}, "optim.alpha=1.5"),
+        ({"train": {"max_epochs": 0}}, "train.max_epochs=0"),
     ],
 )
 def test_bad_config_values_are_named(toy_cfg, tmp_path, override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         train(OmegaConf.merge(toy_cfg, override), tmp_path / "r")
-    assert not (tmp_path / "r" / "summary.json").exists()
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_cell_is_named(toy_cfg, tmp_path):
@@ -189,19 +191,53 @@ def test_cli_writes_a_run_directory(toy_mat, tmp_path):
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert summary["cell"] == "lstm" and summary["seed"] == 3 and summary["epochs"] == 1
     assert (runs[0] / ".hydra" / "config.yaml").is_file()
-    assert "toy/lstm: finished" in p.stdout
+    assert re.search(r"toy/lstm lr 0\.001 seed 3: finished \(max_epochs\), best epoch 1: train \d+\.\d{3}, "
+                     r"valid \d+\.\d{3}, test \d+\.\d{3}  \[", p.stdout), p.stdout  # rounded for people
     # the same command again finds the finished run and does not train
     p2 = _cli(args, tmp_path)
     assert p2.returncode == 0 and "epoch   1" not in p2.stderr + p2.stdout
 
 
+def test_cli_run_without_overrides_gets_a_folder_of_its_own(toy_mat, tmp_path):
+    """runs/<dataset>/<cell>/default, never the parent of runs/<dataset>/<cell>/<overrides>."""
+    p = _cli([f"dataset.path={toy_mat}", "train.max_epochs=1"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "runs" / "jsb" / "gru" / "default" / "summary.json").is_file()
+    assert sorted(x.name for x in (tmp_path / "runs" / "jsb" / "gru").iterdir()) == ["default"]
+
+
+def test_cli_diverged_run_exits_non_zero_and_a_multirun_goes_on(toy_mat, tmp_path):
+    base = [f"dataset.path={toy_mat}", "dataset.name=toy", "cell.units=4", "train.max_epochs=2", "train.batch_size=6"]
+    p = _cli(base + ["optim.lr=1e38"], tmp_path)  # (the first update overflows every weight)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "diverged" in p.stderr and "non-finite" in p.stderr
+    m = _cli(["-m"] + base + ["optim.lr=1e38,0.01"], tmp_path)
+    assert m.returncode == 0, m.stdout + m.stderr
+    assert "lr 1e+38: diverged" in m.stdout and "lr 0.01: finished" in m.stdout
+
+
 def test_cli_bad_value_exits_with_a_clear_message(toy_mat, tmp_path):
+    """A refused run says why in one line (no traceback) and leaves nothing on disk."""
+    def nothing_left():
+        return not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*"))
+
     p = _cli([f"dataset.path={toy_mat}", "optim.lr=0"], tmp_path)
     assert p.returncode == 2
-    assert "optim.lr=0" in p.stderr + p.stdout
-    p = _cli(["dataset=jsb", "data_root=" + str(tmp_path / "nowhere"), "dataset.download=false"], tmp_path)
+    assert "optim.lr=0" in p.stderr + p.stdout and "Traceback" not in p.stderr + p.stdout
+    assert nothing_left()
+    p = _cli([f"dataset.path={toy_mat}", "train.max_epochs=0"], tmp_path)
+    assert p.returncode == 2 and "train.max_epochs=0 is invalid: expected an integer >= 1" in p.stdout + p.stderr
+    assert nothing_left()
+    (tmp_path / "empty_root").mkdir()
+    p = _cli(["dataset=jsb", "data_root=" + str(tmp_path / "empty_root"), "dataset.download=false"], tmp_path)
     assert p.returncode == 2
-    assert "JSB_Chorales.mat not found" in p.stderr + p.stdout
+    assert "JSB_Chorales.mat not found" in p.stderr + p.stdout and "Traceback" not in p.stderr + p.stdout
+    assert nothing_left()
+    # a refused multirun job: one line, Hydra's exit status, nothing but the sweep's multirun.yaml
+    p = _cli(["-m", "dataset=jsb", "data_root=" + str(tmp_path / "empty_root"), "dataset.download=false",
+              "seed=0,1"], tmp_path)
+    assert p.returncode == 1 and "JSB_Chorales.mat not found" in p.stderr and "Traceback" not in p.stderr
+    assert [x.name for x in (tmp_path / "runs").rglob("*") if x.is_file()] == ["multirun.yaml"]
 
 
 def test_overflowing_gradients_can_be_skipped(toy_cfg, tmp_path, monkeypatch):

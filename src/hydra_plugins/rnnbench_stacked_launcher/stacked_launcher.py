@@ -11,8 +11,10 @@ from omegaconf import DictConfig
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, n_jobs: int = -1, max_members: Optional[int] = 10, min_members: int = 2) -> None:
+    def __init__(self, n_jobs: int = -1, max_members: Optional[int] = 10, min_members: int = 2,
+                 progress_every: float = 60.0) -> None:
         self.n_jobs, self.max_members, self.min_members = int(n_jobs), max_members, int(min_members)
+        self.progress_every = float(progress_every)
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.task_function: Optional[TaskFunction] = None

@@ -1,40 +1,63 @@
-"""``rnnbench-train``: one training run, configured with Hydra (see ``conf/train.yaml``)."""
+"""``rnnbench-train``: one training run, configured with Hydra (see ``conf/train.yaml``).
+
+Exit status of a single run (without ``-m``): 0 finished (or already finished), 2 refused or
+failed (a bad value, missing data, a damaged file, a full disk: one line names the culprit and
+what to do, and a refused run leaves nothing on disk), 3 the run diverged, 4 another process is
+training the run (it holds the run directory's lock).  A multirun goes on past a diverged or
+skipped run; an error stops it with the same one line (Hydra's exit status 1).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ..errors import RnnbenchError
-from ..train import train
+from ..launch import JobFailed, one_line
+from ..runs import discard_unstarted, result_line
+from ..train import train, validate_config
 from . import conf_dir
 
 log = logging.getLogger("rnnbench")
 
+EXIT_FAILED, EXIT_DIVERGED, EXIT_BUSY = 2, 3, 4
+
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 def _app(cfg: DictConfig) -> float | None:
-    run_dir = HydraConfig.get().runtime.output_dir
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode.name == "MULTIRUN"
     try:
+        validate_config(cfg)
         summary = train(cfg, run_dir)
-    except RnnbenchError as exc:
-        log.error("%s", exc)
-        if HydraConfig.get().mode.name == "RUN":
-            sys.exit(2)
-        raise
-    print(
-        f"{summary['dataset']}/{summary['cell']}: {summary['status']} ({summary['stop_reason']}), "
-        f"best epoch {summary['best_epoch']}: train {summary['train_nll']}, valid {summary['valid_nll']}, "
-        f"test {summary['test_nll']}  [{run_dir}]"
-    )
+    except (RnnbenchError, OSError) as exc:
+        message = one_line(exc)
+        log.error("%s", message)
+        # a refused run leaves nothing on disk: Hydra's .hydra/ and log go if the run wrote nothing
+        also = [f"{hc.job.name}.log"] + ([str(hc.output_subdir)] if hc.output_subdir is not None else [])
+        discard_unstarted(run_dir, also=also, stop_at=Path(str(hc.sweep.dir)) if multirun else None)
+        if not multirun:
+            sys.exit(EXIT_FAILED)
+        raise JobFailed(message) from exc
+    print(result_line(summary, run_dir), flush=True)
+    if not multirun and summary["status"] == "diverged":
+        print(f"rnnbench-train: the run diverged at epoch {summary['epochs']} ({summary['stop_reason']}); "
+              f"its files are kept in {run_dir}", file=sys.stderr)
+        sys.exit(EXIT_DIVERGED)
+    if not multirun and summary["status"] == "skipped":
+        print(f"rnnbench-train: not trained here: {summary['stop_reason']} ({run_dir})", file=sys.stderr)
+        sys.exit(EXIT_BUSY)
     return summary["valid_nll"]
 
 
 def main() -> None:
+    logging.raiseExceptions = False  # (a full disk must not print a traceback for every log line)
     _app()
 
 
