@@ -39,13 +39,13 @@ def test_single_run_with_a_missing_corpus_lists_where_it_looked(tmp_path):
     assert out.count("polyphonic/JSB_Chorales.mat not found") == 1 and "Traceback" not in out
 
 
-@pytest.mark.xfail(strict=True, reason="needs the change to rnnbench/launch.py described in the data-roots "
-                                       "report: every stack repeats the error, then Hydra prints a traceback")
+@pytest.mark.xfail(strict=True, reason="needs launch.py to load each corpus once before the stacks start (the "
+                                       "data-roots report): today every stack and every run repeat the error")
 def test_stacked_sweep_with_a_data_root_that_does_not_exist_says_so_once(tmp_path):
     p = _train(["-m", "dataset=jsb", "cell=gru,lstm", "search.draw=0,1", "hparams_search=paper_lr",
                 "hydra/launcher=stacked", "hydra.launcher.n_jobs=1", "train.max_epochs=1"],
                tmp_path, RNNBENCH_DATA=str(tmp_path / "nowhere"))
     out = p.stdout + p.stderr
-    assert p.returncode == 2, out
+    assert p.returncode != 0 and "Traceback" not in out, out
     assert out.count(f"data root does not exist: RNNBENCH_DATA={tmp_path / 'nowhere'}.") == 1, out
-    assert "Traceback" not in out
+    assert not list((tmp_path / "runs").rglob(".hydra")), "a refused sweep leaves no run folders"
