@@ -161,6 +161,8 @@ def test_a_data_root_from_the_config_key_that_does_not_exist_is_an_error_naming_
     (tmp_path / "afile").write_text("x")
     with pytest.raises(DataError, match=r"data root is not a folder: data_root=\S*afile"):
         candidate_roots(tmp_path / "afile")
+    # callers that only name things (a folder dataset's default name) may leave such roots out
+    assert candidate_roots(tmp_path / "nowhere", strict=False) == [tmp_path / "cache"]
 
 
 def test_relative_roots_are_taken_from_the_working_directory_and_shown_absolute(tmp_path, monkeypatch):

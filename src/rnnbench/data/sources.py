@@ -127,12 +127,15 @@ def check_root(value: str | os.PathLike, setting: str) -> Path:
     )
 
 
-def data_roots(root: str | os.PathLike | None = None, root_setting: str | None = None) -> list[DataRoot]:
+def data_roots(root: str | os.PathLike | None = None, root_setting: str | None = None,
+               strict: bool = True) -> list[DataRoot]:
     """The data roots in lookup order, absolute, each with the setting that gave it: the explicit
     ``root`` (named ``root_setting``: by default the config key ``data_root``, or ``RNNBENCH_DATA``
     when ``root`` is that variable's value, as it is when ``data_root`` keeps its default),
     ``$RNNBENCH_DATA``, then the download cache.  An explicit root or ``$RNNBENCH_DATA`` that does
-    not exist raises :class:`DataError` naming it; the cache need not exist yet (a download makes it)."""
+    not exist raises :class:`DataError` naming it (with ``strict=False`` it is left out, for
+    callers that only name things and leave the error to the loader); the cache need not exist
+    yet (a download makes it)."""
     env = os.environ.get(ENV_DATA) or None
     given: list[tuple[str | os.PathLike, str]] = []
     if root is not None and str(root) != "":
@@ -143,7 +146,12 @@ def data_roots(root: str | os.PathLike | None = None, root_setting: str | None =
         given.append((env, ENV_DATA))
     roots: list[DataRoot] = []
     for value, setting in given:
-        path = check_root(value, setting)
+        try:
+            path = check_root(value, setting)
+        except DataError:
+            if strict:
+                raise
+            continue
         if all(r.path != path for r in roots):
             roots.append(DataRoot(path, setting))
     cache = _absolute(default_cache_dir())
@@ -152,10 +160,11 @@ def data_roots(root: str | os.PathLike | None = None, root_setting: str | None =
     return roots
 
 
-def candidate_roots(root: str | os.PathLike | None = None) -> list[Path]:
+def candidate_roots(root: str | os.PathLike | None = None, strict: bool = True) -> list[Path]:
     """Data roots in lookup order (absolute): explicit root, ``$RNNBENCH_DATA``, then the cache.
-    One that is given but does not exist raises :class:`DataError` (see :func:`data_roots`)."""
-    return [r.path for r in data_roots(root)]
+    One that is given but does not exist raises :class:`DataError`, or with ``strict=False`` is
+    left out (see :func:`data_roots`)."""
+    return [r.path for r in data_roots(root, strict=strict)]
 
 
 def verify(path: Path, sha256: str | None) -> None:
