@@ -277,3 +277,83 @@ def test_result_lines_are_rounded_and_name_the_run():
 def test_a_run_without_overrides_gets_its_own_folder():
     assert run_name("") == "default" and run_name(None) == "default"
     assert run_name("optim.lr=0.001,seed=1") == "optim.lr=0.001,seed=1"
+
+
+# --------------------------------------------------------------------------- the command line
+
+def _cli(args, runs: Path, cwd: Path):
+    env = dict(os.environ, RNNBENCH_RUNS=str(runs))
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "rnnbench.cli.train", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def _toy_args(toy_mat, epochs):
+    return [f"dataset.path={toy_mat}", "dataset.name=toy", "cell=lstm", "cell.units=4", "train.batch_size=6",
+            f"train.max_epochs={epochs}"]
+
+
+def test_cli_names_a_damaged_checkpoint_in_one_line(toy_mat, tmp_path):
+    runs = tmp_path / "runs"
+    assert _cli(_toy_args(toy_mat, 1), runs, tmp_path).returncode == 0
+    (run,) = (runs / "toy" / "lstm").iterdir()
+    (run / "last.prev.pt").unlink(missing_ok=True)
+    damage(run / "last.pt", "random")
+    p = _cli(_toy_args(toy_mat, 2), runs, tmp_path)
+    out = p.stdout + p.stderr
+    assert p.returncode == 2 and f"{run / 'last.pt'}: damaged" in out and "train.resume=false" in out
+    assert "Traceback" not in out and "damaged or not a checkpoint (UnpicklingError" in out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (needs root; skipped where it cannot be mounted)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+                                                   capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root?): the simulated full disk is tested instead")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` but for about ``leave`` bytes."""
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    size = ballast.stat().st_size
+    os.truncate(ballast, max(0, size - leave))
+    return ballast
+
+
+def test_a_real_full_disk_is_named_without_traceback_and_the_run_resumes(toy_mat, tmp_path, small_disk):
+    ref = _cli(_toy_args(toy_mat, 3), tmp_path / "ref", tmp_path)
+    assert ref.returncode == 0, ref.stderr
+    (ref_run,) = (tmp_path / "ref" / "toy" / "lstm").iterdir()
+    runs = small_disk / "runs"
+    assert _cli(_toy_args(toy_mat, 1), runs, tmp_path).returncode == 0
+    (run,) = (runs / "toy" / "lstm").iterdir()
+    one = {n: (run / n).read_bytes() for n in ("last.pt", "best.pt", "summary.json", "metrics.csv")}
+    for leave in (0, 12 * 1024):  # nothing left, and room for the small files but not a checkpoint
+        ballast = _fill(small_disk, leave)
+        p = _cli(_toy_args(toy_mat, 3), runs, tmp_path)
+        out = p.stdout + p.stderr
+        assert p.returncode == 2, out
+        assert "No space left on device" in out and f"cannot write {run}/" in out and "Traceback" not in out, out
+        ballast.unlink()
+        # nothing already written was lost: every file is complete, the checkpoint resumable
+        assert torch.load(run / "last.pt", weights_only=False)["state"]["epoch"] >= 1
+        assert json.loads((run / "summary.json").read_text())["epochs"] >= 1
+        assert not list(run.glob(".*.tmp"))
+        if leave == 0:
+            assert {n: (run / n).read_bytes() for n in one} == one
+    p = _cli(_toy_args(toy_mat, 3), runs, tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert rows(run) == rows(ref_run)
+    assert numbers(json.loads((run / "summary.json").read_text())) == numbers(json.loads((ref_run / "summary.json").read_text()))

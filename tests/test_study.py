@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -185,3 +186,124 @@ def test_killed_stacked_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp
             assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
             assert int(a["updates"]) == int(b["updates"])
     assert not list(sweep.rglob("*.tmp"))
+
+
+# ----------------------------------------------------------------------------- faults of sweeps
+
+def _group_alive(pgid: int) -> list[int]:
+    """Pids of the live (not zombie) processes of process group ``pgid``."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def _wait_for_epochs(sweep: Path, pattern: str, epochs: int, deadline_s: float = 300) -> None:
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        found = list(sweep.glob(pattern))
+        if found and all(len(p.read_text().splitlines()) > epochs for p in found):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {pattern} with {epochs} epochs in {sweep}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_workers_die_with_a_killed_launcher(toy_mat, tmp_path):
+    """kill -9 of the stacked launcher alone (not its process group): its workers stop at once
+    instead of training on, and the same command then resumes every run."""
+    extra = ["train.max_epochs=400", "cell=gru,lstm", "search.draw=0,1", "hydra/launcher=stacked",
+             "hydra.launcher.n_jobs=2"]
+    env = run_env(tmp_path, "k")
+    sweep = tmp_path / "k" / "sweeps" / "quick_jsb"
+    proc = subprocess.Popen(sweep_cmd(toy_mat, extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _wait_for_epochs(sweep, "toy/*/*/metrics.csv", 2)  # both stacks training, in their workers
+        assert len(_group_alive(proc.pid)) >= 3  # the launcher and its two workers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 20
+        while _group_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _group_alive(proc.pid) == []  # no orphan trains on
+        assert "the launcher (pid" in proc.stderr.read()
+        sizes = {p: p.stat().st_size for p in sweep.glob("toy/*/*/metrics.csv")}
+        time.sleep(2)
+        assert {p: p.stat().st_size for p in sweep.glob("toy/*/*/metrics.csv")} == sizes
+    finally:
+        for pid in _group_alive(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    short = [x if not x.startswith("train.max_epochs") else "train.max_epochs=30" for x in extra]
+    again = subprocess.run(sweep_cmd(toy_mat, short), env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not list(sweep.rglob("*.tmp"))
+    for summary, rows in sweep_results(tmp_path / "k").values():
+        assert [int(r["epoch"]) for r in rows] == list(range(1, summary["epochs"] + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("second_launcher", ["stacked", "basic"])
+def test_a_second_sweep_on_the_same_directory_skips_the_runs_the_first_trains(toy_mat, tmp_path, second_launcher):
+    extra = [f"train.max_epochs={KILL_EPOCHS * 4}", "cell=gru", "search.draw=0,1", "hydra/launcher=stacked"]
+    ref = subprocess.run(sweep_cmd(toy_mat, extra), env=run_env(tmp_path, "ref"), capture_output=True, text=True,
+                         timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    expected = sweep_results(tmp_path / "ref")
+
+    env = run_env(tmp_path, "two")
+    sweep = tmp_path / "two" / "sweeps" / "quick_jsb"
+    first = subprocess.Popen(sweep_cmd(toy_mat, extra), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        _wait_for_epochs(sweep, "toy/gru/*/metrics.csv", 2)
+        second = subprocess.run(sweep_cmd(toy_mat, extra + [f"hydra/launcher={second_launcher}"]), env=env,
+                                capture_output=True, text=True, timeout=600)
+        out_first, _ = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 0, second.stderr[-3000:]
+    both = second.stdout + second.stderr
+    assert both.count(": skipped (pid") == 2 and "is training it" in both  # its result lines say so
+    assert "epoch   1" not in both  # it trained nothing
+    assert first.returncode == 0 and out_first.count(": finished (max_epochs)") >= 2
+    got = sweep_results(tmp_path / "two")
+    assert sorted(got) == sorted(expected)
+    for run, (summary, rows) in got.items():  # nothing trained twice: the numbers of one sweep alone
+        assert summary["status"] == "finished" and [int(r["epoch"]) for r in rows] == list(range(1, KILL_EPOCHS * 4 + 1))
+        for a, b in zip(rows, expected[run][1]):
+            assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_stacked_progress_lines_and_a_refused_stack_leaves_nothing(toy_mat, tmp_path):
+    extra = ["train.max_epochs=25", "cell=gru,lstm", "search.draw=0,1,2", "hydra/launcher=stacked",
+             "hydra.launcher.n_jobs=2", "hydra.launcher.progress_every=0.5"]
+    p = subprocess.run(sweep_cmd(toy_mat, extra), env=run_env(tmp_path, "p"), capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    assert re.search(r"progress: stack 1/2 toy/gru seed 0 \(3 runs\): 3/3 runs finished, epoch 25/25", out), out[-3000:]
+    assert re.search(r"progress: sweep: 6/6 runs finished, 150/150 run-epochs", out)
+    assert re.search(r"progress: (stack \d/2 .*: \d/3 runs finished, epoch \d+/25, ~\d+ s left"
+                     r"|sweep: \d/6 runs finished, \d+/150 run-epochs, ~\d+ s left)", out), out[-3000:]
+    assert len(re.findall(r"toy/(gru|lstm) lr [0-9.e-]+: finished \(max_epochs\), best epoch 25: "
+                          r"train \d+\.\d{3}, valid \d+\.\d{3}, test \d+\.\d{3}  \[", out)) == 6
+    # a stack refused (its corpus is missing): one line, Hydra's exit status, nothing left but multirun.yaml
+    (tmp_path / "empty").mkdir()
+    bad = [sys.executable, "-m", "rnnbench.cli.train", "-m", "experiment=quick_jsb", "dataset=jsb",
+           f"data_root={tmp_path / 'empty'}", "dataset.download=false", "cell=gru", "search.draw=0,1"]
+    env = run_env(tmp_path, "refused")
+    env.pop("HYDRA_FULL_ERROR")  # (as users run it)
+    r = subprocess.run(bad, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "JSB_Chorales.mat not found" in r.stderr and "Traceback" not in r.stderr
+    left = [x.relative_to(tmp_path / "refused").as_posix() for x in (tmp_path / "refused").rglob("*") if x.is_file()]
+    assert left == ["sweeps/quick_jsb/multirun.yaml"]
