@@ -302,7 +302,7 @@ def test_cli_names_a_damaged_checkpoint_in_one_line(toy_mat, tmp_path):
     p = _cli(_toy_args(toy_mat, 2), runs, tmp_path)
     out = p.stdout + p.stderr
     assert p.returncode == 2 and f"{run / 'last.pt'}: damaged" in out and "train.resume=false" in out
-    assert "Traceback" not in out and "damaged or not a checkpoint (UnpicklingError" in out
+    assert "Traceback" not in out and "damaged or not a checkpoint (" in out  # (the error random bytes give varies)
 
 
 @pytest.fixture
