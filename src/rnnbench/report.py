@@ -383,15 +383,15 @@ def _latex(df: pd.DataFrame) -> str:
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     """A GitHub Markdown table without the optional tabulate dependency."""
-    def fmt(v):
+    def fmt(v, col):
         if isinstance(v, float):
-            return "" if math.isnan(v) else format(v, floatfmt)
+            return "" if math.isnan(v) else format(v, ".3g" if col == "lr" else floatfmt)
         return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
 
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+        lines.append("| " + " | ".join(fmt(v, c) for v, c in zip(row, cols)) + " |")
     return "\n".join(lines)
 
 
