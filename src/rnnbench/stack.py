@@ -415,6 +415,8 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
     if tcfg.get("threads"):
         torch.set_num_threads(int(tcfg.threads))
     device = resolve_device(tcfg.get("device", "cpu"))
+    cap = max(1, int(max_members or len(runs)))
+    data = Splits(first)  # (a data error comes before a first build of the extension)
     if device.type == "cpu":
         # RMSProp's running averages of weights that never get a gradient (piano keys a corpus never
         # uses) decay into subnormal numbers, on which x86 arithmetic is many times slower: flush
@@ -422,8 +424,6 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
         torch.set_flush_denormal(True)
         if fused.get_impl() != "python":
             fused.load()  # (a first build happens here, before any clock starts)
-    cap = max(1, int(max_members or len(runs)))
-    data = Splits(first)
 
     protos: dict[int, SequenceModel] = {}
 

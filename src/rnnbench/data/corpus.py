@@ -228,7 +228,7 @@ def folder_dataset_name(kind: str, path: Any, data_root: Any = None) -> str:
         return str(kind)
     p = Path(str(path)).expanduser()
     if not p.is_absolute() and not p.exists():
-        for root in candidate_roots(data_root):
+        for root in candidate_roots(data_root, strict=False):  # (a bad root is the loader's error to report)
             if (root / p).exists():
                 p = root / p
                 break

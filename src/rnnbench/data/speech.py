@@ -135,13 +135,33 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(mono, dtype=np.float32), int(rate)
 
 
+def _torchaudio(feature: str):
+    """The ``torchaudio`` module, or a :class:`DataError` naming the feature that needs it:
+    torchaudio is optional (``pip install "rnnbench[audio]"``), needed only to resample and for
+    ``dataset=torchaudio``."""
+    try:
+        import torchaudio
+        import torchaudio.datasets  # noqa: F401
+        import torchaudio.functional  # noqa: F401
+    except ImportError as exc:
+        raise DataError(f"{feature} needs torchaudio, which is not installed: pip install torchaudio "
+                        f"(on a machine without a GPU, the CPU build: see docs/install.md)") from exc
+    except OSError as exc:  # e.g. PyPI's CUDA build of torchaudio beside a CPU build of torch
+        import torch
+
+        raise DataError(f"{feature} needs torchaudio, which is installed but does not load beside torch "
+                        f"{torch.__version__} ({exc}); install the torchaudio build that matches it "
+                        f"(see docs/install.md)") from exc
+    return torchaudio
+
+
 def resample(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     """Band-limited resampling (``torchaudio.functional.resample``, its default sinc filter)."""
     if orig_rate == new_rate:
         return x
     import torch
-    import torchaudio.functional as AF
 
+    AF = _torchaudio(f"resampling {orig_rate} Hz audio to {new_rate} Hz (dataset.resample=true)").functional
     y = AF.resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(orig_rate), int(new_rate))
     return y.numpy()
 
@@ -575,8 +595,8 @@ def torchaudio_files(class_name: str, root: Path, kwargs: Mapping | None = None)
     """
     from unittest import mock
 
-    import torchaudio
-    import torchaudio.datasets as tds
+    torchaudio = _torchaudio(f"dataset=torchaudio (torchaudio.datasets.{class_name})")
+    tds = torchaudio.datasets
 
     cls = getattr(tds, str(class_name), None)
     if not isinstance(cls, type):
