@@ -301,6 +301,8 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
     try:
         for i, overrides in enumerate(job_overrides):
             jobs.append((list(overrides), *_prepare(launcher, overrides, initial_job_idx + i)))
+    except (RnnbenchError, OSError) as exc:  # (a full disk, say: one line, no traceback)
+        raise JobFailed(one_line(exc)) from exc
     finally:
         HydraConfig.instance().cfg = orig
     groups = group_for_stacks([task for _, _, task, _ in jobs])
