@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from ..errors import RnnbenchError
 from ..launch import JobFailed, one_line
-from ..runs import discard_unstarted, result_line
+from ..runs import discard_unstarted, is_unstarted, result_line
 from ..train import train, validate_config
 from . import conf_dir
 
@@ -33,6 +33,10 @@ def _app(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode.name == "MULTIRUN"
+    if not multirun and run_dir.name == "default" and is_unstarted(run_dir) and (run_dir.parent / "last.pt").is_file():
+        log.warning("a run without overrides from before runs went to .../default lies in %s: move its files "
+                    "(config.yaml, metrics.csv, summary.json, best.pt, last.pt, .hydra) into %s to resume it there",
+                    run_dir.parent, run_dir)
     try:
         validate_config(cfg)
         summary = train(cfg, run_dir)
