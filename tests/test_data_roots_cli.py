@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 
 def _train(args, cwd, **env_extra):
     env = dict(os.environ, RNNBENCH_RUNS=str(cwd / "runs"), **env_extra)
@@ -39,8 +37,6 @@ def test_single_run_with_a_missing_corpus_lists_where_it_looked(tmp_path):
     assert out.count("polyphonic/JSB_Chorales.mat not found") == 1 and "Traceback" not in out
 
 
-@pytest.mark.xfail(strict=True, reason="needs launch.py to load each corpus once before the stacks start (the "
-                                       "data-roots report): today every stack and every run repeat the error")
 def test_stacked_sweep_with_a_data_root_that_does_not_exist_says_so_once(tmp_path):
     p = _train(["-m", "dataset=jsb", "cell=gru,lstm", "search.draw=0,1", "hparams_search=paper_lr",
                 "hydra/launcher=stacked", "hydra.launcher.n_jobs=1", "train.max_epochs=1"],

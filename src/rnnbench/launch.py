@@ -305,6 +305,7 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
         raise JobFailed(one_line(exc)) from exc
     finally:
         HydraConfig.instance().cfg = orig
+    _preflight(jobs, sweep_dir, None if config.hydra.output_subdir is None else str(config.hydra.output_subdir))
     groups = group_for_stacks([task for _, _, task, _ in jobs])
     cap = launcher.max_members
     stacks = []  # job indices of each stack: groups split at `cap`; groups too small run one job each
@@ -368,6 +369,35 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
                 ret.return_value, ret.status = result["valid_nll"], JobStatus.COMPLETED
             returns[i] = ret
     return returns  # type: ignore[return-value]
+
+
+def _preflight(jobs: list, sweep_dir: Path, output_subdir: str | None) -> None:
+    """Before any stack starts: every job's configuration is valid and each corpus of the sweep
+    loads (once here, not once per stack and run).  Otherwise the sweep is refused with one line
+    and leaves nothing on disk (the ``.hydra`` folders just written go)."""
+    import json
+
+    from rnnbench.data import load_dataset
+    from rnnbench.train import validate_config
+
+    try:
+        seen = set()
+        for _, _, task_cfg, _ in jobs:
+            validate_config(task_cfg)
+            key = json.dumps(OmegaConf.to_container(OmegaConf.create({"d": task_cfg.dataset, "r": task_cfg.get("data_root")}),
+                                                    resolve=True), sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                t0 = time.perf_counter()
+                corpus = load_dataset(task_cfg.dataset, task_cfg.get("data_root"))
+                log.info("corpus %s: %d/%d/%d sequences (%.1f s)", task_cfg.dataset.name,
+                         *(len(corpus[s]) for s in ("train", "valid", "test")), time.perf_counter() - t0)
+                del corpus
+    except (RnnbenchError, OSError) as exc:
+        also = (output_subdir,) if output_subdir else ()
+        for _, _, _, out in jobs:
+            discard_unstarted(out, also=also, stop_at=sweep_dir)
+        raise JobFailed(one_line(exc)) from exc
 
 
 def _summary_of(task_cfg: DictConfig) -> dict:
