@@ -150,3 +150,29 @@ def test_selection_uses_the_seeds_every_draw_has_and_marks_budget_and_pruned(tmp
     assert "0.0015" in tex and "NaN" not in tex and "nan" not in tex
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "successive halving (1)" in report and "not by early stopping" in report
+
+
+def test_damaged_runs_are_listed_by_name_and_the_rest_reported(fake_sweep, tmp_path):
+    bad = fake_sweep / "jsb" / "gru" / "search.draw=1,seed=2"
+    (bad / "summary.json").write_text('{"status": "finis')  # cut short
+    (fake_sweep / "jsb" / "lstm" / "search.draw=1,seed=2" / "summary.json").write_bytes(b"\xff\xfe\x00garbage")
+    result = write_report([fake_sweep], tmp_path / "rep")
+    assert len(result["unreadable"]) == 2
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "Unreadable runs (2)" in report and "search.draw=1,seed=2/summary.json" in report
+    assert (tmp_path / "rep" / "table2.csv").is_file()  # the others are still reported
+
+
+def test_damaged_score_cache_is_rebuilt_not_a_crash(tmp_path):
+    from rnnbench.data.scores import _load_pieces
+
+    cache = tmp_path / "cut.npz"
+    cache.write_bytes(b"PK\x03\x04" + b"\x00" * 40)  # a zip header, cut short
+    assert _load_pieces(cache, "key") is None
+
+
+def test_report_on_a_missing_folder_says_so(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.report", str(tmp_path / "nowhere")], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "no such folder" in p.stderr
+    assert not (tmp_path / "nowhere").exists()

@@ -20,7 +20,8 @@ from typing import Iterable
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .runs import read_summary
+from .errors import RunFileError
+from .runs import read_config, read_summary, read_yaml
 from .sizes import INPUT_SIZE, PAPER_TABLE1
 
 # Chung et al. (2014), Table 2: test NLL per time step (tanh, GRU, LSTM).
@@ -63,12 +64,16 @@ def collect_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
             raise FileNotFoundError(f"{sweep}: no such sweep directory")
         for run in _run_dirs(sweep):
             row = {"sweep": sweep.name, "run": run.relative_to(sweep).as_posix()}
-            cfg_path = run / "config.yaml"
-            if not cfg_path.is_file():
-                cfg_path = run / ".hydra" / "config.yaml"
-            cfg = OmegaConf.load(cfg_path) if cfg_path.is_file() else OmegaConf.create({})
-            row["draw"] = OmegaConf.select(cfg, "search.draw", default=None)
-            summary = read_summary(run)
+            try:
+                cfg = read_config(run) or OmegaConf.create({})
+                row["draw"] = OmegaConf.select(cfg, "search.draw", default=None)
+                summary = read_summary(run)
+            except RunFileError as exc:  # listed by name; every other run is still reported
+                parts = run.relative_to(sweep).parts
+                row.update(status="unreadable", problem=str(exc), draw=None,
+                           dataset=parts[0] if len(parts) > 2 else None, cell=parts[1] if len(parts) > 2 else None)
+                rows.append(row)
+                continue
             if summary is not None:
                 row.update(summary)
                 row.pop("padding_waste_eval", None)
@@ -91,7 +96,10 @@ def expected_configs(sweep_dir: str | Path) -> list[dict] | None:
         return None
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = read_yaml(path)
+    except RunFileError:
+        return None  # (its runs are still read; only the missing-run check is lost)
     params = dict(OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False))
     for ov in cfg.hydra.overrides.get("task", []):  # command-line sweeps override config ones
         key, _, value = str(ov).partition("=")
@@ -396,8 +404,13 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
-    p = run_dir / "metrics.csv"
-    return pd.read_csv(p) if p.is_file() else pd.DataFrame()
+    """A run's metrics.csv (empty when missing or damaged: a damaged one is listed by collect_runs)."""
+    from .runs import read_metrics as read_checked
+
+    try:
+        return read_checked(run_dir)
+    except RunFileError:
+        return pd.DataFrame()
 
 
 def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
@@ -414,7 +427,9 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     written = [atomic_write_text(out / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))]
     best = select_best(runs)
     missing = missing_runs(sweep_dirs, runs)
-    problems = runs[~runs["status"].isin(ENDED)][["sweep", "run", "dataset", "cell", "status"]]
+    problems = runs[~runs["status"].isin(ENDED + ("unreadable",))][["sweep", "run", "dataset", "cell", "status"]]
+    unreadable = runs[runs["status"] == "unreadable"][["sweep", "run", "problem"]] if "problem" in runs else \
+        runs.iloc[0:0][["sweep", "run"]]
     pruned = pruned_runs(runs)
     sections = ["# Results", ""]
     if not best.empty:
@@ -446,6 +461,10 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     if not missing.empty:
         written += _write_table(missing, out, "missing")
         sections += [f"## Missing runs ({len(missing)})", "", _markdown(missing), ""]
+    if not unreadable.empty:
+        sections += [f"## Unreadable runs ({len(unreadable)})", "", "Damaged files, named; every other run is in "
+                     "the tables above. Running a run's command again repairs what can be repaired.", "",
+                     _markdown(unreadable), ""]
     if not pruned.empty:
         written += _write_table(pruned, out, "pruned")
         sections += [f"## Runs stopped by successive halving ({len(pruned)})", "", _markdown(pruned), ""]
@@ -461,4 +480,4 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
                      "![seconds](curves_seconds.png)", ""]
     written.append(atomic_write_text(out / "report.md", "\n".join(sections)))
     return {"written": written, "runs": runs, "best": best, "missing": missing, "problems": problems,
-            "pruned": pruned}
+            "pruned": pruned, "unreadable": unreadable}

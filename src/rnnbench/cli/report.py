@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import RnnbenchError
 from ..report import write_report
+from ..runs import check_sweep_dirs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,16 +16,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sweep_dirs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: FIRST_SWEEP_DIR/report)")
     args = p.parse_args(argv)
-    out = args.out or args.sweep_dirs[0] / "report"
     try:
+        check_sweep_dirs(args.sweep_dirs)
+        out = args.out or args.sweep_dirs[0] / "report"
         result = write_report(args.sweep_dirs, out)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, RnnbenchError) as exc:
         print(f"rnnbench-report: error: {exc}", file=sys.stderr)
         return 2
     runs, missing, problems = result["runs"], result["missing"], result["problems"]
     print((out / "report.md").read_text())
+    unreadable = result.get("unreadable")
     print(f"{len(runs)} runs read; {int((runs['status'] == 'finished').sum())} finished, "
-          f"{len(problems)} not finished, {len(missing)} missing.  Written to {out}/")
+          f"{int((runs['status'] == 'pruned').sum())} pruned, {len(problems)} not finished, {len(missing)} missing"
+          f"{f', {len(unreadable)} unreadable' if unreadable is not None and len(unreadable) else ''}.  Written to {out}/")
     return 0
 
 

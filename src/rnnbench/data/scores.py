@@ -109,6 +109,7 @@ import logging
 import math
 import re
 import time
+import zipfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -747,7 +748,7 @@ def _load_pieces(path: Path, key: str) -> PieceSet | None:
             if meta.get("format") != FORMAT_VERSION or meta.get("key") != key:
                 return None
             rolls, lengths, ids = z["rolls"], z["lengths"], [str(s) for s in z["ids"]]
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         log.warning("%s: unreadable cache file (%s); building again", path, exc)
         return None
     bounds = np.concatenate([[0], np.cumsum(lengths)])
