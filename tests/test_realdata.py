@@ -42,3 +42,26 @@ def test_one_epoch_on_jsb_learns(real_root, tmp_path, cell):
     assert summary["status"] == "finished" and summary["updates"] == 229
     assert summary["units"] == {"tanh": 100, "gru": 46, "lstm": 36}[cell]
     assert summary["valid_nll"] < 15.0
+
+
+ARCHIVE = REPO / "results" / "music" / "archive" / "2026-11-29"
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_the_one_loop_reproduces_a_committed_run_of_the_old_loop(real_root, tmp_path, cell):
+    """JSB draw 0 as committed on 2026-11-29 by the separate single-run loop of that day (and its
+    kernels): its first 2 epochs' validation NLL and noisy training loss come out again."""
+    import csv
+
+    from omegaconf import OmegaConf
+
+    old = ARCHIVE / "music_jsb_search" / "jsb" / cell / "search.draw=0,train.patience=10"
+    cfg = OmegaConf.load(old / "config.yaml")
+    cfg = OmegaConf.merge(cfg, {"data_root": str(real_root), "train": {"max_epochs": 2}})
+    train(cfg, tmp_path / cell)
+    with open(old / "metrics.csv") as f:
+        ref = list(csv.DictReader(f))[:2]
+    with open(tmp_path / cell / "metrics.csv") as f:
+        got = list(csv.DictReader(f))
+    for key in ("valid_nll", "train_loss_noisy"):
+        assert [float(r[key]) for r in got] == pytest.approx([float(r[key]) for r in ref], rel=2e-4), key
