@@ -40,12 +40,14 @@ COST = {"musedata": 0, "nottingham": 1, "piano": 2, "jsb": 3}  # the longest fir
 
 
 def selected_draw(search_dir: Path, dataset: str, cell: str) -> int | None:
-    """The draw of the best validation NLL among the pair's seed-0 runs that ended (finished or pruned)."""
+    """The draw of the best validation NLL among the pair's seed-0 runs that ended: finished, pruned,
+    or diverged after a best epoch (whose best-validation weights stand, as the report counts them)."""
     best = None
     for summary in sorted((search_dir / dataset / cell).glob("*/summary.json")):
         s = json.loads(summary.read_text())
         cfg = (summary.parent / "config.yaml").read_text()
-        if s.get("status") not in ("finished", "pruned") or s.get("valid_nll") is None or int(s.get("seed", 0)) != 0:
+        ended = s.get("status") in ("finished", "pruned") or (s.get("status") == "diverged" and s.get("best_epoch"))
+        if not ended or s.get("valid_nll") is None or int(s.get("seed", 0)) != 0:
             continue
         draw = next(int(line.split(":")[1]) for line in cfg.splitlines() if line.strip().startswith("draw:"))
         if math.isfinite(s["valid_nll"]) and (best is None or s["valid_nll"] < best[0]):

@@ -140,3 +140,19 @@ def test_a_lock_file_removed_meanwhile_is_not_shared(tmp_path):
     assert b.acquire() and os.path.samestat(os.fstat(b._fd), os.stat(b.path))
     b.release()
     os.close(stale)
+
+
+def test_keeping_the_previous_version_after_a_killed_write_leaves_no_temporary(tmp_path):
+    """A write killed after last.pt was linked to last.prev.pt and before the new last.pt was renamed
+    in leaves the two names on one file; the next write must not leave a temporary behind (a rename
+    of two links of one file does nothing)."""
+    import os
+
+    from rnnbench.fileio import atomic_write_bytes
+
+    last, prev = tmp_path / "last.pt", tmp_path / "last.prev.pt"
+    last.write_text("epoch 3")
+    os.link(last, prev)  # the state such a kill leaves
+    atomic_write_bytes(last, b"epoch 4", keep_previous="last.prev.pt")
+    assert last.read_text() == "epoch 4" and prev.read_text() == "epoch 3"
+    assert not list(tmp_path.glob(".*.tmp"))

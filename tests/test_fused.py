@@ -125,3 +125,44 @@ def test_fused_kernels_keep_nan():
         assert torch.isnan(out[1:, 0]).all(), name
     nll = fused.bernoulli_nll(torch.full((1, 2, 9), float("nan")), torch.zeros(2, 9))
     assert torch.isnan(nll).all()
+
+
+def test_the_build_lives_in_the_environment_and_is_keyed(monkeypatch, tmp_path):
+    """One build per environment: the build folder is inside the environment (sys.prefix) and named
+    by a hash of the source, the flags and torch, so two environments or checkouts never share one."""
+    import sys
+
+    monkeypatch.delenv("RNNBENCH_BUILD_DIR", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "envA"))
+    a = fused.build_dir()
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "envB"))
+    b = fused.build_dir()
+    assert a.parent == tmp_path / "envA" / "var" / "rnnbench" and b.parent == tmp_path / "envB" / "var" / "rnnbench"
+    assert a.name == b.name  # same source, flags and torch: same key; another source: another folder
+    monkeypatch.setattr(fused, "_SOURCE", tmp_path / "other.cpp")
+    (tmp_path / "other.cpp").write_text("// another version of the kernels\n")
+    assert fused.build_dir().name != a.name
+    monkeypatch.setenv("RNNBENCH_BUILD_DIR", str(tmp_path / "mine"))
+    assert fused.build_dir().parent == tmp_path / "mine"
+
+
+def test_a_first_build_is_not_on_the_training_clock(toy_cfg, tmp_path, monkeypatch):
+    """The extension is built (here: a 2 s stand-in) before training starts, so epoch 1's
+    wall_seconds counts training only."""
+    import csv
+    import time
+
+    real = fused.load
+    calls = []
+
+    def slow_build():  # the first call builds (2 s); later ones find it built
+        if not calls:
+            time.sleep(2.0)
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(fused, "load", slow_build)
+    train(OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 1}}), tmp_path / "run")
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        first = next(csv.DictReader(f))
+    assert float(first["wall_seconds"]) < 1.5

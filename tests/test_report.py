@@ -176,3 +176,19 @@ def test_report_on_a_missing_folder_says_so(tmp_path):
                        text=True)
     assert p.returncode == 2 and "no such folder" in p.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_run_that_diverged_after_its_best_epoch_counts_and_is_marked(tmp_path):
+    """A tanh RNN whose gradient overflowed at epoch 120, after its best epoch, keeps that epoch's
+    result (selected on validation like any run's), marked with a dagger; a run that diverged
+    before any best epoch is never selected."""
+    sweep = tmp_path / "s"
+    fake_run(sweep, "nottingham", "tanh", 1, 0, 1.3e-3, valid=3.66, test=3.82, status="diverged")
+    fake_run(sweep, "nottingham", "tanh", 2, 0, 5e-4, valid=4.43, test=4.5, status="pruned")
+    fake_run(sweep, "nottingham", "tanh", 3, 0, 3e-3, valid=float("nan"), test=float("nan"), status="diverged",
+             epochs=0)
+    best = select_best(collect_runs([sweep])).set_index(["dataset", "cell"]).loc[("nottingham", "tanh")]
+    assert best["lr"] == 1.3e-3 and best["test_nll"] == pytest.approx(3.82) and best["diverged_after_best"] == 1
+    write_report([sweep], tmp_path / "rep")
+    t2 = pd.read_csv(tmp_path / "rep" / "table2.csv")
+    assert t2[(t2.dataset == "Nottingham") & (t2.split == "test")].iloc[0]["tanh"].endswith("†")

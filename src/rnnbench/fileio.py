@@ -111,6 +111,10 @@ def replace_with_copy(path: str | os.PathLike, copy: str | os.PathLike, link: bo
     path, copy = Path(path), Path(copy)
     tmp: Path | None = None
     try:
+        if copy.exists() and os.path.samefile(path, copy):
+            # already the current version (a write killed after linking and before its rename): renaming a
+            # second link of the same file onto it would do nothing and leave the temporary behind
+            return
         fd, name = tempfile.mkstemp(prefix=f".{copy.name}.", suffix=".tmp", dir=copy.parent)
         os.close(fd)
         tmp = Path(name)
@@ -125,6 +129,8 @@ def replace_with_copy(path: str | os.PathLike, copy: str | os.PathLike, link: bo
             shutil.copy2(path, tmp)
             _fsync(tmp)
         os.replace(tmp, copy)
+        if tmp.exists():  # (rename of two links of one file: POSIX does nothing)
+            _unlink_quietly(tmp)
     except OSError as exc:
         if tmp is not None:
             _unlink_quietly(tmp)

@@ -168,12 +168,23 @@ def ci95(values) -> tuple[float, float, float]:
     return mean, sd, float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
 
 
+def _scored(runs: pd.DataFrame) -> pd.Series:
+    """Runs whose best epoch is a result: finished, or diverged after a best epoch (training blew up
+    later, e.g. a tanh RNN's gradient overflowing; the best-validation weights stand, scored on
+    train and test like any other run's, and Table 2 marks them)."""
+    diverged_after_best = (runs["status"] == "diverged") & (runs.get("best_epoch", 0).fillna(0) > 0)
+    return (runs["status"] == "finished") | diverged_after_best
+
+
 def select_best(runs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset x cell: the draw (learning rate) with the best mean validation NLL over the seeds
-    every draw has, and the train/valid/test NLL of all the finished runs at that rate."""
+    every draw has, and the train/valid/test NLL of all the scored runs at that rate (finished, or
+    diverged after their best epoch)."""
     if runs.empty or "valid_nll" not in runs:
         return pd.DataFrame()
-    ok = runs[runs["status"].isin(ENDED)].dropna(subset=["valid_nll"])
+    runs = runs.assign(_scored=_scored(runs))
+    ok = runs[runs["status"].isin(ENDED) | runs["_scored"]].dropna(subset=["valid_nll"])
+    ok = ok[ok["valid_nll"].map(lambda v: math.isfinite(float(v)))]
     rows = []
     for (dataset, cell), group in ok.groupby(["dataset", "cell"], sort=False):
         seeds_by_lr = [set(g["seed"]) for _, g in group.groupby("lr")]
@@ -181,7 +192,7 @@ def select_best(runs: pd.DataFrame) -> pd.DataFrame:
         pool = group[group["seed"].isin(common)] if common else group
         by_lr = pool.groupby("lr")
         lr = by_lr["valid_nll"].mean().idxmin()
-        chosen = group[(group["lr"] == lr) & (group["status"] == "finished")].sort_values("seed")
+        chosen = group[(group["lr"] == lr) & group["_scored"]].sort_values("seed")
         if chosen.empty:
             continue
         n = len(chosen)
@@ -198,6 +209,7 @@ def select_best(runs: pd.DataFrame) -> pd.DataFrame:
             "best_epoch": int(chosen["best_epoch"].iloc[0]), "epochs": int(chosen["epochs"].iloc[0]),
             "updates": int(chosen["updates"].iloc[0]), "stop_reason": chosen["stop_reason"].iloc[0],
             "stopped_by_budget": len(budget),
+            "diverged_after_best": int((chosen["status"] == "diverged").sum()),
             "batch_size": int(chosen["batch_size"].iloc[0]), "run": chosen["run"].iloc[0],
             "sweep": chosen["sweep"].iloc[0],
         })
@@ -237,6 +249,8 @@ def table2(best: pd.DataFrame) -> pd.DataFrame:
                     row[c] = "" if pd.isna(v) else (f"{v:+.2f}" if column == "diff" else f"{v:.2f}")
                 if column == "test_nll" and c in sub.index and sub.loc[c, "stopped_by_budget"]:
                     row[c] += " *"  # stopped by an epoch or time budget, not by early stopping
+                if column == "test_nll" and c in sub.index and sub.loc[c, "diverged_after_best"]:
+                    row[c] += " †"  # diverged after its best epoch: its best-validation weights stand
             rows.append(row)
             if column == "test_nll" and (sub["seeds"] > 1).any():
                 ci = {"dataset": title, "split": "test 95% interval"}
@@ -269,7 +283,7 @@ def paired_differences(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: test NLL of cell a minus cell b at their selected rates, paired by seed, with a
     95% t-interval (positive: b is better), beside the paper's difference."""
     rows = []
-    ok = runs[runs["status"] == "finished"]
+    ok = runs[_scored(runs)]
     for dataset in _order(best.dataset, DATASET_ORDER):
         sub = best[best.dataset == dataset].set_index("cell")
         for a, b in PAIRS:
@@ -441,6 +455,9 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         if best["stopped_by_budget"].any():
             sections += ["`*`: the selected run (of some seed) was stopped by an epoch or time budget "
                          "(`stop_reason` max_epochs or time_budget), not by early stopping.", ""]
+        if best["diverged_after_best"].any():
+            sections += ["`†`: a selected run (of some seed) diverged (a non-finite loss or gradient) after its "
+                         "best epoch; its best-validation weights are reported, as for a run that stopped early.", ""]
         diffs = paired_differences(runs, best)
         if not diffs.empty:
             written += _write_table(diffs, out, "differences")
