@@ -101,21 +101,14 @@ AVX2 inline __m256 tanh256(__m256 x) {
   return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
 }
 
-AVX2 void sigmoid_avx2(float* x, int64_t n) {
+// x[i] = F(x[i]) in place, 8 lanes at a time and a masked tail.
+template <__m256 (*F)(__m256)>
+AVX2 void map_avx2(float* x, int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, sigmoid256(_mm256_loadu_ps(x + i)));
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, F(_mm256_loadu_ps(x + i)));
   if (i < n) {
     __m256i m = tail_mask(n - i);
-    _mm256_maskstore_ps(x + i, m, sigmoid256(_mm256_maskload_ps(x + i, m)));
-  }
-}
-
-AVX2 void tanh_avx2(float* x, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, tanh256(_mm256_loadu_ps(x + i)));
-  if (i < n) {
-    __m256i m = tail_mask(n - i);
-    _mm256_maskstore_ps(x + i, m, tanh256(_mm256_maskload_ps(x + i, m)));
+    _mm256_maskstore_ps(x + i, m, F(_mm256_maskload_ps(x + i, m)));
   }
 }
 
@@ -269,8 +262,8 @@ template <> Ops<float> ops<float>() {
     o.matvec = matvec_avx2;
     o.axpy = axpy_avx2;
     o.bernoulli_row = bernoulli_row_avx2;
-    o.sigmoid = sigmoid_avx2;
-    o.tanh = tanh_avx2;
+    o.sigmoid = map_avx2<sigmoid256>;
+    o.tanh = map_avx2<tanh256>;
   }
 #endif
   return o;
