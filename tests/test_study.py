@@ -261,15 +261,22 @@ def test_a_second_sweep_on_the_same_directory_skips_the_runs_the_first_trains(to
     env = run_env(tmp_path, "two")
     sweep = tmp_path / "two" / "sweeps" / "quick_jsb"
     first = subprocess.Popen(sweep_cmd(toy_mat, extra), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+                             text=True, start_new_session=True)
     try:
         _wait_for_epochs(sweep, "toy/gru/*/metrics.csv", 2)
-        second = subprocess.run(sweep_cmd(toy_mat, extra + [f"hydra/launcher={second_launcher}"]), env=env,
-                                capture_output=True, text=True, timeout=600)
+        # Hold the first sweep (launcher and workers) mid-training while the second one starts, so that
+        # the second always meets runs another process holds (the toy runs would otherwise finish during
+        # its start-up on a loaded machine); a stopped process keeps its locks.
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            second = subprocess.run(sweep_cmd(toy_mat, extra + [f"hydra/launcher={second_launcher}"]), env=env,
+                                    capture_output=True, text=True, timeout=600)
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
         out_first, _ = first.communicate(timeout=600)
     finally:
         if first.poll() is None:
-            first.kill()
+            os.killpg(first.pid, signal.SIGKILL)
     assert second.returncode == 0, second.stderr[-3000:]
     both = second.stdout + second.stderr
     assert both.count(": skipped (pid") == 2 and "is training it" in both  # its result lines say so
