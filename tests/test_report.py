@@ -192,3 +192,18 @@ def test_a_run_that_diverged_after_its_best_epoch_counts_and_is_marked(tmp_path)
     write_report([sweep], tmp_path / "rep")
     t2 = pd.read_csv(tmp_path / "rep" / "table2.csv")
     assert t2[(t2.dataset == "Nottingham") & (t2.split == "test")].iloc[0]["tanh"].endswith("†")
+
+
+def test_a_sweep_with_no_ended_run_is_reported_not_a_crash(tmp_path):
+    # every run still training, or diverged before a best epoch (a speech sweep cut short)
+    sweep = tmp_path / "sweep"
+    for draw in (0, 1):
+        fake_run(sweep, "jsb", "gru", draw, 0, 1e-3 / (draw + 1), valid=8.0 + draw, test=float("nan"), status="running")
+        fake_run(sweep, "jsb", "tanh", draw, 0, 1e-3 / (draw + 1), valid=float("nan"), test=float("nan"),
+                 status="diverged", epochs=0)
+    runs = collect_runs([sweep])
+    assert select_best(runs).empty
+    out = tmp_path / "report"
+    write_report([sweep], out)
+    text = (out / "report.md").read_text()
+    assert "Runs not finished (4)" in text and text.count("| running |") == 2 and text.count("| diverged |") == 2
