@@ -206,4 +206,4 @@ def test_a_sweep_with_no_ended_run_is_reported_not_a_crash(tmp_path):
     out = tmp_path / "report"
     write_report([sweep], out)
     text = (out / "report.md").read_text()
-    assert "Runs not finished (4)" in text and text.count("| running |") == 2 and text.count("| diverged |") == 2
+    assert "Runs not finished (4)" in text and text.count("| gru | running |") == 2 and text.count("| tanh | diverged |") == 2
