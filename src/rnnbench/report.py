@@ -184,9 +184,8 @@ def select_best(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     runs = runs.assign(_scored=_scored(runs))
     ok = runs[runs["status"].isin(ENDED) | runs["_scored"]].dropna(subset=["valid_nll"])
+    # (a boolean mask even when ``ok`` is empty: an empty object Series would select columns, not rows)
     ok = ok[ok["valid_nll"].map(lambda v: math.isfinite(float(v))).astype(bool)]
-    if ok.empty:  # nothing has ended yet (every run still training, or diverged before a best epoch)
-        return pd.DataFrame()
     rows = []
     for (dataset, cell), group in ok.groupby(["dataset", "cell"], sort=False):
         seeds_by_lr = [set(g["seed"]) for _, g in group.groupby("lr")]
