@@ -30,13 +30,13 @@ def test_gap_analysis_rescores_the_selected_runs(toy_mat, tmp_path):
     assert gap.returncode == 0, gap.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "gap.csv")))
     assert sorted(r["cell"] for r in rows) == ["gru", "tanh"]  # one selected run per dataset x cell
+    summaries = {p.parent: json.loads(p.read_text()) for p in sweep.rglob("summary.json")}
     for r in rows:
         f32, f64, summary = (float(r[k]) for k in ("per_frame", "per_frame_float64", "summary_test"))
         assert f32 == pytest.approx(summary, rel=1e-5)  # the trainer's own test number, re-scored from best.pt
         assert f64 == pytest.approx(f32, abs=1e-3)
         assert math.isfinite(float(r["per_sequence"])) and math.isfinite(float(r["no_first_frame"]))
-        run = next(p.parent for p in sweep.rglob("summary.json")
-                   if p.parent.parent.name == r["cell"] and json.loads(p.read_text())["best_epoch"] == int(r["best_epoch"])
-                   and f"{json.loads(p.read_text())['lr']:.3g}" == r["lr"])
-        assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+        selected = next(s for s in summaries.values()
+                        if s["cell"] == r["cell"] and s["best_epoch"] == int(r["best_epoch"]) and f"{s['lr']:.3g}" == r["lr"])
+        assert selected["status"] == "finished"
     assert (out / "gap.md").read_text().startswith("| dataset | cell |")
