@@ -207,3 +207,23 @@ def test_a_sweep_with_no_ended_run_is_reported_not_a_crash(tmp_path):
     write_report([sweep], out)
     text = (out / "report.md").read_text()
     assert "Runs not finished (4)" in text and text.count("| gru | running |") == 2 and text.count("| tanh | diverged |") == 2
+
+
+def test_table2_says_why_a_cell_has_no_number(tmp_path):
+    """A cell whose every run diverged before a best epoch (the speech tanh RNN) reads "diverged" in
+    Table 2, one still training "not finished"; the cells with results are as before."""
+    sweep = tmp_path / "sweep"
+    for draw in (0, 1):
+        fake_run(sweep, "jsb", "gru", draw, 0, 1e-3 / (draw + 1), valid=8.0 + draw, test=8.1 + draw)
+        fake_run(sweep, "jsb", "tanh", draw, 0, 1e-3 / (draw + 1), valid=float("nan"), test=float("nan"),
+                 status="diverged", epochs=0)
+        fake_run(sweep, "jsb", "lstm", draw, 0, 1e-3 / (draw + 1), valid=8.5, test=float("nan"), status="running")
+    write_report([sweep], tmp_path / "rep")
+    t2 = pd.read_csv(tmp_path / "rep" / "table2.csv", dtype=str).set_index("split")
+    assert list(t2.columns) == ["dataset", "tanh", "gru", "lstm"]
+    assert t2.loc["test", "tanh"] == "diverged" and t2.loc["train", "tanh"] == "diverged"
+    assert t2.loc["test", "lstm"] == "not finished"
+    assert t2.loc["test", "gru"] == "8.10"
+    assert t2.loc["test (paper)", "tanh"] == "9.10"  # the paper's number stands beside it
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "`diverged`: every run of the cell" in text and "`not finished`" in text

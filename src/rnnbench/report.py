@@ -225,10 +225,26 @@ def select_best(runs: pd.DataFrame) -> pd.DataFrame:
     return best.sort_values(["dataset", "cell"], key=lambda s: s.map(key if s.name == "dataset" else ckey)).reset_index(drop=True)
 
 
-def table2(best: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 2 layout: rows dataset x {train, test, paper test, difference}, columns cells."""
+def _unscored(runs: pd.DataFrame | None, best: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """Dataset x cell pairs of Table 2's datasets that have runs but no result: "diverged" when every
+    run of the pair diverged before a best epoch (a tanh RNN whose gradient overflows at once),
+    otherwise "not finished"."""
+    if runs is None or runs.empty or best.empty:
+        return {}
+    have = set(zip(best.dataset, best.cell))
+    out = {}
+    for (dataset, cell), group in runs[runs.dataset.isin(set(best.dataset))].groupby(["dataset", "cell"]):
+        if (dataset, cell) not in have:
+            out[(dataset, cell)] = "diverged" if (group["status"] == "diverged").all() else "not finished"
+    return out
+
+
+def table2(best: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's Table 2 layout: rows dataset x {train, test, paper test, difference}, columns cells.
+    Given the ``runs``, a cell with runs but no result says why ("diverged" / "not finished")."""
     rows = []
-    cells = _order(best.cell, CELL_ORDER)
+    unscored = _unscored(runs, best)
+    cells = _order(list(best.cell) + [c for _, c in unscored], CELL_ORDER)
     for dataset in _order(best.dataset, DATASET_ORDER):
         sub = best[best.dataset == dataset].set_index("cell")
         title = DATASET_TITLES.get(dataset, dataset)
@@ -242,6 +258,9 @@ def table2(best: pd.DataFrame) -> pd.DataFrame:
             for c in cells:
                 if column == "paper_test":  # the paper's number stands even where our run failed
                     v = PAPER_TABLE2_TEST.get(dataset, {}).get(c, math.nan)
+                elif c not in sub.index and column in ("train_nll", "test_nll") and (dataset, c) in unscored:
+                    row[c] = unscored[(dataset, c)]
+                    continue
                 else:
                     v = sub[column].get(c, math.nan) if c in sub.index else math.nan
                 if column == "test_nll" and c in sub.index and sub.loc[c, "seeds"] > 1:
@@ -448,7 +467,7 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     pruned = pruned_runs(runs)
     sections = ["# Results", ""]
     if not best.empty:
-        t2 = table2(best)
+        t2 = table2(best, runs)
         written += _write_table(t2, out, "table2")
         written += _write_table(best, out, "selected_runs")
         sections += ["## Table 2: test NLL per time step, best learning rate on validation", "",
@@ -456,6 +475,11 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         if best["stopped_by_budget"].any():
             sections += ["`*`: the selected run (of some seed) was stopped by an epoch or time budget "
                          "(`stop_reason` max_epochs or time_budget), not by early stopping.", ""]
+        if t2.isin(["diverged"]).any().any():
+            sections += ["`diverged`: every run of the cell ended with a non-finite loss or gradient before a best "
+                         "epoch, so it has no number (see Runs not finished).", ""]
+        if t2.isin(["not finished"]).any().any():
+            sections += ["`not finished`: the cell's runs are still training or stopped unfinished; no number yet.", ""]
         if best["diverged_after_best"].any():
             sections += ["`†`: a selected run (of some seed) diverged (a non-finite loss or gradient) after its "
                          "best epoch; its best-validation weights are reported, as for a run that stopped early.", ""]
