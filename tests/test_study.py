@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO
+from conftest import REPO, write_mat
 from rnnbench.errors import ConfigError
 from rnnbench.report import collect_runs, expected_configs, select_best, write_report
 from rnnbench.search import loguniform_draw
@@ -249,14 +249,25 @@ def test_workers_die_with_a_killed_launcher(toy_mat, tmp_path):
         assert [int(r["epoch"]) for r in rows] == list(range(1, summary["epochs"] + 1))
 
 
+SECOND_SWEEP = [f"train.max_epochs={KILL_EPOCHS * 4}", "cell=gru", "search.draw=0,1", "hydra/launcher=stacked"]
+
+
+@pytest.fixture(scope="module")
+def second_sweep_reference(tmp_path_factory, toy_splits):
+    """The uninterrupted sweep both second-sweep cases compare with (run once for the two)."""
+    tmp = tmp_path_factory.mktemp("second_sweep_ref")
+    ref = subprocess.run(sweep_cmd(write_mat(tmp / "toy.mat", toy_splits), SECOND_SWEEP), env=run_env(tmp, "ref"),
+                         capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    return sweep_results(tmp / "ref")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("second_launcher", ["stacked", "basic"])
-def test_a_second_sweep_on_the_same_directory_skips_the_runs_the_first_trains(toy_mat, tmp_path, second_launcher):
-    extra = [f"train.max_epochs={KILL_EPOCHS * 4}", "cell=gru", "search.draw=0,1", "hydra/launcher=stacked"]
-    ref = subprocess.run(sweep_cmd(toy_mat, extra), env=run_env(tmp_path, "ref"), capture_output=True, text=True,
-                         timeout=600)
-    assert ref.returncode == 0, ref.stderr[-3000:]
-    expected = sweep_results(tmp_path / "ref")
+def test_a_second_sweep_on_the_same_directory_skips_the_runs_the_first_trains(toy_mat, tmp_path, second_launcher,
+                                                                              second_sweep_reference):
+    extra = SECOND_SWEEP
+    expected = second_sweep_reference
 
     env = run_env(tmp_path, "two")
     sweep = tmp_path / "two" / "sweeps" / "quick_jsb"
