@@ -138,14 +138,45 @@ def test_stacked_rmsprop_and_clipping_equal_torch():
         for (n, p) in protos[k].named_parameters():
             torch.testing.assert_close(mine[n], p.detach(), rtol=1e-13, atol=1e-15)
         # and the optimizer state converts to torch's: a member can go on alone
-        proto = torch.optim.RMSprop(SequenceModel("lstm", 4, 3).double().parameters(), lr=lrs[k], alpha=0.9, eps=1e-6)
-        sd = sopt.member_state(k, proto)
+        sd = sopt.member_state(k)  # (made without an optimizer object: the same dict as torch's)
         ref = opts[k].state_dict()
+        assert sd["param_groups"] == ref["param_groups"] and sd["state"].keys() == ref["state"].keys()
         assert float(sd["state"][0]["step"]) == float(ref["state"][0]["step"]) == (5 if k == 1 else 6)
         for i in range(len(alone[k])):
             torch.testing.assert_close(sd["state"][i]["square_avg"], ref["state"][i]["square_avg"])
     with pytest.raises(ConfigError, match="optim.momentum=0.5"):
         StackedRMSprop(stacked, lrs, OmegaConf.merge(optim, {"momentum": 0.5}))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weight_noise_is_each_members_own_draw(dtype):
+    """Each member's noisy weights are its weights plus sigma times the draws it would make alone
+    (one ``randn`` per weight matrix and peephole vector, in order; biases untouched), whether the
+    members' generators are distinct, shared or repeated, and from one update to the next."""
+    from rnnbench.model import SequenceModel
+    from rnnbench.stack import StackedModel
+
+    torch.manual_seed(0)
+    K = 4
+    protos = [SequenceModel("lstm", 5, 3).to(dtype) for _ in range(K)]
+    stacked = StackedModel(protos[0], K, inits=[p.state_dict() for p in protos])
+    for pattern in ([0, 1, 2, 3], [0, 0, 0, 0], [2, 0, 2, 1]):
+        gens = [torch.Generator().manual_seed(7 + i) for i in range(3 + 1)]
+        refs = [torch.Generator().manual_seed(7 + i) for i in range(3 + 1)]
+        for _ in range(3):  # (the buffer the draws go to is reused: nothing may carry over)
+            w = stacked.noisy_weights([gens[i] for i in pattern], 0.075)
+            assert w.requires_grad
+            drawn = {}
+            for k, i in enumerate(pattern):
+                if i not in drawn:  # a generator shared by members is drawn once, for all of them
+                    drawn[i] = {n: torch.randn(p.shape, generator=refs[i], dtype=dtype)
+                                for n, p in protos[k].named_parameters()
+                                if any(p is q for q in protos[k].noisy_parameters())}
+                row = stacked.member_state(k, w.detach())
+                for n, p in protos[k].named_parameters():
+                    want = torch.add(p.detach(), drawn[i][n], alpha=0.075) if n in drawn[i] else p.detach()
+                    assert torch.equal(row[n], want), (pattern, k, n)
+    assert torch.equal(stacked.noisy_weights([gens[0]] * K, 0.0), stacked.flat.detach())
 
 
 # ----------------------------------------------------------------------------- training

@@ -87,6 +87,19 @@ def test_run_directory_and_learning(toy_cfg, tmp_path):
     assert ckpt["epoch"] == summary["best_epoch"]
 
 
+def test_a_runs_config_is_resolved_once(toy_cfg, tmp_path):
+    """The paper's learning rate is a resolver interpolation; the run reads the value it resolved
+    to when it was made (not a parse per access), and writes that value to config.yaml."""
+    from rnnbench.train import Run
+
+    cfg = OmegaConf.merge(toy_cfg, {"search": {"seed": 0, "draw": 3, "log_low": -12, "log_high": -6}})
+    cfg.optim.lr = "${rnnbench.loguniform:${search.seed},${search.draw},${search.log_low},${search.log_high}}"
+    run = Run(cfg, tmp_path / "run")
+    assert not OmegaConf.is_interpolation(run.cfg.optim, "lr")
+    assert run.cfg.optim.lr == cfg.optim.lr and OmegaConf.is_struct(run.cfg) == OmegaConf.is_struct(cfg)
+    assert run.tcfg.max_epochs == 3
+
+
 def test_same_seed_same_numbers(toy_cfg, tmp_path):
     train(toy_cfg, tmp_path / "a")
     train(toy_cfg, tmp_path / "b")

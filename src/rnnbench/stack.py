@@ -47,7 +47,7 @@ from .data import iterate
 from .errors import ConfigError
 from .model import BernoulliHead, SequenceModel
 from .search import halving_decision, halving_settings
-from .train import Run, Splits, make_generators, make_optimizer, resolve_device
+from .train import Run, Splits, make_generators, resolve_device, rmsprop_state_dict
 
 log = logging.getLogger("rnnbench.stack")
 
@@ -146,20 +146,35 @@ class StackedModel(nn.Module):
         flat = self.flat.detach()
         if std <= 0:
             return flat.clone().requires_grad_()
-        distinct: list[torch.Generator] = []
-        for g in generators:
-            if all(g is not d for d in distinct):
-                distinct.append(g)
-        shapes = [self.shapes[i] for i in self.noisy]
-        draws = [torch.cat([torch.randn(s, generator=g, dtype=flat.dtype, device="cpu").reshape(-1) for s in shapes])
-                 for g in distinct]
-        if len(distinct) == 1:
-            rows = draws[0].unsqueeze(0)
-        else:
-            rows = torch.stack([draws[next(i for i, d in enumerate(distinct) if d is g)] for g in generators])
-        noise = flat.new_zeros((rows.shape[0], flat.shape[1]))
-        noise[:, self.noisy_mask] = rows.to(flat.device)
-        return torch.add(flat, noise, alpha=std).requires_grad_()
+        first: dict[int, int] = {}  # generator -> the row its draw went to
+        rows = [first.setdefault(id(g), len(first)) for g in generators]
+        noise = self._noise_rows(len(first), flat.dtype)
+        filled: set[int] = set()
+        for g, r in zip(generators, rows):
+            if r not in filled:  # straight into the row's slices: no concatenation, no masked copy
+                filled.add(r)
+                for start, shape in self._noisy_spans:
+                    n = math.prod(shape)
+                    torch.randn(shape, generator=g, dtype=flat.dtype, out=noise[r, start:start + n].view(shape))
+        if len(first) > 1 and rows != list(range(len(rows))):
+            noise = noise[torch.as_tensor(rows)]
+        return torch.add(flat, noise.to(flat.device), alpha=std).requires_grad_()
+
+    def _noise_rows(self, n: int, dtype: torch.dtype) -> Tensor:
+        """An ``(n, P)`` CPU buffer for weight noise: zero where the weights take none (the biases),
+        kept between updates (every noisy slice is overwritten by each draw)."""
+        buf = self.__dict__.get("_noise_buf")
+        if buf is None or buf.shape[0] < n or buf.shape[1] != self.flat.shape[1] or buf.dtype != dtype:
+            buf = torch.zeros((n, self.flat.shape[1]), dtype=dtype)
+            self.__dict__["_noise_buf"] = buf
+        return buf[:n]
+
+    @property
+    def _noisy_spans(self) -> list[tuple[int, tuple[int, ...]]]:
+        starts = [0]
+        for size in self.sizes[:-1]:
+            starts.append(starts[-1] + size)
+        return [(starts[i], self.shapes[i]) for i in self.noisy]
 
     def _fused_features(self, inputs: Tensor, v: dict[str, Tensor]) -> Tensor | None:
         """All members' recurrent features ``(T, K*B, H)`` (rows member by member in each step)
@@ -218,6 +233,7 @@ class StackedRMSprop:
             if optim.get(key, neutral) != neutral:
                 raise ConfigError(f"config value optim.{key}={optim.get(key)!r} is not supported: expected {neutral!r}")
         self.model = model
+        self.optim = dict(optim)
         self.alpha, self.eps = float(optim.alpha), float(optim.eps)
         self.lrs = [float(x) for x in lrs]
         self.steps = [0] * len(self.lrs)
@@ -249,14 +265,14 @@ class StackedRMSprop:
         self.steps = [self.steps[i] for i in index]
 
     # torch.optim.RMSprop's state dict <-> member k
-    def member_state(self, k: int, proto_optimizer: torch.optim.Optimizer) -> dict:
-        sd = proto_optimizer.state_dict()
-        sd["param_groups"][0]["lr"] = self.lrs[k]
+    def member_state(self, k: int) -> dict:
+        """Member ``k``'s optimizer state as ``torch.optim.RMSprop(...).state_dict()`` gives it."""
+        state = {}
         if self.steps[k]:
             parts = self.square_avg[k].split(self.model.sizes)
-            sd["state"] = {i: {"step": torch.tensor(float(self.steps[k])), "square_avg": part.view(shape).clone()}
-                           for i, (part, shape) in enumerate(zip(parts, self.model.shapes))}
-        return sd
+            state = {i: {"step": torch.tensor(float(self.steps[k])), "square_avg": part.view(shape).clone()}
+                     for i, (part, shape) in enumerate(zip(parts, self.model.shapes))}
+        return rmsprop_state_dict(len(self.model.sizes), {**self.optim, "lr": self.lrs[k]}, state)
 
     @torch.no_grad()
     def load_member(self, k: int, sd: dict) -> None:
@@ -468,7 +484,7 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
         if m.ckpt is None:  # never trained (max_epochs=0): what it would resume from
             p = proto_for(int(m.run.cfg.seed))
             m.ckpt = {"model": p.state_dict(),
-                      "optimizer": make_optimizer(p.parameters(), m.run.cfg.optim).state_dict(),
+                      "optimizer": rmsprop_state_dict(len(list(p.parameters())), m.run.cfg.optim),
                       "shuffle_rng": m.shuffle_gen.get_state(), "noise_rng": m.noise_gen.get_state(),
                       "torch_rng": torch.get_rng_state()}
         _score_best([m], proto, data, device)
@@ -512,7 +528,6 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
     streams: dict[bytes, torch.Generator] = {}
     for m in members:
         m.noise_gen = streams.setdefault(bytes(m.noise_gen.get_state().numpy()), m.noise_gen)
-    proto_opt = make_optimizer(proto.parameters(), cfg.optim)
     for m in members:
         m.shuffle_gen = shuffle_gen
         m.run.extra["stacked_members"] = K0
@@ -522,7 +537,7 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
 
     def payload(k: int) -> dict:
         m = members[k]
-        return {"model": model.member_state(k), "optimizer": opt.member_state(k, proto_opt),
+        return {"model": model.member_state(k), "optimizer": opt.member_state(k),
                 "shuffle_rng": shuffle_gen.get_state(), "noise_rng": m.noise_gen.get_state(),
                 "torch_rng": torch.get_rng_state()}
 
@@ -540,6 +555,7 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
     noise_std = float(tcfg.weight_noise)
     skip_nonfinite = bool(tcfg.get("skip_nonfinite", False))
     train_every = int(tcfg.get("eval_train_every", 1) or 0)
+    clip_norm = tcfg.clip_norm  # (read once: not a config lookup per update)
 
     first_epoch = True
     while members:
@@ -557,7 +573,7 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
         for batch in iterate(data.seqs["train"], batches):
             batch = batch.to(device)
             loss_total, grad, gnorm = training_step(model, batch, [m.noise_gen for m in members], noise_std,
-                                                    tcfg.clip_norm)
+                                                    clip_norm)
             loss_ok = torch.isfinite(loss_total).tolist()
             grad_ok = torch.isfinite(gnorm).tolist()
             update, gone = [], []

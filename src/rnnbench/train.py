@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -122,14 +123,26 @@ def config_fingerprint(cfg: DictConfig) -> str:
 
 # --------------------------------------------------------------------------- pieces
 
-def make_optimizer(params, optim: Mapping) -> torch.optim.Optimizer:
+def _rmsprop_settings(optim: Mapping) -> dict:
     name = optim.get("name", "rmsprop")
     if name != "rmsprop":
         raise ConfigError(f"config value optim.name={name!r} is invalid: expected 'rmsprop'")
-    return torch.optim.RMSprop(
-        params, lr=float(optim["lr"]), alpha=float(optim["alpha"]), eps=float(optim["eps"]),
-        momentum=float(optim["momentum"]), centered=bool(optim.get("centered", False)),
-    )
+    return {"lr": float(optim["lr"]), "alpha": float(optim["alpha"]), "eps": float(optim["eps"]),
+            "momentum": float(optim["momentum"]), "centered": bool(optim.get("centered", False))}
+
+
+def make_optimizer(params, optim: Mapping) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, **_rmsprop_settings(optim))
+
+
+def rmsprop_state_dict(n_params: int, optim: Mapping, state: Mapping | None = None) -> dict:
+    """What ``make_optimizer(params, optim).state_dict()`` returns for ``n_params`` parameter
+    tensors (with ``state`` as its per-parameter state), built without an optimizer object: making
+    one imports ``torch._dynamo``, seconds at the start of every training process."""
+    group = {n: p.default for n, p in inspect.signature(torch.optim.RMSprop.__init__).parameters.items()
+             if n not in ("self", "params") and p.default is not inspect.Parameter.empty}
+    group.update(_rmsprop_settings(optim))
+    return {"state": dict(state or {}), "param_groups": [{**group, "params": list(range(n_params))}]}
 
 
 def evaluate(model: SequenceModel, seqs, batches, device) -> float:
@@ -216,7 +229,11 @@ class Run:
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path):
         validate_config(cfg)
-        self.cfg, self.tcfg = cfg, cfg.train
+        # resolved once: the learning rate is a resolver interpolation, and reading an unresolved one
+        # parses it again on every access (milliseconds, read several times a member-epoch)
+        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        OmegaConf.set_struct(resolved, OmegaConf.is_struct(cfg))
+        self.cfg, self.tcfg = resolved, resolved.train
         self.run_dir = Path(run_dir)
         self.lock = FolderLock(self.run_dir)  # (acquire() creates the directory)
         self.recovered = False  # resumed from last.prev.pt
