@@ -233,7 +233,7 @@ class StackedRMSprop:
             if optim.get(key, neutral) != neutral:
                 raise ConfigError(f"config value optim.{key}={optim.get(key)!r} is not supported: expected {neutral!r}")
         self.model = model
-        self.optim = dict(optim)
+        self.optim = {k: optim[k] for k in ("name", "alpha", "eps", "momentum", "centered") if k in optim}
         self.alpha, self.eps = float(optim.alpha), float(optim.eps)
         self.lrs = [float(x) for x in lrs]
         self.steps = [0] * len(self.lrs)
