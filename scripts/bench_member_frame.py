@@ -9,7 +9,9 @@ in the trainer's batch order, batch 1); for the speech task synthetic 20-sample 
 20-Gaussian mixture head (batch 1, 200 steps).  Each cell at the paper's units; K = 1 and K = 10.
 
 Training: the wall time of ``--updates`` updates of the trainer's own step, divided by the
-member-frames they hold.  Evaluation: the trainer's evaluator on Nottingham's validation split
+member-frames they hold; each member draws its own weight noise from its own generator, as in a
+stack of learning-rate draws (before 2026-12-02 this script drew one noise for all members; the
+two-loop code's API, ``--src`` of a checkout before fc60b98, still does).  Evaluation: the trainer's evaluator on Nottingham's validation split
 (music) or the same synthetic batches (speech), with the trainer's default evaluation batches.
 Achieved GFLOP/s counts the dense-equivalent multiply-adds of a training step (forward, the two
 backward products, 2 FLOPs each) against a 2048 x 2048 float32 matrix product timed in the same
@@ -54,7 +56,9 @@ class Step:
         self.torch, self.stack = torch, importlib.import_module("rnnbench.stack")
         self.model = self.stack.StackedModel(proto, K)
         self.new = hasattr(self.model, "flat")
-        self.gens = [torch.Generator().manual_seed(2)]
+        # each member its own noise generator, as the trainer gives every run of a stack (one
+        # draw per member per update; a generator shared by all would draw once for all)
+        self.gens = [torch.Generator().manual_seed(2 + k) for k in range(K)]
         if self.new:
             self.opt = self.stack.StackedRMSprop(self.model, [lr] * K, optim_cfg)
         else:
@@ -65,7 +69,7 @@ class Step:
     def __call__(self, batch) -> None:
         K = self.K
         if self.new:
-            _, grad, _ = self.stack.training_step(self.model, batch, self.gens * K, 0.075, 1.0)
+            _, grad, _ = self.stack.training_step(self.model, batch, self.gens, 0.075, 1.0)
             self.opt.step(grad, [True] * K)
             return
         m = self.model
