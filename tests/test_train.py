@@ -131,6 +131,39 @@ def test_finished_run_is_not_retrained(toy_cfg, tmp_path):
     assert [p.stat().st_mtime_ns for p in files if p.name != ".lock"] == mtimes  # nothing rewritten
 
 
+
+def test_an_ended_run_whose_last_pt_was_dropped_is_kept_not_retrained(toy_cfg, tmp_path):
+    """Committed results keep summary.json, metrics.csv and best.pt but not last.pt.  Called again,
+    such a run is kept as it is (nothing rewritten), alone or beside a run that trains; asked to
+    go further (a larger max_epochs), it is a clear error naming last.pt, not a silent retraining
+    over its files."""
+    from rnnbench.errors import RunFileError
+    from rnnbench.stack import train_stack
+
+    cfg = OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 2}})
+    first = train(cfg, tmp_path / "r")
+    assert first["status"] == "finished" and first["stop_reason"] == "max_epochs"
+    for name in ("last.pt", "last.prev.pt"):
+        (tmp_path / "r" / name).unlink(missing_ok=True)
+    kept = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "r").iterdir() if p.is_file()
+            and p.name != ".lock"}
+    assert train(cfg, tmp_path / "r") == first
+    other = OmegaConf.merge(cfg, {"optim": {"lr": 3e-3}})
+    both = train_stack([cfg, other], [tmp_path / "r", tmp_path / "s"])
+    assert both[0] == first and both[1]["status"] == "finished" and both[1]["epochs"] == 2
+    now = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "r").iterdir() if p.is_file()
+           and p.name != ".lock"}
+    assert now == kept  # not a byte rewritten, no last.pt made
+    longer = OmegaConf.merge(cfg, {"train": {"max_epochs": 4}})
+    with pytest.raises(RunFileError, match=r"last\.pt: missing: the run ended after 2 epochs \(max_epochs\).*"
+                                           r"cannot go on to train\.max_epochs=4.*train\.resume=false"):
+        train(longer, tmp_path / "r")
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "r").iterdir() if p.is_file()
+            and p.name != ".lock"} == kept
+    again = train(OmegaConf.merge(longer, {"train": {"resume": False}}), tmp_path / "r")  # (the way out it names)
+    assert again["epochs"] == 4
+
+
 def test_early_stopping_uses_patience(toy_cfg, tmp_path):
     cfg = OmegaConf.merge(toy_cfg, {"train": {"patience": 2, "max_epochs": 200}, "optim": {"lr": 0.05}})
     summary = train(cfg, tmp_path / "r")

@@ -460,6 +460,13 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
         shuffle_gen = make_generators(_order_seed(cfg))[0]
         noise_gen = make_generators(int(cfg.seed))[1]
         ckpt = run.checkpoint(device, shapes)
+        if run.ended_without_checkpoint is not None:  # ended, its last.pt dropped: kept as it is
+            m = _Member(run, None, shuffle_gen, noise_gen)
+            m.result = run.ended_without_checkpoint
+            log.info("%s: %s (%s) after %d epochs, kept as it is (it has no last.pt)  [%s]", run.member_label(),
+                     m.result["status"], m.result["stop_reason"], int(m.result["epochs"]), run.run_dir)
+            members.append(m)
+            continue
         if ckpt is not None:
             shuffle_gen.set_state(ckpt["shuffle_rng"])
             noise_gen.set_state(ckpt["noise_rng"])
@@ -471,7 +478,7 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
     # members at the same point train together; a member that is already done is only finalized
     groups: dict[tuple, list[_Member]] = {}
     for m in members:
-        if m.run.begin_epoch():
+        if m.result is None and m.run.begin_epoch():
             groups.setdefault(m.progress_key(), []).append(m)
     for group in groups.values():
         for i in range(0, len(group), cap):

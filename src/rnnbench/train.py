@@ -243,6 +243,7 @@ class Run:
         self.counts: dict[str, int] = {}
         self.eval_waste: dict[str, float] = {}
         self.extra: dict[str, Any] = {}  # further summary fields, kept in last.pt
+        self.ended_without_checkpoint: dict | None = None  # (set by checkpoint(): see there)
         self.session_start = time.perf_counter()
 
     # ---- one process per run directory
@@ -308,7 +309,38 @@ class Run:
         if last.is_file() or prev.is_file():
             for name in ("last.pt", "last.prev.pt", "last.pt.damaged", "best.pt", "metrics.csv", "summary.json"):
                 (self.run_dir / name).unlink(missing_ok=True)
+        elif self.tcfg.get("resume", True):
+            self.ended_without_checkpoint = self._ended_without_checkpoint(last)
         return None
+
+    def _ended_without_checkpoint(self, last: Path) -> dict | None:
+        """A run that wrote epochs but has no ``last.pt`` (nor ``last.prev.pt``): its stored summary
+        if it ended and the configuration would not take it further (a finished run whose
+        checkpoint was dropped, as committed results are), so that it is kept as it is; ``None``
+        if it never wrote an epoch.  Anything else is a :class:`RunFileError`: without ``last.pt``
+        such a run can neither go on nor be silently trained again over its files."""
+        summary = read_summary(self.run_dir)
+        if summary is None:
+            return None
+        if summary.get("fingerprint") != self.fingerprint:
+            raise ConfigError(
+                f"{self.run_dir} holds a run with a different configuration (fingerprint {summary.get('fingerprint')}, "
+                f"now {self.fingerprint}); use another run directory, or train.resume=false to start it afresh")
+        status, reason, epochs = summary.get("status"), summary.get("stop_reason"), int(summary.get("epochs") or 0)
+        ended = status in ("finished", "diverged", "pruned")
+        reopens = status == "finished" and (reason == "time_budget" or (
+            reason == "max_epochs" and int(self.tcfg.max_epochs) > epochs))
+        if ended and not reopens:
+            read_metrics(self.run_dir, epochs)  # (its history must be readable: the report reads it)
+            return summary
+        if reopens:
+            want = ("more time (train.max_minutes)" if reason == "time_budget"
+                    else f"train.max_epochs={int(self.tcfg.max_epochs)}")
+            raise RunFileError(last, f"missing: the run ended after {epochs} epochs ({reason}) and its last.pt was "
+                                     f"removed, so it cannot go on to {want} (with train.max_epochs={epochs} it is "
+                                     f"kept as it is)", RETRAIN)
+        raise RunFileError(last, f"missing, but summary.json says the run is {status} after {epochs} epochs",
+                           RETRAIN)
 
     def _check_checkpoint(self, ckpt: dict, path: Path, shapes: Mapping[str, tuple] | None) -> dict:
         """``ckpt`` if it holds a resumable state (and weights of ``shapes``), else RunFileError."""
