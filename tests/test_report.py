@@ -108,6 +108,28 @@ def test_report_cli_on_empty_dir(tmp_path):
     assert p.returncode == 2 and "no run directories" in p.stderr
 
 
+def test_a_report_rewritten_in_place_leaves_no_stale_table(tmp_path):
+    """Regenerated into the same folder after the missing runs arrived, the report no longer has
+    a missing.* table (which would list runs that exist); files that are not the report's stay."""
+    from rnnbench.report import write_report
+
+    sweep = tmp_path / "quick"
+    for cell in ("gru", "lstm"):
+        fake_run(sweep, "chorales", cell, 0, 0, 1e-3, valid=8.0, test=8.1)
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      cell: tanh,gru,lstm\n      search.draw: range(0,1)\n"
+        "  overrides:\n    task: []\nseed: 0\n")
+    out = tmp_path / "rep"
+    write_report([sweep], out)
+    assert {p.name for p in out.glob("missing.*")} == {"missing.csv", "missing.md", "missing.tex"}
+    (out / "notes.md").write_text("mine")
+    fake_run(sweep, "chorales", "tanh", 0, 0, 1e-3, valid=8.5, test=8.6)
+    result = write_report([sweep], out)
+    assert result["missing"].empty and not list(out.glob("missing.*"))
+    assert (out / "notes.md").read_text() == "mine"
+    assert {p.name for p in out.iterdir()} == {Path(p).name for p in result["written"]} | {"notes.md"}
+
+
 def test_missing_runs_compare_only_swept_keys(tmp_path):
     """A dataset fixed by the experiment (not swept) must not make every run look missing."""
     sweep = tmp_path / "quick"

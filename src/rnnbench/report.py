@@ -521,5 +521,18 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         sections += ["## Learning curves of the selected runs", "", "![updates](curves_updates.png)", "",
                      "![seconds](curves_seconds.png)", ""]
     written.append(atomic_write_text(out / "report.md", "\n".join(sections)))
+    # a table or figure an earlier report wrote into ``out`` and this one has not (no runs missing
+    # any more, say) would contradict report.md: remove it (only the report's own file names)
+    names = {Path(p).name for p in written}
+    for stem in REPORT_FILES:
+        for ext in ("csv", "md", "tex", "png", "pdf"):
+            stale = out / f"{stem}.{ext}"
+            if stale.name not in names and stale.is_file():
+                stale.unlink()
     return {"written": written, "runs": runs, "best": best, "missing": missing, "problems": problems,
             "pruned": pruned, "unreadable": unreadable}
+
+
+# the files write_report may write, by stem (one per table, one per figure)
+REPORT_FILES = ("table2", "selected_runs", "differences", "claims", "table1", "missing", "pruned",
+                "curves_updates", "curves_seconds")
