@@ -108,17 +108,23 @@ def test_report_cli_on_empty_dir(tmp_path):
     assert p.returncode == 2 and "no run directories" in p.stderr
 
 
-def test_a_report_rewritten_in_place_leaves_no_stale_table(tmp_path):
-    """Regenerated into the same folder after the missing runs arrived, the report no longer has
-    a missing.* table (which would list runs that exist); files that are not the report's stay."""
-    from rnnbench.report import write_report
-
+def quick_sweep_lacking_tanh(tmp_path):
+    """A sweep of the quick study's shape (3 cells, one draw, the dataset fixed by the experiment)
+    whose tanh run is missing."""
     sweep = tmp_path / "quick"
     for cell in ("gru", "lstm"):
         fake_run(sweep, "chorales", cell, 0, 0, 1e-3, valid=8.0, test=8.1)
     (sweep / "multirun.yaml").write_text(
         "hydra:\n  sweeper:\n    params:\n      cell: tanh,gru,lstm\n      search.draw: range(0,1)\n"
         "  overrides:\n    task: []\nseed: 0\n")
+    return sweep
+
+def test_a_report_rewritten_in_place_leaves_no_stale_table(tmp_path):
+    """Regenerated into the same folder after the missing runs arrived, the report no longer has
+    a missing.* table (which would list runs that exist); files that are not the report's stay."""
+    from rnnbench.report import write_report
+
+    sweep = quick_sweep_lacking_tanh(tmp_path)
     out = tmp_path / "rep"
     write_report([sweep], out)
     assert {p.name for p in out.glob("missing.*")} == {"missing.csv", "missing.md", "missing.tex"}
@@ -132,12 +138,7 @@ def test_a_report_rewritten_in_place_leaves_no_stale_table(tmp_path):
 
 def test_missing_runs_compare_only_swept_keys(tmp_path):
     """A dataset fixed by the experiment (not swept) must not make every run look missing."""
-    sweep = tmp_path / "quick"
-    for cell in ("gru", "lstm"):
-        fake_run(sweep, "chorales", cell, 0, 0, 1e-3, valid=8.0, test=8.1)
-    (sweep / "multirun.yaml").write_text(
-        "hydra:\n  sweeper:\n    params:\n      cell: tanh,gru,lstm\n      search.draw: range(0,1)\n"
-        "  overrides:\n    task: []\nseed: 0\n")
+    sweep = quick_sweep_lacking_tanh(tmp_path)
     from rnnbench.report import missing_runs
 
     missing = missing_runs([sweep], collect_runs([sweep]))
