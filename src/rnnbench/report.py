@@ -447,6 +447,11 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+# the files write_report may write, by stem (one per table, one per figure)
+REPORT_FILES = ("table2", "selected_runs", "differences", "claims", "table1", "missing", "pruned",
+                "curves_updates", "curves_seconds")
+
+
 def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     """Collect, tabulate and plot; return what was written and what is missing or failed."""
     from .fileio import atomic_write_text
@@ -531,8 +536,3 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
                 stale.unlink()
     return {"written": written, "runs": runs, "best": best, "missing": missing, "problems": problems,
             "pruned": pruned, "unreadable": unreadable}
-
-
-# the files write_report may write, by stem (one per table, one per figure)
-REPORT_FILES = ("table2", "selected_runs", "differences", "claims", "table1", "missing", "pruned",
-                "curves_updates", "curves_seconds")

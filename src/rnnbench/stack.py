@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -102,6 +101,9 @@ class StackedModel(nn.Module):
         mask = torch.cat([torch.full((p.numel(),), id(p) in noisy, dtype=torch.bool) for _, p in named])
         self.register_buffer("noisy_mask", mask, persistent=False)
         self.noisy = [i for i, (_, p) in enumerate(named) if id(p) in noisy]  # indices of the noisy tensors
+        starts = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        self.noisy_spans = [(starts[i], self.sizes[i], self.shapes[i]) for i in self.noisy]  # (offset, size, shape)
+        self._noise_buf: Tensor | None = None  # (see _noise_rows)
         if inits is not None:
             for k, state in enumerate(inits):
                 self.load_member(k, state)
@@ -146,35 +148,23 @@ class StackedModel(nn.Module):
         flat = self.flat.detach()
         if std <= 0:
             return flat.clone().requires_grad_()
-        first: dict[int, int] = {}  # generator -> the row its draw went to
-        rows = [first.setdefault(id(g), len(first)) for g in generators]
-        noise = self._noise_rows(len(first), flat.dtype)
-        filled: set[int] = set()
-        for g, r in zip(generators, rows):
-            if r not in filled:  # straight into the row's slices: no concatenation, no masked copy
-                filled.add(r)
-                for start, shape in self._noisy_spans:
-                    n = math.prod(shape)
-                    torch.randn(shape, generator=g, dtype=flat.dtype, out=noise[r, start:start + n].view(shape))
-        if len(first) > 1 and rows != list(range(len(rows))):
+        distinct = list({id(g): g for g in generators}.values())  # (in order of first appearance)
+        noise = self._noise_rows(len(distinct), flat.dtype)
+        for r, g in enumerate(distinct):  # straight into the row's slices: no concatenation, no masked copy
+            for start, size, shape in self.noisy_spans:
+                torch.randn(shape, generator=g, dtype=flat.dtype, out=noise[r, start:start + size].view(shape))
+        rows = [next(r for r, d in enumerate(distinct) if d is g) for g in generators]
+        if len(distinct) > 1 and rows != list(range(len(rows))):
             noise = noise[torch.as_tensor(rows)]
         return torch.add(flat, noise.to(flat.device), alpha=std).requires_grad_()
 
     def _noise_rows(self, n: int, dtype: torch.dtype) -> Tensor:
         """An ``(n, P)`` CPU buffer for weight noise: zero where the weights take none (the biases),
         kept between updates (every noisy slice is overwritten by each draw)."""
-        buf = self.__dict__.get("_noise_buf")
+        buf = self._noise_buf
         if buf is None or buf.shape[0] < n or buf.shape[1] != self.flat.shape[1] or buf.dtype != dtype:
-            buf = torch.zeros((n, self.flat.shape[1]), dtype=dtype)
-            self.__dict__["_noise_buf"] = buf
+            buf = self._noise_buf = torch.zeros((n, self.flat.shape[1]), dtype=dtype)
         return buf[:n]
-
-    @property
-    def _noisy_spans(self) -> list[tuple[int, tuple[int, ...]]]:
-        starts = [0]
-        for size in self.sizes[:-1]:
-            starts.append(starts[-1] + size)
-        return [(starts[i], self.shapes[i]) for i in self.noisy]
 
     def _fused_features(self, inputs: Tensor, v: dict[str, Tensor]) -> Tensor | None:
         """All members' recurrent features ``(T, K*B, H)`` (rows member by member in each step)
@@ -460,11 +450,12 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
         shuffle_gen = make_generators(_order_seed(cfg))[0]
         noise_gen = make_generators(int(cfg.seed))[1]
         ckpt = run.checkpoint(device, shapes)
-        if run.ended_without_checkpoint is not None:  # ended, its last.pt dropped: kept as it is
+        kept = run.ended_without_checkpoint() if ckpt is None else None
+        if kept is not None:  # ended, its last.pt dropped: kept as it is
             m = _Member(run, None, shuffle_gen, noise_gen)
-            m.result = run.ended_without_checkpoint
+            m.result = kept
             log.info("%s: %s (%s) after %d epochs, kept as it is (it has no last.pt)  [%s]", run.member_label(),
-                     m.result["status"], m.result["stop_reason"], int(m.result["epochs"]), run.run_dir)
+                     kept["status"], kept["stop_reason"], int(kept["epochs"]), run.run_dir)
             members.append(m)
             continue
         if ckpt is not None:

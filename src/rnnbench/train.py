@@ -26,6 +26,7 @@ rewritten from ``last.pt``).
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import inspect
 import io
@@ -139,10 +140,16 @@ def rmsprop_state_dict(n_params: int, optim: Mapping, state: Mapping | None = No
     """What ``make_optimizer(params, optim).state_dict()`` returns for ``n_params`` parameter
     tensors (with ``state`` as its per-parameter state), built without an optimizer object: making
     one imports ``torch._dynamo``, seconds at the start of every training process."""
-    group = {n: p.default for n, p in inspect.signature(torch.optim.RMSprop.__init__).parameters.items()
-             if n not in ("self", "params") and p.default is not inspect.Parameter.empty}
-    group.update(_rmsprop_settings(optim))
+    group = {**_rmsprop_defaults(), **_rmsprop_settings(optim)}
     return {"state": dict(state or {}), "param_groups": [{**group, "params": list(range(n_params))}]}
+
+
+@functools.lru_cache(maxsize=None)
+def _rmsprop_defaults() -> dict:
+    """``torch.optim.RMSprop``'s constructor defaults, the keys of its param_groups (read once;
+    callers copy it, never change it)."""
+    return {n: p.default for n, p in inspect.signature(torch.optim.RMSprop.__init__).parameters.items()
+            if n not in ("self", "params") and p.default is not inspect.Parameter.empty}
 
 
 def evaluate(model: SequenceModel, seqs, batches, device) -> float:
@@ -243,7 +250,6 @@ class Run:
         self.counts: dict[str, int] = {}
         self.eval_waste: dict[str, float] = {}
         self.extra: dict[str, Any] = {}  # further summary fields, kept in last.pt
-        self.ended_without_checkpoint: dict | None = None  # (set by checkpoint(): see there)
         self.session_start = time.perf_counter()
 
     # ---- one process per run directory
@@ -290,11 +296,7 @@ class Run:
         last, prev = self.run_dir / "last.pt", self.run_dir / "last.prev.pt"
         if (last.is_file() or prev.is_file()) and self.tcfg.get("resume", True):
             ckpt = self._read_last(device, shapes)
-            if ckpt["fingerprint"] != self.fingerprint:
-                raise ConfigError(
-                    f"{self.run_dir} holds a run with a different configuration (fingerprint {ckpt['fingerprint']}, "
-                    f"now {self.fingerprint}); use another run directory, or train.resume=false to start it afresh"
-                )
+            self._refuse_another_config(ckpt["fingerprint"])
             self.state = TrainState(**ckpt["state"])
             self.history = ckpt["history"]
             self.extra = dict(ckpt.get("extra", {}))
@@ -309,23 +311,29 @@ class Run:
         if last.is_file() or prev.is_file():
             for name in ("last.pt", "last.prev.pt", "last.pt.damaged", "best.pt", "metrics.csv", "summary.json"):
                 (self.run_dir / name).unlink(missing_ok=True)
-        elif self.tcfg.get("resume", True):
-            self.ended_without_checkpoint = self._ended_without_checkpoint(last)
         return None
 
-    def _ended_without_checkpoint(self, last: Path) -> dict | None:
-        """A run that wrote epochs but has no ``last.pt`` (nor ``last.prev.pt``): its stored summary
-        if it ended and the configuration would not take it further (a finished run whose
-        checkpoint was dropped, as committed results are), so that it is kept as it is; ``None``
-        if it never wrote an epoch.  Anything else is a :class:`RunFileError`: without ``last.pt``
-        such a run can neither go on nor be silently trained again over its files."""
+    def _refuse_another_config(self, fingerprint: str | None) -> None:
+        if fingerprint != self.fingerprint:
+            raise ConfigError(
+                f"{self.run_dir} holds a run with a different configuration (fingerprint {fingerprint}, "
+                f"now {self.fingerprint}); use another run directory, or train.resume=false to start it afresh"
+            )
+
+    def ended_without_checkpoint(self) -> dict | None:
+        """For a run that wrote epochs but has no ``last.pt`` (nor ``last.prev.pt``): its stored
+        summary if it ended and the configuration would not take it further (a finished run whose
+        checkpoint was dropped, as committed results are), so that it is kept as it is.  ``None``
+        if it has a checkpoint, never wrote an epoch, or ``train.resume`` is off.  Anything else is
+        a :class:`RunFileError`: without ``last.pt`` such a run can neither go on nor be silently
+        trained again over its files."""
+        last, prev = self.run_dir / "last.pt", self.run_dir / "last.prev.pt"
+        if last.is_file() or prev.is_file() or not self.tcfg.get("resume", True):
+            return None
         summary = read_summary(self.run_dir)
         if summary is None:
             return None
-        if summary.get("fingerprint") != self.fingerprint:
-            raise ConfigError(
-                f"{self.run_dir} holds a run with a different configuration (fingerprint {summary.get('fingerprint')}, "
-                f"now {self.fingerprint}); use another run directory, or train.resume=false to start it afresh")
+        self._refuse_another_config(summary.get("fingerprint"))
         status, reason, epochs = summary.get("status"), summary.get("stop_reason"), int(summary.get("epochs") or 0)
         ended = status in ("finished", "diverged", "pruned")
         reopens = status == "finished" and (reason == "time_budget" or (
@@ -335,10 +343,10 @@ class Run:
             return summary
         if reopens:
             want = ("more time (train.max_minutes)" if reason == "time_budget"
-                    else f"train.max_epochs={int(self.tcfg.max_epochs)}")
+                    else f"train.max_epochs={int(self.tcfg.max_epochs)} (with train.max_epochs={epochs} it is kept "
+                         f"as it is)")
             raise RunFileError(last, f"missing: the run ended after {epochs} epochs ({reason}) and its last.pt was "
-                                     f"removed, so it cannot go on to {want} (with train.max_epochs={epochs} it is "
-                                     f"kept as it is)", RETRAIN)
+                                     f"removed, so it cannot go on to {want}", RETRAIN)
         raise RunFileError(last, f"missing, but summary.json says the run is {status} after {epochs} epochs",
                            RETRAIN)
 
