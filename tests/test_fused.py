@@ -44,6 +44,37 @@ def test_fused_equals_reference(name, dtype, tol):
         torch.testing.assert_close(gf, gr, rtol=tol * 10, atol=tol * 10)
 
 
+@pytest.mark.parametrize("rows", [1, 9])
+@pytest.mark.parametrize("name", FUSED_CELLS)
+def test_stacked_float32_kernels_equal_float64(name, rows):
+    """The float32 kernels (AVX2 where the CPU has it: 64-column blocks, partial blocks, masked
+    tails) of 3 stacked members, one row each (member by member) or 9 (batched products), give the
+    float64 kernels' values and input gradients to float32 rounding."""
+    torch.manual_seed(2)
+    K, T, H = 3, 11, 37
+    G = {"tanh": 1, "gru": 3, "lstm": 4}[name]
+    xw = torch.randn(T, K * rows, G * H, dtype=torch.float64) * 0.5
+    h0 = torch.randn(K * rows, H, dtype=torch.float64) * 0.5
+    U = torch.randn(K, H, G * H, dtype=torch.float64) * 0.15
+    extra = (torch.randn(K * rows, H, dtype=torch.float64) * 0.5, torch.randn(K, 3, H, dtype=torch.float64) * 0.3)
+
+    def outputs(dtype):
+        args = [t.to(dtype).requires_grad_() for t in (xw, h0, U)]
+        if name == "lstm":
+            c0, P = (t.to(dtype).requires_grad_() for t in extra)
+            hs, cs = fused.lstm_recurrence(args[0], args[1], c0, args[2], P)
+            loss = (hs * hs.detach().sign()).sum() + cs.sum()
+            args += [c0, P]
+        else:
+            hs = getattr(fused, f"{name}_recurrence")(*args)
+            loss = (hs * hs.detach().sign()).sum()
+        loss.backward()
+        return [hs.detach().double()] + [a.grad.double() for a in args]
+
+    for got, want in zip(outputs(torch.float32), outputs(torch.float64)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=2e-5)
+
+
 @pytest.mark.parametrize("name", FUSED_CELLS)
 def test_fused_gradcheck_with_initial_state(name):
     torch.manual_seed(1)

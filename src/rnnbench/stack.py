@@ -233,6 +233,16 @@ class StackedRMSprop:
     def step(self, grad: Tensor, update: Sequence[bool]) -> None:
         """One update of the members where ``update`` is true; the others keep weights and state."""
         p, sq = self.model.flat, self.square_avg
+        if fused.use_fused(p):  # one fused pass over weights, gradient and state (the same arithmetic)
+            torch.ops.rnnbench.rmsprop_step(p, grad.contiguous(), sq, torch.tensor(self.lrs, dtype=torch.float64),
+                                            torch.tensor([bool(u) for u in update]), self.alpha, self.eps)
+        else:
+            self._step_torch(grad, update)
+        for k, u in enumerate(update):
+            self.steps[k] += bool(u)
+
+    def _step_torch(self, grad: Tensor, update: Sequence[bool]) -> None:
+        p, sq = self.model.flat, self.square_avg
         neg_lr = torch.tensor([-x for x in self.lrs], dtype=p.dtype, device=p.device).unsqueeze(1)
         if all(update):
             sq.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
@@ -244,8 +254,6 @@ class StackedRMSprop:
                 s.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
                 sq.index_copy_(0, idx, s)
                 p.index_copy_(0, idx, p.index_select(0, idx).add_((g * neg_lr[idx]).div_(s.sqrt().add_(self.eps))))
-        for k, u in enumerate(update):
-            self.steps[k] += bool(u)
 
     def keep(self, index: Sequence[int]) -> None:
         """Keep only the members at ``index`` (the model has already kept them)."""

@@ -38,10 +38,11 @@ constexpr int64_t kSmallRows = 8;
 // ---------------------------------------------------------------- element-wise math, generic
 template <typename T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
 
+// o[0:N] = x[0:N] + h[0:H] @ U[0:H, 0:N] (row stride ldu); x may be null (zero) or equal to o.
 template <typename T>
-void matvec_generic(T* __restrict__ o, const T* __restrict__ h, const T* __restrict__ U, int64_t H, int64_t N,
+void matvec_generic(T* o, const T* x, const T* __restrict__ h, const T* __restrict__ U, int64_t H, int64_t N,
                     int64_t ldu) {
-  for (int64_t j = 0; j < N; ++j) o[j] = T(0);
+  for (int64_t j = 0; j < N; ++j) o[j] = x ? x[j] : T(0);
   for (int64_t i = 0; i < H; ++i) {
     const T a = h[i];
     const T* __restrict__ u = U + i * ldu;
@@ -114,12 +115,17 @@ AVX2 void map_avx2(float* x, int64_t n) {
 
 // R vectors of 8 columns (the last one ``last`` lanes wide) of o = h @ U, with P partial sums over
 // the rows of U so that R * P independent chains hide the latency of the multiply-adds.
+// With x, the sums start from x (the pre-activations from the input): o = x + h @ U in one pass.
 template <int R, int P>
-AVX2 inline void matvec_block(float* __restrict__ o, const float* __restrict__ h, const float* __restrict__ U,
+AVX2 inline void matvec_block(float* o, const float* x, const float* __restrict__ h, const float* __restrict__ U,
                               int64_t H, int64_t ldu, int64_t last) {
   __m256 acc[R * P];
   for (int q = 0; q < R * P; ++q) acc[q] = _mm256_setzero_ps();
   const __m256i tail = tail_mask(last);
+  if (x) {
+    for (int r = 0; r < R - 1; ++r) acc[r * P] = _mm256_loadu_ps(x + 8 * r);
+    acc[(R - 1) * P] = last == 8 ? _mm256_loadu_ps(x + 8 * (R - 1)) : _mm256_maskload_ps(x + 8 * (R - 1), tail);
+  }
   int64_t i = 0;
   for (; i + P <= H; i += P) {
     for (int p = 0; p < P; ++p) {
@@ -145,22 +151,24 @@ AVX2 inline void matvec_block(float* __restrict__ o, const float* __restrict__ h
   }
 }
 
-// o[0:N] = h[0:H] @ U[0:H, 0:N] (row stride ldu): blocks of 8 vectors of 8 columns, then the rest.
-AVX2 void matvec_avx2(float* __restrict__ o, const float* __restrict__ h, const float* __restrict__ U, int64_t H,
+// o[0:N] = x[0:N] + h[0:H] @ U[0:H, 0:N] (row stride ldu; x null: zero; x may equal o): blocks of 8
+// vectors of 8 columns, then the rest.
+AVX2 void matvec_avx2(float* o, const float* x, const float* __restrict__ h, const float* __restrict__ U, int64_t H,
                       int64_t N, int64_t ldu) {
   int64_t j = 0;
-  for (; j + 64 <= N; j += 64) matvec_block<8, 1>(o + j, h, U + j, H, ldu, 8);
+  for (; j + 64 <= N; j += 64) matvec_block<8, 1>(o + j, x ? x + j : nullptr, h, U + j, H, ldu, 8);
   const int64_t rest = N - j;
   if (rest <= 0) return;
   const int64_t nv = (rest + 7) / 8, last = rest - 8 * (nv - 1);
+  const float* xj = x ? x + j : nullptr;
   switch (nv) {
-    case 1: matvec_block<1, 8>(o + j, h, U + j, H, ldu, last); break;
-    case 2: matvec_block<2, 4>(o + j, h, U + j, H, ldu, last); break;
-    case 3: matvec_block<3, 3>(o + j, h, U + j, H, ldu, last); break;
-    case 4: matvec_block<4, 2>(o + j, h, U + j, H, ldu, last); break;
-    case 5: matvec_block<5, 2>(o + j, h, U + j, H, ldu, last); break;
-    case 6: matvec_block<6, 2>(o + j, h, U + j, H, ldu, last); break;
-    default: matvec_block<7, 1>(o + j, h, U + j, H, ldu, last); break;
+    case 1: matvec_block<1, 8>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 2: matvec_block<2, 4>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 3: matvec_block<3, 3>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 4: matvec_block<4, 2>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 5: matvec_block<5, 2>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 6: matvec_block<6, 2>(o + j, xj, h, U + j, H, ldu, last); break;
+    default: matvec_block<7, 1>(o + j, xj, h, U + j, H, ldu, last); break;
   }
 }
 
@@ -249,7 +257,7 @@ template <typename T> T bernoulli_row_generic(const T* l, const T* y, T* g, int6
 
 template <typename T> struct Ops {
   T (*bernoulli_row)(const T*, const T*, T*, int64_t) = bernoulli_row_generic<T>;
-  void (*matvec)(T*, const T*, const T*, int64_t, int64_t, int64_t) = matvec_generic<T>;
+  void (*matvec)(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t) = matvec_generic<T>;
   void (*axpy)(T*, const T*, T, int64_t) = axpy_generic<T>;
   void (*sigmoid)(T*, int64_t) = sigmoid_generic<T>;
   void (*tanh)(T*, int64_t) = tanh_generic<T>;
@@ -305,6 +313,11 @@ template <typename T> Weights<T> transposed(const at::Tensor& U, int64_t col, in
   return {t.data_ptr<T>(), K, N, U.size(-2), 0, U.size(-2), t};
 }
 
+// Member k's block of W: its first used column, rows W.ld apart.
+template <typename T> inline const T* member_block(const Weights<T>& W, int64_t k) {
+  return W.data + k * W.Hin * W.ld + W.col;
+}
+
 // out (R, W.N), contiguous = h @ W for R rows in K member blocks; row r of h starts at h + r * ldh.
 template <typename T>
 void product(const Ops<T>& op, T* out, const T* h, int64_t ldh, int64_t R, const Weights<T>& W) {
@@ -312,7 +325,7 @@ void product(const Ops<T>& op, T* out, const T* h, int64_t ldh, int64_t R, const
   const int64_t mstride = W.Hin * W.ld;
   if (BK <= kSmallRows) {
     for (int64_t r = 0; r < R; ++r)
-      op.matvec(out + r * N, h + r * ldh, W.data + (r / BK) * mstride + W.col, Hin, N, W.ld);
+      op.matvec(out + r * N, nullptr, h + r * ldh, W.data + (r / BK) * mstride + W.col, Hin, N, W.ld);
     return;
   }
   auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
@@ -331,6 +344,21 @@ at::Tensor tanh_forward(const at::Tensor& xw, const at::Tensor& h0, const at::Te
     const auto op = ops<scalar_t>();
     const auto W = weights<scalar_t>(U, 0, H);
     const scalar_t* hp = h0.data_ptr<scalar_t>();
+    if (R / W.K <= kSmallRows) {  // member by member (its weights stay in cache), row by row
+      const int64_t BK = R / W.K;
+      for (int64_t k = 0; k < W.K; ++k) {
+        for (int64_t t = 0; t < T; ++t) {
+          scalar_t* out = hs.data_ptr<scalar_t>() + t * R * H;
+          const scalar_t* x = xw.data_ptr<scalar_t>() + t * R * H;
+          const scalar_t* hprev = t > 0 ? out - R * H : hp;
+          for (int64_t b = k * BK; b < (k + 1) * BK; ++b) {
+            op.matvec(out + b * H, x + b * H, hprev + b * H, member_block(W, k), H, H, W.ld);
+            op.tanh(out + b * H, H);
+          }
+        }
+      }
+      return;
+    }
     for (int64_t t = 0; t < T; ++t) {
       scalar_t* out = hs.data_ptr<scalar_t>() + t * R * H;
       const scalar_t* x = xw.data_ptr<scalar_t>() + t * R * H;
@@ -354,6 +382,22 @@ std::tuple<at::Tensor, at::Tensor> tanh_backward(const at::Tensor& dhs, const at
     const auto op = ops<scalar_t>();
     const auto Wt = transposed<scalar_t>(U, 0, H);
     scalar_t* c = carry.data_ptr<scalar_t>();
+    if (R / Wt.K <= kSmallRows) {  // member by member, row by row
+      const int64_t BK = R / Wt.K;
+      for (int64_t k = 0; k < Wt.K; ++k) {
+        for (int64_t t = T - 1; t >= 0; --t) {
+          for (int64_t b = k * BK; b < (k + 1) * BK; ++b) {
+            const scalar_t* __restrict__ h = hs.data_ptr<scalar_t>() + t * R * H + b * H;
+            const scalar_t* __restrict__ g = dhs.data_ptr<scalar_t>() + t * R * H + b * H;
+            scalar_t* __restrict__ da = dxw.data_ptr<scalar_t>() + t * R * H + b * H;
+            scalar_t* __restrict__ cb = c + b * H;
+            for (int64_t j = 0; j < H; ++j) da[j] = (g[j] + cb[j]) * (scalar_t(1) - h[j] * h[j]);
+            op.matvec(cb, nullptr, da, member_block(Wt, k), H, H, Wt.ld);
+          }
+        }
+      }
+      return;
+    }
     for (int64_t t = T - 1; t >= 0; --t) {
       const scalar_t* h = hs.data_ptr<scalar_t>() + t * R * H;
       const scalar_t* g = dhs.data_ptr<scalar_t>() + t * R * H;
@@ -376,6 +420,34 @@ std::tuple<at::Tensor, at::Tensor> gru_forward(const at::Tensor& xw, const at::T
     const auto Wzr = weights<scalar_t>(U, 0, 2 * H), Wn = weights<scalar_t>(U, 2 * H, H);
     std::vector<scalar_t> zr(R * 2 * H), rh(R * H), an(R * H);
     const scalar_t* hp = h0.data_ptr<scalar_t>();
+    if (R / Wzr.K <= kSmallRows) {
+      // member by member, all steps of one member before the next (its weights stay in L1), row
+      // by row, each step's pre-activations summed straight into gates
+      const int64_t BK = R / Wzr.K;
+      scalar_t* __restrict__ rb = rh.data();
+      for (int64_t k = 0; k < Wzr.K; ++k) {
+        for (int64_t t = 0; t < T; ++t) {
+          const scalar_t* x = xw.data_ptr<scalar_t>() + t * R * G;
+          scalar_t* gt = gates.data_ptr<scalar_t>() + t * R * G;
+          scalar_t* ho = hs.data_ptr<scalar_t>() + t * R * H;
+          const scalar_t* hprev = t > 0 ? ho - R * H : h0.data_ptr<scalar_t>();
+          for (int64_t b = k * BK; b < (k + 1) * BK; ++b) {
+            const scalar_t* Uzr = member_block(Wzr, k);
+            const scalar_t* Un = member_block(Wn, k);
+            scalar_t* __restrict__ g = gt + b * G;
+            const scalar_t* __restrict__ hb = hprev + b * H;
+            scalar_t* __restrict__ o = ho + b * H;
+            op.matvec(g, x + b * G, hb, Uzr, H, 2 * H, Wzr.ld);
+            op.sigmoid(g, 2 * H);
+            for (int64_t j = 0; j < H; ++j) rb[j] = g[H + j] * hb[j];
+            op.matvec(g + 2 * H, x + b * G + 2 * H, rb, Un, H, H, Wn.ld);
+            op.tanh(g + 2 * H, H);
+            for (int64_t j = 0; j < H; ++j) o[j] = hb[j] + g[j] * (g[2 * H + j] - hb[j]);
+          }
+        }
+      }
+      return;
+    }
     for (int64_t t = 0; t < T; ++t) {
       const scalar_t* x = xw.data_ptr<scalar_t>() + t * R * G;
       scalar_t* gt = gates.data_ptr<scalar_t>() + t * R * G;
@@ -655,6 +727,75 @@ std::tuple<at::Tensor, at::Tensor> bernoulli_nll(const at::Tensor& logits, const
   return {nll, g};
 }
 
+// ---------------------------------------------------------------- RMSProp over stacked members
+// One update of torch.optim.RMSprop (momentum 0, not centred) on K members' flat weights p (K, P)
+// with gradients g and running averages sq of the same shape, member k's learning rate lr[k] (a
+// float64 vector), the members with update[k] false left as they are:
+//     sq = alpha sq + (1 - alpha) g^2;  p = p - lr g / (sqrt(sq) + eps).
+// One pass over the three tensors instead of seven.  (Weights that never get a gradient, the
+// input rows of piano keys a corpus never uses, keep sq = 0 exactly; sqrt(0) is a slow path of
+// the vectorized library sqrt on this hardware, and here it costs what any other value costs.)
+template <typename T>
+void rmsprop_row(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ sq, int64_t n, T alpha, T neg_lr, T eps) {
+  const T beta = T(1) - alpha;
+  for (int64_t i = 0; i < n; ++i) {
+    const T s = alpha * sq[i] + beta * (g[i] * g[i]);
+    sq[i] = s;
+    p[i] += (g[i] * neg_lr) / (std::sqrt(s) + eps);
+  }
+}
+
+#ifdef RNNBENCH_X86
+AVX2 void rmsprop_row_avx2(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ sq, int64_t n,
+                           float alpha, float neg_lr, float eps) {
+  const __m256 a = _mm256_set1_ps(alpha), b = _mm256_set1_ps(1.0f - alpha), l = _mm256_set1_ps(neg_lr),
+               e = _mm256_set1_ps(eps);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    const __m256 s = _mm256_add_ps(_mm256_mul_ps(a, _mm256_loadu_ps(sq + i)), _mm256_mul_ps(b, _mm256_mul_ps(gv, gv)));
+    _mm256_storeu_ps(sq + i, s);
+    const __m256 d = _mm256_div_ps(_mm256_mul_ps(gv, l), _mm256_add_ps(_mm256_sqrt_ps(s), e));
+    _mm256_storeu_ps(p + i, _mm256_add_ps(_mm256_loadu_ps(p + i), d));
+  }
+  if (i < n) rmsprop_row<float>(p + i, g + i, sq + i, n - i, alpha, neg_lr, eps);
+}
+#endif
+
+// float32 runs the AVX2 loop where the CPU has it
+void rmsprop_any(double* p, const double* g, double* sq, int64_t n, double alpha, double neg_lr, double eps) {
+  rmsprop_row<double>(p, g, sq, n, alpha, neg_lr, eps);
+}
+void rmsprop_any(float* p, const float* g, float* sq, int64_t n, float alpha, float neg_lr, float eps) {
+#ifdef RNNBENCH_X86
+  if (cpu_has_avx2()) return rmsprop_row_avx2(p, g, sq, n, alpha, neg_lr, eps);
+#endif
+  rmsprop_row<float>(p, g, sq, n, alpha, neg_lr, eps);
+}
+
+void rmsprop_step(at::Tensor p, const at::Tensor& g, at::Tensor sq, const at::Tensor& lr, const at::Tensor& update,
+                  double alpha, double eps) {
+  check(p, "p", 2); check(g, "g", 2); check(sq, "sq", 2); check(lr, "lr", 1); check(update, "update", 1);
+  const int64_t K = p.size(0), P = p.size(1);
+  TORCH_CHECK(g.sizes() == p.sizes() && sq.sizes() == p.sizes(), "rmsprop_step: p, g and sq must have one shape");
+  TORCH_CHECK(g.scalar_type() == p.scalar_type() && sq.scalar_type() == p.scalar_type(), "rmsprop_step: one dtype");
+  TORCH_CHECK(lr.size(0) == K && update.size(0) == K, "rmsprop_step: one learning rate and one flag per member");
+  TORCH_CHECK(lr.scalar_type() == at::kDouble && update.scalar_type() == at::kBool,
+              "rmsprop_step: lr must be float64 and update bool");
+  const double* lp = lr.data_ptr<double>();
+  const bool* up = update.data_ptr<bool>();
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "rmsprop_step", [&] {
+    scalar_t* pp = p.data_ptr<scalar_t>();
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    scalar_t* sp = sq.data_ptr<scalar_t>();
+    for (int64_t k = 0; k < K; ++k) {
+      if (!up[k]) continue;
+      const scalar_t a = scalar_t(alpha), nl = scalar_t(-lp[k]), e = scalar_t(eps);
+      rmsprop_any(pp + k * P, gp + k * P, sp + k * P, P, a, nl, e);
+    }
+  });
+}
+
 // Which kernels float32 uses here ("avx2+fma" or "generic"), for logs and benchmarks.
 std::string float_kernels() {
 #ifdef RNNBENCH_X86
@@ -676,4 +817,6 @@ TORCH_LIBRARY(rnnbench, m) {
   m.def("sparse_proj_backward(Tensor dxw, Tensor rows, Tensor cols, Tensor vals, int K, int D) -> Tensor", &sparse_proj_backward);
   m.def("bernoulli_nll(Tensor logits, Tensor targets, bool grad) -> (Tensor, Tensor)", &bernoulli_nll);
   m.def("float_kernels() -> str", &float_kernels);
+  m.def("rmsprop_step(Tensor(a!) p, Tensor g, Tensor(b!) sq, Tensor lr, Tensor update, float alpha, float eps) -> ()",
+        &rmsprop_step);
 }
