@@ -233,8 +233,21 @@ def test_a_diverging_member_leaves_the_others_untouched(toy_cfg, tmp_path, monke
                 out[:, 1] = float("nan")
         return out
 
+    real_lg = StackedModel.loss_and_grad
+
+    def flaky_lg(self, batch, flat):  # (the hand-written training step, where it applies)
+        out = real_lg(self, batch, flat)
+        if out is not None:
+            calls["n"] += 1
+            if calls["n"] == 5:
+                out = (out[0].clone(), out[1])
+                out[0][1] = float("nan")
+        return out
+
     monkeypatch.setattr(StackedModel, "frame_nll", flaky)
+    monkeypatch.setattr(StackedModel, "loss_and_grad", flaky_lg)
     stacked = train_stack(cfgs, [tmp_path / f"stack{k}" for k in range(3)])
+    assert calls["n"] >= 5
     assert stacked[1]["status"] == "diverged" and stacked[1]["epochs"] == 2
     assert json.loads((tmp_path / "stack1" / "summary.json").read_text())["status"] == "diverged"
     for k in (0, 2):
@@ -320,3 +333,35 @@ def test_seeds_sharing_a_data_order_stack_and_equal_runs_alone(toy_cfg, tmp_path
     # seed 0 with order_seed 0 is the run of seed 0 (null order seed = the seed)
     plain = train(OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 2}}), tmp_path / "plain")
     assert plain["valid_nll"] == pytest.approx(alone[0]["valid_nll"], rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("inputs", ["dense", "sparse"])
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_hand_written_training_step_equals_autograd(cell, inputs, dtype):
+    """StackedModel.loss_and_grad (the fused kernels, no autograd graph) gives the summed NLL of the
+    real frames and the gradient that autograd gives on frame_nll, padded frames included."""
+    from rnnbench.data.batching import Batch
+    from rnnbench.model import SequenceModel
+    from rnnbench.stack import StackedModel
+
+    if not fused.load():
+        pytest.skip("fused extension unavailable")
+    K, T, B, D = 3, 9, 2, 20
+    torch.manual_seed(0)
+    models = [SequenceModel(cell, D, 5).to(dtype) for _ in range(K)]
+    stack = StackedModel(models[0], K, inits=[m.state_dict() for m in models])
+    x = torch.rand(T, B, D, dtype=dtype)
+    if inputs == "sparse":
+        x = (x < 0.1).to(dtype)
+    y = (torch.rand(T, B, D) < 0.3).to(dtype)
+    mask = torch.ones(T, B, dtype=torch.bool)
+    mask[6:, 1] = False  # the second sequence is 6 frames long
+    batch = Batch(x, y, mask, torch.tensor([T, 6]), torch.arange(B))
+    w = stack.flat.detach().clone().requires_grad_()
+    want_loss = stack.frame_nll(x, y, w).permute(1, 0, 2)[:, mask].sum(1)
+    (want_grad,) = torch.autograd.grad((want_loss / batch.frames).sum(), w)
+    loss, grad = stack.loss_and_grad(batch, w.detach())
+    tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-7}
+    torch.testing.assert_close(loss, want_loss.detach(), **tol)
+    torch.testing.assert_close(grad, want_grad, **tol)

@@ -31,14 +31,14 @@ def _weights_seen_in_training(toy_cfg, tmp_path, monkeypatch, **train_over):
     from rnnbench import stack
 
     seen = []
-    real = stack.StackedModel.frame_nll
+    real = stack.StackedModel.noisy_weights
 
-    def spy(self, inputs, targets, flat=None):
-        if flat is not None and flat.requires_grad:
-            seen.append((flat.detach().clone(), self.flat.detach().clone(), self.noisy_mask.clone()))
-        return real(self, inputs, targets, flat)
+    def spy(self, generators, std):  # (what every update's forward and backward pass use)
+        flat = real(self, generators, std)
+        seen.append((flat.detach().clone(), self.flat.detach().clone(), self.noisy_mask.clone()))
+        return flat
 
-    monkeypatch.setattr(stack.StackedModel, "frame_nll", spy)
+    monkeypatch.setattr(stack.StackedModel, "noisy_weights", spy)
     train(OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 1, **train_over}}), tmp_path / "run")
     return seen
 
@@ -192,7 +192,17 @@ def test_nan_marks_the_run_diverged(toy_cfg, tmp_path, monkeypatch):
         out = real(self, inputs, targets, flat)
         return out * float("nan") if calls["n"] > 4 and torch.is_grad_enabled() else out
 
+    real_lg = StackedModel.loss_and_grad
+
+    def flaky_lg(self, batch, flat):  # (the hand-written training step, where it applies)
+        out = real_lg(self, batch, flat)
+        if out is None:
+            return None
+        calls["n"] += 1
+        return (out[0] * float("nan"), out[1]) if calls["n"] > 4 else out
+
     monkeypatch.setattr(StackedModel, "frame_nll", flaky)
+    monkeypatch.setattr(StackedModel, "loss_and_grad", flaky_lg)
     summary = train(toy_cfg, tmp_path / "r")
     assert summary["status"] == "diverged"
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "diverged"

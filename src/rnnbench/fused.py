@@ -178,65 +178,78 @@ def _colsum(a: Tensor, K: int | None) -> Tensor:
     return a.reshape(T, K, R // K, a.shape[-1]).sum((0, 2))
 
 
+# The backward passes, shared by the autograd functions below and by the stack's hand-written
+# training step (rnnbench/stack.py, which runs the forward ops itself): from the gradient of the
+# outputs and what the forward op returned, the gradients of (xw, h0[, c0], U[, P]).
+
+def tanh_grads(dhs: Tensor, hs: Tensor, h0: Tensor, U: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    dxw, dh0 = torch.ops.rnnbench.tanh_backward(dhs.contiguous(), hs, U)
+    return dxw, dh0, _outer(_prev(h0, hs), dxw, _members(U))
+
+
+def gru_grads(dhs: Tensor, hs: Tensor, h0: Tensor, U: Tensor, gates: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    H = hs.shape[-1]
+    dxw, dh0 = torch.ops.rnnbench.gru_backward(dhs.contiguous(), hs, h0, U, gates)
+    hprev = _prev(h0, hs)
+    r = gates[..., H:2 * H]
+    K = _members(U)
+    dU = torch.cat([_outer(hprev, dxw[..., :2 * H], K), _outer(r * hprev, dxw[..., 2 * H:], K)], dim=-1)
+    return dxw, dh0, dU
+
+
+def lstm_grads(dhs: Tensor, dcs: Tensor, hs: Tensor, cs: Tensor, tcs: Tensor, h0: Tensor, c0: Tensor, U: Tensor,
+               P: Tensor, gates: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    H = hs.shape[-1]
+    dxw, dh0, dc0 = torch.ops.rnnbench.lstm_backward(dhs.contiguous(), dcs.contiguous(), cs, tcs, c0, U, P, gates)
+    K = _members(U)
+    dU = _outer(_prev(h0, hs), dxw, K)
+    cprev = _prev(c0, cs)
+    dP = torch.stack([_colsum(dxw[..., :H] * cprev, K), _colsum(dxw[..., H:2 * H] * cprev, K),
+                      _colsum(dxw[..., 3 * H:] * cs, K)], dim=-2)
+    return dxw, dh0, dc0, dU, dP
+
+
 class _Tanh(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw, h0, U):
-        hs = torch.ops.rnnbench.tanh_forward(xw.contiguous(), h0.contiguous(), U.contiguous())
+        h0, U = h0.contiguous(), U.contiguous()
+        hs = torch.ops.rnnbench.tanh_forward(xw.contiguous(), h0, U)
         ctx.save_for_backward(hs, h0, U)
         return hs
 
     @staticmethod
     def backward(ctx, dhs):
-        hs, h0, U = ctx.saved_tensors
-        dxw, dh0 = torch.ops.rnnbench.tanh_backward(dhs.contiguous(), hs, U.contiguous())
-        dU = _outer(_prev(h0, hs), dxw, _members(U))
-        return dxw, dh0, dU
+        return tanh_grads(dhs, *ctx.saved_tensors)
 
 
 class _GRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw, h0, U):
-        h0 = h0.contiguous()
-        hs, gates = torch.ops.rnnbench.gru_forward(xw.contiguous(), h0, U.contiguous())
+        h0, U = h0.contiguous(), U.contiguous()
+        hs, gates = torch.ops.rnnbench.gru_forward(xw.contiguous(), h0, U)
         ctx.save_for_backward(hs, h0, U, gates)
         return hs
 
     @staticmethod
     def backward(ctx, dhs):
         hs, h0, U, gates = ctx.saved_tensors
-        H = hs.shape[-1]
-        U = U.contiguous()
-        dxw, dh0 = torch.ops.rnnbench.gru_backward(dhs.contiguous(), hs, h0, U, gates)
-        hprev = _prev(h0, hs)
-        r = gates[..., H:2 * H]
-        K = _members(U)
-        dU = torch.cat([_outer(hprev, dxw[..., :2 * H], K), _outer(r * hprev, dxw[..., 2 * H:], K)], dim=-1)
-        return dxw, dh0, dU
+        return gru_grads(dhs, hs, h0, U, gates)
 
 
 class _LSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw, h0, c0, U, P):
-        h0, c0 = h0.contiguous(), c0.contiguous()
-        hs, cs, tcs, gates = torch.ops.rnnbench.lstm_forward(xw.contiguous(), h0, c0, U.contiguous(),
-                                                             P.contiguous())
+        h0, c0, U, P = h0.contiguous(), c0.contiguous(), U.contiguous(), P.contiguous()
+        hs, cs, tcs, gates = torch.ops.rnnbench.lstm_forward(xw.contiguous(), h0, c0, U, P)
         ctx.save_for_backward(hs, cs, tcs, h0, c0, U, P, gates)
         return hs, cs
 
     @staticmethod
     def backward(ctx, dhs, dcs):
         hs, cs, tcs, h0, c0, U, P, gates = ctx.saved_tensors
-        H = hs.shape[-1]
-        dhs = torch.zeros_like(hs) if dhs is None else dhs.contiguous()
-        dcs = torch.zeros_like(cs) if dcs is None else dcs.contiguous()
-        dxw, dh0, dc0 = torch.ops.rnnbench.lstm_backward(dhs, dcs, cs, tcs, c0, U.contiguous(),
-                                                           P.contiguous(), gates)
-        K = _members(U)
-        dU = _outer(_prev(h0, hs), dxw, K)
-        cprev = _prev(c0, cs)
-        dP = torch.stack([_colsum(dxw[..., :H] * cprev, K), _colsum(dxw[..., H:2 * H] * cprev, K),
-                          _colsum(dxw[..., 3 * H:] * cs, K)], dim=-2)
-        return dxw, dh0, dc0, dU, dP
+        dhs = torch.zeros_like(hs) if dhs is None else dhs
+        dcs = torch.zeros_like(cs) if dcs is None else dcs
+        return lstm_grads(dhs, dcs, hs, cs, tcs, h0, c0, U, P, gates)
 
 
 def tanh_recurrence(xw: Tensor, h0: Tensor, U: Tensor) -> Tensor:
@@ -281,10 +294,18 @@ class _SparseProj(torch.autograd.Function):
     def backward(ctx, dxw):
         rows, cols, vals = ctx.saved_tensors
         K, D, B = ctx.dims
-        dxw = dxw.contiguous()
-        dW = torch.ops.rnnbench.sparse_proj_backward(dxw, rows, cols, vals, K, D) if ctx.needs_input_grad[0] else None
-        db = dxw.view(dxw.shape[0], K, B, -1).sum((0, 2)) if ctx.needs_input_grad[1] else None
+        dW, db = sparse_projection_grads(dxw, (rows, cols, vals), K, D, B, *ctx.needs_input_grad[:2])
         return dW, db, None, None, None, None, None
+
+
+def sparse_projection_grads(dxw: Tensor, nonzeros: tuple[Tensor, Tensor, Tensor], K: int, D: int, B: int,
+                            need_w: bool = True, need_b: bool = True) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of :func:`sparse_projection` with respect to ``W`` (K, D, N) and ``b`` (K, N)."""
+    rows, cols, vals = nonzeros
+    dxw = dxw.contiguous()
+    dW = torch.ops.rnnbench.sparse_proj_backward(dxw, rows, cols, vals.to(dxw.dtype), K, D) if need_w else None
+    db = dxw.view(dxw.shape[0], K, B, -1).sum((0, 2)) if need_b else None
+    return dW, db
 
 
 def sparse_projection(W: Tensor, b: Tensor, nonzeros: tuple[Tensor, Tensor, Tensor], T: int, B: int) -> Tensor:

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from . import fused
-from .cells import RecurrentCell
+from .cells import GRUCell, PeepholeLSTMCell, RecurrentCell, TanhCell
 from .data import iterate
 from .errors import ConfigError
 from .model import BernoulliHead, SequenceModel
@@ -154,7 +154,7 @@ class StackedModel(nn.Module):
             for start, size, shape in self.noisy_spans:
                 torch.randn(shape, generator=g, dtype=flat.dtype, out=noise[r, start:start + size].view(shape))
         rows = [next(r for r, d in enumerate(distinct) if d is g) for g in generators]
-        if len(distinct) > 1 and rows != list(range(len(rows))):
+        if len(distinct) > 1 and rows != list(range(len(rows))):  # (one generator: its row broadcasts)
             noise = noise[torch.as_tensor(rows)]
         return torch.add(flat, noise.to(flat.device), alpha=std).requires_grad_()
 
@@ -209,6 +209,76 @@ class StackedModel(nn.Module):
         hp = {n: w for n, w in v.items() if n.startswith("head.")}
         hk = hk.view(K, T, B, -1)
         return vmap(lambda q, x: functional_call(_HeadNLL(head), q, (x, targets)), in_dims=(0, 0), out_dims=1)(hp, hk)
+
+
+    def loss_and_grad(self, batch, flat: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Every member's NLL summed over the batch's real frames ``(K,)`` and the gradient of its
+        mean per frame with respect to ``flat`` ``(K, P)``, by a hand-written backward pass through
+        the fused kernels: what :func:`torch.autograd.grad` gives on :meth:`frame_nll` (tested), with
+        no autograd graph, no per-parameter gradient concatenation and no Python autograd functions.
+        ``None`` where it does not apply (another cell or head, no extension, not on the CPU)."""
+        cell, head = self.proto.cell, self.proto.head
+        kind = _HAND_WRITTEN.get(type(cell))
+        inputs, targets = batch.inputs, batch.targets
+        if kind is None or type(head) is not BernoulliHead or not fused.use_fused(inputs):
+            return None
+        ops = torch.ops.rnnbench
+        with torch.no_grad():
+            v = self.views(flat)
+            T, B, D = inputs.shape
+            K, H = flat.shape[0], cell.hidden_size
+            W, b = v["cell.weight_ih"], v["cell.bias"]
+            nonzeros = fused.sparse_inputs(inputs)
+            if nonzeros is not None:
+                rows, cols, vals = nonzeros
+                xw = ops.sparse_proj(W.contiguous(), b.contiguous(), rows, cols, vals.to(W.dtype), T, B)
+            else:
+                x2 = inputs.reshape(T * B, D)
+                xw = torch.addmm(b.reshape(-1), x2, W.permute(1, 0, 2).reshape(D, -1))
+                xw = xw.view(T, B, K, -1).transpose(1, 2).reshape(T, K * B, -1)
+            U = v["cell.weight_hh"].contiguous()
+            h0 = xw.new_zeros(K * B, H)
+            if kind == "tanh":
+                hs = ops.tanh_forward(xw, h0, U)
+            elif kind == "gru":
+                hs, gates = ops.gru_forward(xw, h0, U)
+            else:
+                c0, P = xw.new_zeros(K * B, H), v["cell.weight_peep"].contiguous()
+                hs, cs, tcs, gates = ops.lstm_forward(xw, h0, c0, U, P)
+            hk = hs.view(T, K, B, H).permute(1, 0, 2, 3).reshape(K, T * B, H)
+            Wo, bo = v["head.linear.weight"], v["head.linear.bias"]
+            logits = torch.baddbmm(bo.unsqueeze(1), hk, Wo.transpose(1, 2))
+            nll, dlogits = ops.bernoulli_nll(logits, targets.reshape(T * B, -1).to(logits.dtype).contiguous(), True)
+            real = batch.mask.reshape(T * B)
+            loss_total = nll[:, real].sum(1)
+            # d(sum over members of loss_total / frames) / d logits: padded frames get none
+            dlogits.mul_((real.to(dlogits.dtype) / batch.frames).view(1, T * B, 1))
+            grad = torch.empty_like(flat)
+            g = self.views(grad)
+            g["head.linear.weight"].copy_(torch.bmm(dlogits.transpose(1, 2), hk))
+            g["head.linear.bias"].copy_(dlogits.sum(1))
+            dhs = torch.bmm(dlogits, Wo).view(K, T, B, H).permute(1, 0, 2, 3).reshape(T, K * B, H)
+            if kind == "tanh":
+                dxw, _, dU = fused.tanh_grads(dhs, hs, h0, U)
+            elif kind == "gru":
+                dxw, _, dU = fused.gru_grads(dhs, hs, h0, U, gates)
+            else:
+                dxw, _, _, dU, dP = fused.lstm_grads(dhs, torch.zeros_like(cs), hs, cs, tcs, h0, c0, U, P, gates)
+                g["cell.weight_peep"].copy_(dP)
+            g["cell.weight_hh"].copy_(dU)
+            if nonzeros is not None:
+                dW, db = fused.sparse_projection_grads(dxw, nonzeros, K, D, B)
+            else:
+                dxk = dxw.view(T, K, B, -1).transpose(1, 2).reshape(T * B, K, -1)
+                dW = torch.einsum("rd,rkn->kdn", x2, dxk)
+                db = dxk.sum(0)
+            g["cell.weight_ih"].copy_(dW)
+            g["cell.bias"].copy_(db)
+        return loss_total, grad
+
+
+# cells whose training step has a hand-written backward pass (StackedModel.loss_and_grad)
+_HAND_WRITTEN = {TanhCell: "tanh", GRUCell: "gru", PeepholeLSTMCell: "lstm"}
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -300,9 +370,13 @@ def training_step(model: StackedModel, batch, generators: Sequence[torch.Generat
     per frame ``(K, P)`` clipped per member, with the norms before clipping ``(K,)``.  Applying it
     (:class:`StackedRMSprop`) is the caller's decision (divergence, skipped updates)."""
     w = model.noisy_weights(generators, noise_std)
-    nll = model.frame_nll(batch.inputs, batch.targets, w)
-    loss_total = nll.permute(1, 0, 2)[:, batch.mask].sum(1)
-    (grad,) = torch.autograd.grad((loss_total / batch.frames).sum(), w)
+    done = model.loss_and_grad(batch, w.detach())
+    if done is not None:
+        loss_total, grad = done
+    else:
+        nll = model.frame_nll(batch.inputs, batch.targets, w)
+        loss_total = nll.permute(1, 0, 2)[:, batch.mask].sum(1)
+        (grad,) = torch.autograd.grad((loss_total / batch.frames).sum(), w)
     return loss_total, grad, clip_members(grad, clip_norm)
 
 
