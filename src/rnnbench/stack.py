@@ -172,19 +172,26 @@ class StackedModel(nn.Module):
         cell = self.proto.cell
         if type(cell).fused is RecurrentCell.fused or not fused.use_fused(inputs):
             return None
+        K, B = v["cell.weight_ih"].shape[0], inputs.shape[1]
+        xw, _ = self._input_projection(inputs, v)
+        weights = {n.split(".", 1)[1]: w for n, w in v.items()
+                   if n.startswith("cell.") and n not in ("cell.weight_ih", "cell.bias")}
+        out = cell.fused(xw, cell.init_state(K * B, xw), weights=weights)
+        return None if out is None else out[0]
+
+    @staticmethod
+    def _input_projection(inputs: Tensor, v: dict[str, Tensor]) -> tuple[Tensor, tuple | None]:
+        """Every member's ``x W + b`` as ``(T, K*B, G*H)`` (rows member by member in each step), and
+        the nonzeros of sparse inputs (``None`` for dense ones)."""
         T, B, D = inputs.shape
         W, b = v["cell.weight_ih"], v["cell.bias"]
         K, GH = W.shape[0], W.shape[-1]
         nonzeros = fused.sparse_inputs(inputs)
         if nonzeros is not None:  # piano rolls: a few rows of W per frame
-            xw = fused.sparse_projection(W, b, nonzeros, T, B)
-        else:  # one product for every member's input projection: (T*B, D) @ (D, K*GH)
-            xw = torch.addmm(b.reshape(-1), inputs.reshape(T * B, D), W.permute(1, 0, 2).reshape(D, K * GH))
-            xw = xw.view(T, B, K, GH).transpose(1, 2).reshape(T, K * B, GH)
-        weights = {n.split(".", 1)[1]: w for n, w in v.items()
-                   if n.startswith("cell.") and n not in ("cell.weight_ih", "cell.bias")}
-        out = cell.fused(xw, cell.init_state(K * B, xw), weights=weights)
-        return None if out is None else out[0]
+            return fused.sparse_projection(W, b, nonzeros, T, B), nonzeros
+        # one product for every member's input projection: (T*B, D) @ (D, K*GH)
+        xw = torch.addmm(b.reshape(-1), inputs.reshape(T * B, D), W.permute(1, 0, 2).reshape(D, K * GH))
+        return xw.view(T, B, K, GH).transpose(1, 2).reshape(T, K * B, GH), None
 
     def frame_nll(self, inputs: Tensor, targets: Tensor, flat: Tensor | None = None) -> Tensor:
         """Every member's NLL of every frame, ``(T, K, B)``; padded frames must be masked.
@@ -210,7 +217,6 @@ class StackedModel(nn.Module):
         hk = hk.view(K, T, B, -1)
         return vmap(lambda q, x: functional_call(_HeadNLL(head), q, (x, targets)), in_dims=(0, 0), out_dims=1)(hp, hk)
 
-
     def loss_and_grad(self, batch, flat: Tensor) -> tuple[Tensor, Tensor] | None:
         """Every member's NLL summed over the batch's real frames ``(K,)`` and the gradient of its
         mean per frame with respect to ``flat`` ``(K, P)``, by a hand-written backward pass through
@@ -227,15 +233,7 @@ class StackedModel(nn.Module):
             v = self.views(flat)
             T, B, D = inputs.shape
             K, H = flat.shape[0], cell.hidden_size
-            W, b = v["cell.weight_ih"], v["cell.bias"]
-            nonzeros = fused.sparse_inputs(inputs)
-            if nonzeros is not None:
-                rows, cols, vals = nonzeros
-                xw = ops.sparse_proj(W.contiguous(), b.contiguous(), rows, cols, vals.to(W.dtype), T, B)
-            else:
-                x2 = inputs.reshape(T * B, D)
-                xw = torch.addmm(b.reshape(-1), x2, W.permute(1, 0, 2).reshape(D, -1))
-                xw = xw.view(T, B, K, -1).transpose(1, 2).reshape(T, K * B, -1)
+            xw, nonzeros = self._input_projection(inputs, v)
             U = v["cell.weight_hh"].contiguous()
             h0 = xw.new_zeros(K * B, H)
             if kind == "tanh":
@@ -270,7 +268,7 @@ class StackedModel(nn.Module):
                 dW, db = fused.sparse_projection_grads(dxw, nonzeros, K, D, B)
             else:
                 dxk = dxw.view(T, K, B, -1).transpose(1, 2).reshape(T * B, K, -1)
-                dW = torch.einsum("rd,rkn->kdn", x2, dxk)
+                dW = torch.einsum("rd,rkn->kdn", inputs.reshape(T * B, D), dxk)
                 db = dxk.sum(0)
             g["cell.weight_ih"].copy_(dW)
             g["cell.bias"].copy_(db)
