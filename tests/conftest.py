@@ -95,3 +95,17 @@ def toy_cfg(toy_mat, tmp_path):
             ],
         )
     return cfg
+
+
+@pytest.fixture(params=["generic", "avx2", "avx512"])
+def simd(request):
+    """Run a test at each SIMD level of the float32 kernels that this CPU has (others skip)."""
+    from rnnbench import fused
+
+    if not fused.load():
+        pytest.skip("fused extension unavailable")
+    if request.param not in fused.available_kernels():
+        pytest.skip(f"this CPU cannot run the {request.param} kernels")
+    before = fused.set_kernels(request.param)
+    yield request.param
+    fused.set_kernels(before)

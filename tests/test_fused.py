@@ -33,7 +33,7 @@ def run(cell, x, impl, state=None):
 
 @pytest.mark.parametrize("name", FUSED_CELLS)
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
-def test_fused_equals_reference(name, dtype, tol):
+def test_fused_equals_reference(name, dtype, tol, simd):
     torch.manual_seed(0)
     cell = make_cell(name, 7, 9).to(dtype)
     x = torch.randn(23, 5, 7, dtype=dtype)
@@ -46,8 +46,8 @@ def test_fused_equals_reference(name, dtype, tol):
 
 @pytest.mark.parametrize("rows", [1, 9])
 @pytest.mark.parametrize("name", FUSED_CELLS)
-def test_stacked_float32_kernels_equal_float64(name, rows):
-    """The float32 kernels (AVX2 where the CPU has it: 64-column blocks, partial blocks, masked
+def test_stacked_float32_kernels_equal_float64(name, rows, simd):
+    """The float32 kernels (at each SIMD level this CPU has: column blocks, partial blocks, masked
     tails) of 3 stacked members, one row each (member by member) or 9 (batched products), give the
     float64 kernels' values and input gradients to float32 rounding."""
     torch.manual_seed(2)
@@ -96,6 +96,26 @@ def test_fused_gradcheck_with_initial_state(name):
         fused.set_impl(None)
 
 
+def test_kernel_levels_are_checked():
+    """An unknown level is named; a level this CPU lacks is refused; the setting comes back."""
+    from rnnbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="kernels='sse9'"):
+        fused.set_kernels("sse9")
+    levels = fused.available_kernels()
+    assert "generic" in levels
+    for level in ("avx2", "avx512"):
+        if level not in levels:
+            with pytest.raises(RuntimeError, match="cannot run"):
+                fused.set_kernels(level)
+    before = fused.set_kernels("generic")
+    try:
+        assert fused.kernels() == "generic"
+    finally:
+        assert fused.set_kernels(before) == "generic"
+    assert fused.kernels() == {"avx512": "avx512", "avx2": "avx2+fma", "generic": "generic"}[levels[0]]  # (best first)
+
+
 def test_bad_impl_is_named(monkeypatch):
     from rnnbench.errors import ConfigError
 
@@ -120,7 +140,7 @@ def test_training_is_the_same_with_either_implementation(toy_cfg, tmp_path, cell
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
-def test_fused_bernoulli_nll_equals_the_head(dtype, tol):
+def test_fused_bernoulli_nll_equals_the_head(dtype, tol, simd):
     """The one-pass Bernoulli NLL and its gradient against BernoulliHead's torch operations,
     logits from -80 to 80 (softplus' threshold, exp's range) included."""
     import torch.nn.functional as F
@@ -142,7 +162,7 @@ def test_fused_bernoulli_nll_equals_the_head(dtype, tol):
         torch.testing.assert_close(fused.bernoulli_nll(logits, y), ref.detach(), rtol=tol, atol=tol * 10)
 
 
-def test_fused_kernels_keep_nan():
+def test_fused_kernels_keep_nan(simd):
     """A NaN pre-activation stays NaN through the vectorized sigmoid/tanh (divergence must show)."""
     for name in FUSED_CELLS:
         cell = make_cell(name, 3, 9)

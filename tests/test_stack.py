@@ -109,8 +109,8 @@ def test_stacked_model_values_and_gradients_equal_each_member(cell, impl, inputs
 
 
 @pytest.mark.parametrize("impl,dtype", [("auto", torch.float64), ("python", torch.float64), ("auto", torch.float32)])
-def test_stacked_rmsprop_and_clipping_equal_torch(impl, dtype, request):
-    """The fused RMSProp pass (float64; float32 in AVX2 lanes and a scalar tail) and the torch-op path
+def test_stacked_rmsprop_and_clipping_equal_torch(impl, dtype, request, simd):
+    """The fused RMSProp pass (float64; float32 in SIMD lanes and a tail, at each level this CPU has) and the torch-op path
     both equal torch.optim.RMSprop, weights whose gradient is exactly zero (sq = 0) included."""
     from rnnbench.model import SequenceModel
     from rnnbench.stack import StackedModel, StackedRMSprop, clip_members
@@ -335,10 +335,11 @@ def test_seeds_sharing_a_data_order_stack_and_equal_runs_alone(toy_cfg, tmp_path
     assert plain["valid_nll"] == pytest.approx(alone[0]["valid_nll"], rel=1e-12)
 
 
+@pytest.mark.parametrize("rows", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("inputs", ["dense", "sparse"])
 @pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
-def test_hand_written_training_step_equals_autograd(cell, inputs, dtype):
+def test_hand_written_training_step_equals_autograd(cell, inputs, dtype, rows, simd):
     """StackedModel.loss_and_grad (the fused kernels, no autograd graph) gives the summed NLL of the
     real frames and the gradient that autograd gives on frame_nll, padded frames included."""
     from rnnbench.data.batching import Batch
@@ -347,7 +348,7 @@ def test_hand_written_training_step_equals_autograd(cell, inputs, dtype):
 
     if not fused.load():
         pytest.skip("fused extension unavailable")
-    K, T, B, D = 3, 9, 2, 20
+    K, T, B, D = 3, 9, rows, 20  # (one row per member: the weight gradients' strided products)
     torch.manual_seed(0)
     models = [SequenceModel(cell, D, 5).to(dtype) for _ in range(K)]
     stack = StackedModel(models[0], K, inits=[m.state_dict() for m in models])
@@ -356,8 +357,8 @@ def test_hand_written_training_step_equals_autograd(cell, inputs, dtype):
         x = (x < 0.1).to(dtype)
     y = (torch.rand(T, B, D) < 0.3).to(dtype)
     mask = torch.ones(T, B, dtype=torch.bool)
-    mask[6:, 1] = False  # the second sequence is 6 frames long
-    batch = Batch(x, y, mask, torch.tensor([T, 6]), torch.arange(B))
+    mask[6:, B - 1] = False  # the last sequence is 6 frames long
+    batch = Batch(x, y, mask, torch.tensor([T, 6][2 - B:]), torch.arange(B))
     w = stack.flat.detach().clone().requires_grad_()
     want_loss = stack.frame_nll(x, y, w).permute(1, 0, 2)[:, mask].sum(1)
     (want_grad,) = torch.autograd.grad((want_loss / batch.frames).sum(), w)

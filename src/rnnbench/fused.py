@@ -129,15 +129,60 @@ def load() -> bool:
         except Exception as exc:  # no compiler, no ninja, ...: fall back, say why once
             _state["loaded"], _state["error"] = False, exc
             log.warning("fused recurrences unavailable, using the reference Python loop: %s", exc)
+        level = os.environ.get("RNNBENCH_KERNELS")
+        if _state["loaded"] and level:
+            if level not in KERNELS:
+                from .errors import ConfigError
+
+                raise ConfigError(f"RNNBENCH_KERNELS={level!r} is invalid: expected one of {KERNELS}")
+            try:
+                torch.ops.rnnbench.set_float_kernels(level)
+            except RuntimeError as exc:
+                from .errors import ConfigError
+
+                raise ConfigError(f"RNNBENCH_KERNELS={level!r}: {str(exc).splitlines()[0]}") from None
     return _state["loaded"]
 
 
 def kernels() -> str:
-    """What float32 runs on here: ``avx2+fma``, ``generic`` (the compiled loops without SIMD) or
-    ``python`` (the reference loop: no extension)."""
+    """What float32 runs on here: ``avx512``, ``avx2+fma``, ``generic`` (the compiled loops without
+    SIMD) or ``python`` (the reference loop: no extension)."""
     if not load():
         return "python"
     return str(torch.ops.rnnbench.float_kernels())
+
+
+KERNELS = ("auto", "avx512", "avx2", "generic")
+
+
+def set_kernels(level: str) -> str:
+    """Run float32 at ``level`` (one of :data:`KERNELS`; ``auto``: the widest this CPU has), for
+    this process; returns the setting before.  ``$RNNBENCH_KERNELS`` sets it when the extension
+    loads.  Benchmarks and tests compare the levels on one machine with it."""
+    if level not in KERNELS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"kernels={level!r} is invalid: expected one of {KERNELS}")
+    if not load():
+        raise RuntimeError(f"the fused extension is unavailable, so no kernels can be chosen: {_state['error']}")
+    return str(torch.ops.rnnbench.set_float_kernels(level))
+
+
+def available_kernels() -> list[str]:
+    """The levels of :data:`KERNELS` (``auto`` aside) that this CPU can run, the widest first."""
+    if not load():
+        return []
+    before, ok = set_kernels("auto"), []
+    try:
+        for level in KERNELS[1:]:
+            try:
+                set_kernels(level)
+                ok.append(level)
+            except RuntimeError:
+                pass
+    finally:
+        set_kernels(before)
+    return ok
 
 
 def use_fused(x: Tensor) -> bool:
@@ -161,9 +206,17 @@ def _outer(a: Tensor, b: Tensor, K: int | None) -> Tensor:
     if K is None:
         return a.reshape(-1, a.shape[-1]).t() @ b.reshape(-1, b.shape[-1])
     T, R = a.shape[:2]
+    if R == K:  # one row per member (the paper's batch): strided views go straight into one bmm
+        return torch.bmm(a.permute(1, 2, 0), b.transpose(0, 1))
     a = a.reshape(T, K, R // K, a.shape[-1])
     b = b.reshape(T, K, R // K, b.shape[-1])
     return torch.einsum("tkbi,tkbj->kij", a, b)
+
+
+def _outer_prev(first: Tensor, seq: Tensor, b: Tensor, K: int | None) -> Tensor:
+    """``_outer(_prev(first, seq), b, K)`` without building the shifted copy of ``seq``."""
+    head = _outer(first.unsqueeze(0), b[:1], K)
+    return head if seq.shape[0] == 1 else _outer(seq[:-1], b[1:], K).add_(head)
 
 
 def _members(U: Tensor) -> int | None:
@@ -184,16 +237,18 @@ def _colsum(a: Tensor, K: int | None) -> Tensor:
 
 def tanh_grads(dhs: Tensor, hs: Tensor, h0: Tensor, U: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     dxw, dh0 = torch.ops.rnnbench.tanh_backward(dhs.contiguous(), hs, U)
-    return dxw, dh0, _outer(_prev(h0, hs), dxw, _members(U))
+    return dxw, dh0, _outer_prev(h0, hs, dxw, _members(U))
 
 
 def gru_grads(dhs: Tensor, hs: Tensor, h0: Tensor, U: Tensor, gates: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     H = hs.shape[-1]
     dxw, dh0 = torch.ops.rnnbench.gru_backward(dhs.contiguous(), hs, h0, U, gates)
-    hprev = _prev(h0, hs)
     r = gates[..., H:2 * H]
     K = _members(U)
-    dU = torch.cat([_outer(hprev, dxw[..., :2 * H], K), _outer(r * hprev, dxw[..., 2 * H:], K)], dim=-1)
+    rh = torch.empty_like(hs)  # r * h_prev, what the candidate's product saw
+    torch.mul(r[0], h0, out=rh[0])
+    torch.mul(r[1:], hs[:-1], out=rh[1:])
+    dU = torch.cat([_outer_prev(h0, hs, dxw[..., :2 * H], K), _outer(rh, dxw[..., 2 * H:], K)], dim=-1)
     return dxw, dh0, dU
 
 
@@ -202,7 +257,7 @@ def lstm_grads(dhs: Tensor, dcs: Tensor, hs: Tensor, cs: Tensor, tcs: Tensor, h0
     H = hs.shape[-1]
     dxw, dh0, dc0 = torch.ops.rnnbench.lstm_backward(dhs.contiguous(), dcs.contiguous(), cs, tcs, c0, U, P, gates)
     K = _members(U)
-    dU = _outer(_prev(h0, hs), dxw, K)
+    dU = _outer_prev(h0, hs, dxw, K)
     cprev = _prev(c0, cs)
     dP = torch.stack([_colsum(dxw[..., :H] * cprev, K), _colsum(dxw[..., H:2 * H] * cprev, K),
                       _colsum(dxw[..., 3 * H:] * cs, K)], dim=-2)

@@ -13,15 +13,17 @@
 // At the paper's batch of one sequence a step multiplies one row per member by a small matrix:
 // a library call costs more in overhead than the arithmetic.  Up to kSmallRows rows per member
 // the whole step therefore runs on raw pointers in this file (a register-blocked row-times-matrix
-// product and vectorized sigmoid/tanh, AVX2+FMA where the CPU has them, chosen at run time); with
-// more rows the products are BLAS calls and only the element-wise work is done here.  Float64
+// product and vectorized sigmoid/tanh, AVX-512 or AVX2+FMA where the CPU has them, chosen at run
+// time); with more rows the products are BLAS calls and only the element-wise work is done here.  Float64
 // uses the C library's exp/tanh (the equivalence tests run in float64); float32 uses the
 // polynomial approximations below (within 2 ulp of the C library's).
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <atomic>
 #include <cmath>
+#include <string>
 #include <cstring>
 #include <tuple>
 #include <vector>
@@ -238,9 +240,205 @@ bool cpu_has_avx2() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok;
 }
+
+// ---------------------------------------------------------------- element-wise math, AVX-512
+// The same algorithms as the AVX2 ones above, 16 lanes wide with mask registers for the tails
+// (one 512-bit load feeds 16 multiply-adds: the row-times-matrix product of a batch of one is
+// bound by loads), divisions replaced by the reciprocal estimate and a Newton step.  Results differ
+// from the AVX2 ones in float rounding (~1 ulp).
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
+
+AVX512 inline __mmask16 tail_mask16(int64_t n) {  // the first n (<= 16) lanes
+  return static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1u);
+}
+
+AVX512 inline __m512 exp512(__m512 x) {
+  x = _mm512_min_ps(_mm512_set1_ps(88.3f), _mm512_max_ps(_mm512_set1_ps(-87.3f), x));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+// 1 / d: the 14-bit hardware estimate and one Newton step (within ~1 ulp of the division, at a
+// fraction of a 512-bit division's cost; NaN stays NaN).
+AVX512 inline __m512 rcp512(__m512 d) {
+  const __m512 r = _mm512_rcp14_ps(d);
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
+}
+
+AVX512 inline __m512 sigmoid512(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return rcp512(_mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+AVX512 inline __m512 tanh512(__m512 x) {
+  const __m512 sign = _mm512_set1_ps(-0.0f), one = _mm512_set1_ps(1.0f);
+  __m512 ax = _mm512_andnot_ps(sign, x);
+  __m512 z = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+  __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+  __m512 e = exp512(_mm512_add_ps(ax, ax));
+  __m512 big = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), rcp512(_mm512_add_ps(e, one)), one);
+  big = _mm512_or_ps(big, _mm512_and_ps(sign, x));  // odd
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), big, small);
+}
+
+AVX512 inline __m512 log512(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  __m512i xi = _mm512_castps_si512(x);
+  __m512 e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(xi, 23), _mm512_set1_epi32(126)));
+  __m512 m = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(xi, _mm512_set1_epi32(0x007fffff)),
+                                                 _mm512_set1_epi32(0x3f000000)));  // in [0.5, 1)
+  const __mmask16 small = _mm512_cmp_ps_mask(m, _mm512_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+  e = _mm512_mask_sub_ps(e, small, e, one);
+  m = _mm512_sub_ps(_mm512_mask_add_ps(m, small, m, m), one);
+  __m512 z = _mm512_mul_ps(m, m);
+  __m512 y = _mm512_set1_ps(7.0376836292e-2f);
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.1514610310e-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.1676998740e-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.2420140846e-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.4249322787e-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.6668057665e-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(2.0000714765e-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-2.4999993993e-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(3.3333331174e-1f));
+  y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
+  y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
+  y = _mm512_fnmadd_ps(_mm512_set1_ps(0.5f), z, y);
+  return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_add_ps(m, y));
+}
+
+template <__m512 (*F)(__m512)>
+AVX512 void map_avx512(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, F(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = tail_mask16(n - i);
+    _mm512_mask_storeu_ps(x + i, m, F(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+// As matvec_block, R vectors of 16 columns (the last ``last`` lanes wide), P partial sums.
+template <int R, int P>
+AVX512 inline void matvec_block512(float* o, const float* x, const float* __restrict__ h, const float* __restrict__ U,
+                                   int64_t H, int64_t ldu, int64_t last) {
+  __m512 acc[R * P];
+  for (int q = 0; q < R * P; ++q) acc[q] = _mm512_setzero_ps();
+  const __mmask16 tail = tail_mask16(last);
+  if (x) {
+    for (int r = 0; r < R - 1; ++r) acc[r * P] = _mm512_loadu_ps(x + 16 * r);
+    acc[(R - 1) * P] = _mm512_maskz_loadu_ps(tail, x + 16 * (R - 1));
+  }
+  int64_t i = 0;
+  for (; i + P <= H; i += P) {
+    for (int p = 0; p < P; ++p) {
+      const __m512 b = _mm512_set1_ps(h[i + p]);
+      const float* u = U + (i + p) * ldu;
+      for (int r = 0; r < R - 1; ++r) acc[r * P + p] = _mm512_fmadd_ps(b, _mm512_loadu_ps(u + 16 * r), acc[r * P + p]);
+      acc[(R - 1) * P + p] = _mm512_fmadd_ps(b, _mm512_maskz_loadu_ps(tail, u + 16 * (R - 1)), acc[(R - 1) * P + p]);
+    }
+  }
+  for (; i < H; ++i) {
+    const __m512 b = _mm512_set1_ps(h[i]);
+    const float* u = U + i * ldu;
+    for (int r = 0; r < R - 1; ++r) acc[r * P] = _mm512_fmadd_ps(b, _mm512_loadu_ps(u + 16 * r), acc[r * P]);
+    acc[(R - 1) * P] = _mm512_fmadd_ps(b, _mm512_maskz_loadu_ps(tail, u + 16 * (R - 1)), acc[(R - 1) * P]);
+  }
+  for (int r = 0; r < R; ++r) {
+    __m512 v = acc[r * P];
+    for (int p = 1; p < P; ++p) v = _mm512_add_ps(v, acc[r * P + p]);
+    if (r < R - 1) _mm512_storeu_ps(o + 16 * r, v);
+    else _mm512_mask_storeu_ps(o + 16 * r, tail, v);
+  }
+}
+
+AVX512 void matvec_avx512(float* o, const float* x, const float* __restrict__ h, const float* __restrict__ U,
+                          int64_t H, int64_t N, int64_t ldu) {
+  int64_t j = 0;
+  for (; j + 128 <= N; j += 128) matvec_block512<8, 1>(o + j, x ? x + j : nullptr, h, U + j, H, ldu, 16);
+  const int64_t rest = N - j;
+  if (rest <= 0) return;
+  const int64_t nv = (rest + 15) / 16, last = rest - 16 * (nv - 1);
+  const float* xj = x ? x + j : nullptr;
+  switch (nv) {
+    case 1: matvec_block512<1, 8>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 2: matvec_block512<2, 4>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 3: matvec_block512<3, 3>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 4: matvec_block512<4, 2>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 5: matvec_block512<5, 2>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 6: matvec_block512<6, 2>(o + j, xj, h, U + j, H, ldu, last); break;
+    case 7: matvec_block512<7, 2>(o + j, xj, h, U + j, H, ldu, last); break;
+    default: matvec_block512<8, 1>(o + j, xj, h, U + j, H, ldu, last); break;
+  }
+}
+
+AVX512 float bernoulli_row_avx512(const float* __restrict__ l, const float* __restrict__ y, float* __restrict__ g,
+                                  int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps(), sign = _mm512_set1_ps(-0.0f);
+  __m512 acc = zero;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask16(n - i);
+    const __m512 lv = _mm512_maskz_loadu_ps(m, l + i), yv = _mm512_maskz_loadu_ps(m, y + i);
+    const __m512 e = exp512(_mm512_or_ps(lv, sign));  // exp(-|l|), in (0, 1]
+    const __m512 u = _mm512_add_ps(one, e);
+    const __m512 d = _mm512_sub_ps(u, one);  // log1p(e) = log(u) e / (u - 1), exact where u rounds to 1
+    const __m512 lp = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(d, zero, _CMP_EQ_OQ),
+                                           _mm512_mul_ps(_mm512_mul_ps(log512(u), e), rcp512(d)), e);
+    const __m512 v = _mm512_sub_ps(_mm512_add_ps(_mm512_max_ps(lv, zero), lp), _mm512_mul_ps(yv, lv));
+    acc = _mm512_mask_add_ps(acc, m, acc, v);
+    if (g) {
+      const __m512 r = rcp512(u);  // sigmoid(|l|)
+      const __m512 sg = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(lv, zero, _CMP_GE_OQ), _mm512_mul_ps(e, r), r);
+      _mm512_mask_storeu_ps(g + i, m, _mm512_sub_ps(sg, yv));
+    }
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+AVX512 void axpy_avx512(float* __restrict__ y, const float* __restrict__ x, float a, int64_t n) {
+  const __m512 av = _mm512_set1_ps(a);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask16(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+AVX512 void rmsprop_row_avx512(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ sq, int64_t n,
+                               float alpha, float neg_lr, float eps) {
+  const __m512 a = _mm512_set1_ps(alpha), b = _mm512_set1_ps(1.0f - alpha), l = _mm512_set1_ps(neg_lr),
+               e = _mm512_set1_ps(eps);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask16(n - i);
+    const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+    const __m512 s = _mm512_add_ps(_mm512_mul_ps(a, _mm512_maskz_loadu_ps(m, sq + i)),
+                                   _mm512_mul_ps(b, _mm512_mul_ps(gv, gv)));
+    _mm512_mask_storeu_ps(sq + i, m, s);
+    const __m512 d = _mm512_div_ps(_mm512_mul_ps(gv, l), _mm512_add_ps(_mm512_sqrt_ps(s), e));
+    _mm512_mask_storeu_ps(p + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, p + i), d));
+  }
+}
+
+bool cpu_has_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && cpu_has_avx2();
+  return ok;
+}
 #endif
 
-// The kernels a dtype uses: float32 gets the AVX2 ones where the CPU has them.
 template <typename T> void axpy_generic(T* __restrict__ y, const T* __restrict__ x, T a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
@@ -262,11 +460,38 @@ template <typename T> struct Ops {
   void (*sigmoid)(T*, int64_t) = sigmoid_generic<T>;
   void (*tanh)(T*, int64_t) = tanh_generic<T>;
 };
-template <typename T> Ops<T> ops() { return Ops<T>(); }
-template <> Ops<float> ops<float>() {
+// The SIMD level float32 runs at: the best this CPU has, unless set_float_kernels chose a lower one
+// (tests and benchmarks compare the levels on one machine).
+enum Level { kGeneric = 0, kAVX2 = 1, kAVX512 = 2 };
+const char* const kLevelNames[] = {"generic", "avx2+fma", "avx512"};
+std::atomic<int> g_level{-1};  // -1: the best available
+
+int best_level() {
+#ifdef RNNBENCH_X86
+  if (cpu_has_avx512()) return kAVX512;
+  if (cpu_has_avx2()) return kAVX2;
+#endif
+  return kGeneric;
+}
+int level() {
+  const int l = g_level.load(std::memory_order_relaxed);
+  return l < 0 ? best_level() : l;
+}
+
+// The kernels of the level in use, or of ``cap`` where that is lower (a loop that measured slower
+// with the wider kernels keeps the narrower ones).
+template <typename T> Ops<T> ops(int cap = kAVX512) { return Ops<T>(); }
+template <> Ops<float> ops<float>(int cap) {
   Ops<float> o;
 #ifdef RNNBENCH_X86
-  if (cpu_has_avx2()) {
+  const int l = std::min(level(), cap);
+  if (l >= kAVX512) {
+    o.matvec = matvec_avx512;
+    o.axpy = axpy_avx512;
+    o.bernoulli_row = bernoulli_row_avx512;
+    o.sigmoid = map_avx512<sigmoid512>;
+    o.tanh = map_avx512<tanh512>;
+  } else if (l >= kAVX2) {
     o.matvec = matvec_avx2;
     o.axpy = axpy_avx2;
     o.bernoulli_row = bernoulli_row_avx2;
@@ -301,16 +526,25 @@ template <typename T> struct Weights {
   at::Tensor owner;  // (keeps a transposed copy alive)
 };
 
-template <typename T> Weights<T> weights(const at::Tensor& U, int64_t col, int64_t N) {
-  const int64_t K = U.dim() == 2 ? 1 : U.size(0);
-  return {U.data_ptr<T>(), K, U.size(-2), U.size(-1), col, N, U};
+// A copy of the (K, Hin, N) matrices m with each row padded to a whole number of 64-byte lines:
+// every row then starts on a line, so that no 512-bit load of the product straddles two lines.
+template <typename T> Weights<T> padded(const at::Tensor& m) {
+  const int64_t K = m.dim() == 2 ? 1 : m.size(0), Hin = m.size(-2), N = m.size(-1);
+  const int64_t per_line = 64 / static_cast<int64_t>(sizeof(T));
+  const int64_t ld = (N + per_line - 1) / per_line * per_line;
+  at::Tensor t = at::empty({K, Hin, ld}, m.options());  // (the CPU allocator aligns to 64 bytes)
+  t.narrow(-1, 0, N).copy_(m.dim() == 2 ? m.unsqueeze(0) : m);
+  return {t.data_ptr<T>(), K, Hin, ld, 0, N, t};
 }
 
-// Columns [col, col + N) of U, transposed: (K, N, Hin) contiguous, for the backward pass.
+// Columns [col, col + N) of the recurrent weights U, (K, Hin, N), for the forward pass.
+template <typename T> Weights<T> weights(const at::Tensor& U, int64_t col, int64_t N) {
+  return padded<T>(U.narrow(-1, col, N));
+}
+
+// Columns [col, col + N) of U, transposed: (K, N, Hin), for the backward pass.
 template <typename T> Weights<T> transposed(const at::Tensor& U, int64_t col, int64_t N) {
-  at::Tensor t = U.narrow(-1, col, N).transpose(-1, -2).contiguous();
-  const int64_t K = U.dim() == 2 ? 1 : U.size(0);
-  return {t.data_ptr<T>(), K, N, U.size(-2), 0, U.size(-2), t};
+  return padded<T>(U.narrow(-1, col, N).transpose(-1, -2));
 }
 
 // Member k's block of W: its first used column, rows W.ld apart.
@@ -548,43 +782,47 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_forward(
   auto tcs = at::empty({T, R, H}, xw.options());  // tanh(c), kept for the backward pass
   auto gates = at::empty_like(xw);  // i, f, g, o after their nonlinearities
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "lstm_forward", [&] {
-    const auto op = ops<scalar_t>();
+    // (measured 0.85-0.9x with the 512-bit kernels at the paper's sizes, K = 10, one row per
+    // member, in scripts/bench_kernels.py: the 256-bit ones stay)
+    const auto op = ops<scalar_t>(kAVX2);
     const auto W = weights<scalar_t>(U, 0, G);
     const scalar_t* p = P.data_ptr<scalar_t>();
+    // the element-wise rest of a step for row b, whose pre-activations a = x + h U are summed
+    auto finish = [&](int64_t t, int64_t b, scalar_t* __restrict__ a, const scalar_t* __restrict__ cb) {
+      const scalar_t* __restrict__ pb = p + (b / BK) * 3 * H;  // this row's member's peepholes
+      scalar_t* __restrict__ cn = cs.data_ptr<scalar_t>() + (t * R + b) * H;
+      scalar_t* __restrict__ tc = tcs.data_ptr<scalar_t>() + (t * R + b) * H;
+      scalar_t* __restrict__ ho = hs.data_ptr<scalar_t>() + (t * R + b) * H;
+      for (int64_t j = 0; j < H; ++j) {
+        a[j] += pb[j] * cb[j];
+        a[H + j] += pb[H + j] * cb[j];
+      }
+      op.sigmoid(a, 2 * H);
+      op.tanh(a + 2 * H, H);
+      for (int64_t j = 0; j < H; ++j) {
+        const scalar_t c = a[H + j] * cb[j] + a[j] * a[2 * H + j];
+        cn[j] = c;
+        a[3 * H + j] += pb[2 * H + j] * c;
+        tc[j] = c;
+      }
+      op.sigmoid(a + 3 * H, H);
+      op.tanh(tc, H);
+      for (int64_t j = 0; j < H; ++j) ho[j] = a[3 * H + j] * tc[j];
+    };
     const scalar_t* hp = h0.data_ptr<scalar_t>();
     const scalar_t* cp = c0.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       scalar_t* gt = gates.data_ptr<scalar_t>() + t * R * G;
       const scalar_t* x = xw.data_ptr<scalar_t>() + t * R * G;
-      scalar_t* co = cs.data_ptr<scalar_t>() + t * R * H;
-      scalar_t* tc = tcs.data_ptr<scalar_t>() + t * R * H;
-      scalar_t* ho = hs.data_ptr<scalar_t>() + t * R * H;
       product(op, gt, hp, H, R, W);
       for (int64_t b = 0; b < R; ++b) {
-        const scalar_t* pb = p + (b / BK) * 3 * H;  // this row's member's peepholes
         scalar_t* a = gt + b * G;
         const scalar_t* xb = x + b * G;
-        const scalar_t* cb = cp + b * H;
         for (int64_t j = 0; j < G; ++j) a[j] += xb[j];
-        for (int64_t j = 0; j < H; ++j) {
-          a[j] += pb[j] * cb[j];
-          a[H + j] += pb[H + j] * cb[j];
-        }
-        op.sigmoid(a, 2 * H);
-        op.tanh(a + 2 * H, H);
-        scalar_t* cn = co + b * H;
-        for (int64_t j = 0; j < H; ++j) {
-          const scalar_t c = a[H + j] * cb[j] + a[j] * a[2 * H + j];
-          cn[j] = c;
-          a[3 * H + j] += pb[2 * H + j] * c;
-          tc[b * H + j] = c;
-        }
-        op.sigmoid(a + 3 * H, H);
-        op.tanh(tc + b * H, H);
-        for (int64_t j = 0; j < H; ++j) ho[b * H + j] = a[3 * H + j] * tc[b * H + j];
+        finish(t, b, a, cp + b * H);
       }
-      hp = ho;
-      cp = co;
+      hp = hs.data_ptr<scalar_t>() + t * R * H;
+      cp = cs.data_ptr<scalar_t>() + t * R * H;
     }
   });
   return {hs, cs, tcs, gates};
@@ -762,13 +1000,14 @@ AVX2 void rmsprop_row_avx2(float* __restrict__ p, const float* __restrict__ g, f
 }
 #endif
 
-// float32 runs the AVX2 loop where the CPU has it
+// float32 runs the widest SIMD loop of the level in use
 void rmsprop_any(double* p, const double* g, double* sq, int64_t n, double alpha, double neg_lr, double eps) {
   rmsprop_row<double>(p, g, sq, n, alpha, neg_lr, eps);
 }
 void rmsprop_any(float* p, const float* g, float* sq, int64_t n, float alpha, float neg_lr, float eps) {
 #ifdef RNNBENCH_X86
-  if (cpu_has_avx2()) return rmsprop_row_avx2(p, g, sq, n, alpha, neg_lr, eps);
+  if (level() >= kAVX512) return rmsprop_row_avx512(p, g, sq, n, alpha, neg_lr, eps);
+  if (level() >= kAVX2) return rmsprop_row_avx2(p, g, sq, n, alpha, neg_lr, eps);
 #endif
   rmsprop_row<float>(p, g, sq, n, alpha, neg_lr, eps);
 }
@@ -796,12 +1035,24 @@ void rmsprop_step(at::Tensor p, const at::Tensor& g, at::Tensor sq, const at::Te
   });
 }
 
-// Which kernels float32 uses here ("avx2+fma" or "generic"), for logs and benchmarks.
-std::string float_kernels() {
-#ifdef RNNBENCH_X86
-  if (cpu_has_avx2()) return "avx2+fma";
-#endif
-  return "generic";
+// Which kernels float32 uses here ("avx512", "avx2+fma" or "generic"), for logs and benchmarks.
+std::string float_kernels() { return kLevelNames[level()]; }
+
+// Choose the level ("auto": the best this CPU has; or one it has: "avx512", "avx2+fma"/"avx2",
+// "generic"); returns the setting before ("auto" or a level).  For tests and benchmarks of one level
+// against another.
+std::string set_float_kernels(const std::string& name) {
+  const int was = g_level.load(std::memory_order_relaxed);
+  const char* const short_names[] = {"generic", "avx2", "avx512"};
+  const std::string before = was < 0 ? "auto" : short_names[was];
+  int l = -1;
+  if (name == "generic") l = kGeneric;
+  else if (name == "avx2" || name == "avx2+fma") l = kAVX2;
+  else if (name == "avx512") l = kAVX512;
+  else TORCH_CHECK(name == "auto", "unknown float kernels '", name, "': expected auto, avx512, avx2 or generic");
+  TORCH_CHECK(l <= best_level(), "this CPU cannot run the ", name, " kernels (its best: ", kLevelNames[best_level()], ")");
+  g_level.store(l, std::memory_order_relaxed);
+  return before;
 }
 
 }  // namespace
@@ -817,6 +1068,7 @@ TORCH_LIBRARY(rnnbench, m) {
   m.def("sparse_proj_backward(Tensor dxw, Tensor rows, Tensor cols, Tensor vals, int K, int D) -> Tensor", &sparse_proj_backward);
   m.def("bernoulli_nll(Tensor logits, Tensor targets, bool grad) -> (Tensor, Tensor)", &bernoulli_nll);
   m.def("float_kernels() -> str", &float_kernels);
+  m.def("set_float_kernels(str name) -> str", &set_float_kernels);
   m.def("rmsprop_step(Tensor(a!) p, Tensor g, Tensor(b!) sq, Tensor lr, Tensor update, float alpha, float eps) -> ()",
         &rmsprop_step);
 }
