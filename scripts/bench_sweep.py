@@ -14,7 +14,9 @@ The slice is every dataset x cell x draw for ``--epochs`` epochs, the paper's un
 depend on its learning rate); (c) runs every draw.  The script prints wall times, speed-ups, how
 busy the machine's cores were, seconds per epoch, and the projected wall time of the full music
 study (4 datasets x 3 cells x 10 draws) for a range of epochs per run.  All numbers come from
-this one run.
+this one run.  A 2048 x 2048 float32 matrix product on one thread, timed before and after the
+slice, says how fast this machine was during it (the same code has projected 1.5x apart on two
+sittings of this 2-core VM).
 
 An epoch's cost is not the same every epoch: every epoch trains and evaluates the validation
 split, the training split is evaluated at epoch 1 and every ``train.eval_train_every`` (10)
@@ -87,6 +89,25 @@ def one_stack(dataset: str, cell: str, draws: int, epochs: int, out: str) -> dic
     return {"dataset": dataset, "cell": cell, **_parts(Path(out) / f"{dataset}-{cell}-0", seconds, epochs)}
 
 
+def gemm_gflops() -> float:
+    """One thread's 2048 x 2048 float32 matrix product, best of 3 (the machine's speed right now)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+        a @ b
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+        return 2 * 2048 ** 3 / best / 1e9
+    finally:
+        torch.set_num_threads(threads)
+
+
 def cpu_busy() -> tuple[float, float]:
     """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -119,10 +140,16 @@ def main(argv=None) -> int:
     D, E, J = args.draws, args.epochs, args.jobs
     with tempfile.TemporaryDirectory() as tmp:
         one_run(*pairs[-1], 1, tmp + "/warm")  # build the fused extension, read a corpus: outside the timings
+        gemm_before = gemm_gflops()
         wa, ua, rows_a = timed(lambda: [one_run(d, c, E, tmp + "/a") for d, c in pairs])
         wb, ub, rows_b = timed(lambda: Parallel(n_jobs=J)(delayed(one_run)(d, c, E, tmp + "/b") for d, c in pairs))
         wc, uc, rows_c = timed(lambda: Parallel(n_jobs=J)(delayed(one_stack)(d, c, D, E, tmp + "/c") for d, c in pairs))
+        gemm_after = gemm_gflops()
     runs = len(pairs) * D
+    from rnnbench import fused
+
+    print(f"# this machine: 2048 x 2048 float32 matrix product on 1 thread {gemm_before:.0f} GFLOP/s before the "
+          f"slice, {gemm_after:.0f} after; fused kernels {fused.kernels()}")
     print(f"# slice: {len(pairs)} dataset x cell pairs x {D} draws = {runs} runs x {E} epoch(s), batch 1, "
           f"the paper's units; {os.cpu_count()} cores")
     print(f"(a) one run at a time, 1 thread          : {wa * D:8.1f} s  (draw 0 x {D})  cores busy {ua:4.0%}")
