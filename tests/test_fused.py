@@ -44,12 +44,13 @@ def test_fused_equals_reference(name, dtype, tol, simd):
         torch.testing.assert_close(gf, gr, rtol=tol * 10, atol=tol * 10)
 
 
-@pytest.mark.parametrize("rows", [1, 9])
+@pytest.mark.parametrize("rows", [1, 2, 7, 9])
 @pytest.mark.parametrize("name", FUSED_CELLS)
 def test_stacked_float32_kernels_equal_float64(name, rows, simd):
     """The float32 kernels (at each SIMD level this CPU has: column blocks, partial blocks, masked
-    tails) of 3 stacked members, one row each (member by member) or 9 (batched products), give the
-    float64 kernels' values and input gradients to float32 rounding."""
+    tails) of 3 stacked members, one row each or a few (member by member; 2 and 7 rows take the
+    shared-load tiles of 2, 4 and 3 rows) or 9 (batched products), give the float64 kernels' values
+    and input gradients to float32 rounding."""
     torch.manual_seed(2)
     K, T, H = 3, 11, 37
     G = {"tanh": 1, "gru": 3, "lstm": 4}[name]
