@@ -76,6 +76,27 @@ def test_stacked_float32_kernels_equal_float64(name, rows, simd):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lstm_forward_member_by_member_equals_each_member_alone(dtype, simd):
+    """Members whose weights together exceed L2 (here 3 x 160 units, > 1 MB) run the LSTM forward
+    member by member; each member alone (under 1 MB) runs step by step: the same numbers (to
+    rounding: member by member the products' sums start from the input pre-activations)."""
+    torch.manual_seed(3)
+    K, T, H = 3, 5, 160
+    xw = torch.randn(T, K, 4 * H, dtype=dtype) * 0.5
+    h0, c0 = torch.randn(K, H, dtype=dtype) * 0.5, torch.randn(K, H, dtype=dtype) * 0.5
+    U = torch.randn(K, H, 4 * H, dtype=dtype) * 0.05
+    P = torch.randn(K, 3, H, dtype=dtype) * 0.3
+    assert K * U[0].numel() * U.element_size() > 2 ** 20 >= U[0].numel() * U.element_size()
+    together = torch.ops.rnnbench.lstm_forward(xw, h0, c0, U, P)
+    for k in range(K):
+        alone = torch.ops.rnnbench.lstm_forward(xw[:, k:k + 1].contiguous(), h0[k:k + 1], c0[k:k + 1],
+                                                U[k:k + 1].contiguous(), P[k:k + 1].contiguous())
+        tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-13}
+        for a, b in zip(together, alone):
+            torch.testing.assert_close(a[:, k:k + 1], b, **tol)
+
+
 @pytest.mark.parametrize("name", FUSED_CELLS)
 def test_fused_gradcheck_with_initial_state(name):
     torch.manual_seed(1)
