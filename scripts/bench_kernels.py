@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--task", choices=sorted(UNITS), default="music")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # as the trainer runs (subnormal floats flushed to zero)
     if not fused.load():
         raise SystemExit(f"the fused extension is unavailable: {fused._state['error']}")
     levels = args.levels or fused.available_kernels()

@@ -15,7 +15,10 @@ two-loop code's API, ``--src`` of a checkout before fc60b98, still does).  Evalu
 (music) or the same synthetic batches (speech), with the trainer's default evaluation batches.
 Achieved GFLOP/s counts the dense-equivalent multiply-adds of a training step (forward, the two
 backward products, 2 FLOPs each) against a 2048 x 2048 float32 matrix product timed in the same
-run, one thread.  All numbers come from this one run.
+run, one thread.  All numbers come from this one run.  Subnormal floats are flushed to zero, as the
+trainer runs (before 2026-12-02 evening this script did not: the mixture head's gradients at speech
+size then hold subnormal numbers, on which x86 arithmetic is many times slower, and a stack of 10
+tanh-400 members measured 2.5x what it costs in training).
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def main(argv=None) -> int:
     from rnnbench.model import SequenceModel
 
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # as the trainer runs (subnormal floats flushed to zero)
     fused.load()
     conf = Path(rnnbench.__file__).resolve().parents[2] / "conf"
     with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
