@@ -138,6 +138,21 @@ def test_kernel_levels_are_checked():
     assert fused.kernels() == {"avx512": "avx512", "avx2": "avx2+fma", "generic": "generic"}[levels[0]]  # (best first)
 
 
+def test_kernels_from_the_environment():
+    """``$RNNBENCH_KERNELS`` chooses the level when the extension loads; a bad value is named."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from rnnbench import fused; fused.load(); print(fused.kernels())"
+    env = {**os.environ, "RNNBENCH_KERNELS": "generic"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "generic", out.stderr
+    env["RNNBENCH_KERNELS"] = "sse9"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "RNNBENCH_KERNELS='sse9' is invalid" in out.stderr
+
+
 def test_bad_impl_is_named(monkeypatch):
     from rnnbench.errors import ConfigError
 
