@@ -248,7 +248,9 @@ bool cpu_has_avx2() {
 // The same algorithms as the AVX2 ones above, 16 lanes wide with mask registers for the tails
 // (one 512-bit load feeds 16 multiply-adds: the row-times-matrix product of a batch of one is
 // bound by loads), divisions replaced by the reciprocal estimate and a Newton step.  Results differ
-// from the AVX2 ones in float rounding (~1 ulp).
+// from the AVX2 ones in float rounding (~1 ulp).  They are written out again rather than shared
+// through templates: each function compiles under its own target attribute, so that the AVX2 ones
+// never contain an AVX-512 instruction (a CPU without it runs them), and GCC and clang both build it.
 #define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
 
 AVX512 inline __mmask16 tail_mask16(int64_t n) {  // the first n (<= 16) lanes
