@@ -151,8 +151,9 @@ class StackedModel(nn.Module):
         distinct = list({id(g): g for g in generators}.values())  # (in order of first appearance)
         noise = self._noise_rows(len(distinct), flat.dtype)
         for r, g in enumerate(distinct):  # straight into the row's slices: no concatenation, no masked copy
-            for start, size, shape in self.noisy_spans:
-                torch.randn(shape, generator=g, dtype=flat.dtype, out=noise[r, start:start + size].view(shape))
+            row = noise[r]
+            for start, size, _ in self.noisy_spans:  # (what torch.randn(shape, generator=g) draws, in place)
+                row[start:start + size].normal_(generator=g)
         rows = [next(r for r, d in enumerate(distinct) if d is g) for g in generators]
         if len(distinct) > 1 and rows != list(range(len(rows))):  # (one generator: its row broadcasts)
             noise = noise[torch.as_tensor(rows)]
