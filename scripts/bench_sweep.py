@@ -90,20 +90,15 @@ def one_stack(dataset: str, cell: str, draws: int, epochs: int, out: str) -> dic
 
 
 def gemm_gflops() -> float:
-    """One thread's 2048 x 2048 float32 matrix product, best of 3 (the machine's speed right now)."""
+    """One thread's 2048 x 2048 float32 matrix product (the machine's speed right now), timed as
+    ``bench_member_frame.py`` times it."""
     import torch
+    from bench_member_frame import gemm_gflops as timed_gemm  # (scripts/ is this script's folder)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-        a @ b
-        best = float("inf")
-        for _ in range(3):
-            t = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t)
-        return 2 * 2048 ** 3 / best / 1e9
+        return timed_gemm(torch)
     finally:
         torch.set_num_threads(threads)
 

@@ -131,10 +131,7 @@ def load() -> bool:
             log.warning("fused recurrences unavailable, using the reference Python loop: %s", exc)
         level = os.environ.get("RNNBENCH_KERNELS")
         if _state["loaded"] and level:
-            if level not in KERNELS:
-                from .errors import ConfigError
-
-                raise ConfigError(f"RNNBENCH_KERNELS={level!r} is invalid: expected one of {KERNELS}")
+            _check_kernels(level, "RNNBENCH_KERNELS")
             try:
                 torch.ops.rnnbench.set_float_kernels(level)
             except RuntimeError as exc:
@@ -155,14 +152,18 @@ def kernels() -> str:
 KERNELS = ("auto", "avx512", "avx2", "generic")
 
 
+def _check_kernels(level: str, what: str) -> None:
+    if level not in KERNELS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{what}={level!r} is invalid: expected one of {KERNELS}")
+
+
 def set_kernels(level: str) -> str:
     """Run float32 at ``level`` (one of :data:`KERNELS`; ``auto``: the widest this CPU has), for
     this process; returns the setting before.  ``$RNNBENCH_KERNELS`` sets it when the extension
     loads.  Benchmarks and tests compare the levels on one machine with it."""
-    if level not in KERNELS:
-        from .errors import ConfigError
-
-        raise ConfigError(f"kernels={level!r} is invalid: expected one of {KERNELS}")
+    _check_kernels(level, "kernels")
     if not load():
         raise RuntimeError(f"the fused extension is unavailable, so no kernels can be chosen: {_state['error']}")
     return str(torch.ops.rnnbench.set_float_kernels(level))

@@ -16,18 +16,17 @@
 // product and vectorized sigmoid/tanh, AVX-512 or AVX2+FMA where the CPU has them, chosen at run
 // time), and all steps of one member run before the next member's (its weights stay in L1; the
 // LSTM forward runs step by step where all members' weights fit in L2, which measured faster for
-// it); with more rows the
-// products are BLAS calls and only the element-wise work is done here.  Float64 uses the C
-// library's exp/tanh (the equivalence tests run in float64); float32 uses the polynomial
-// approximations below (within 2 ulp of the C library's).
+// it); with more rows the products are BLAS calls and only the element-wise work is done here.
+// Float64 uses the C library's exp/tanh (the equivalence tests run in float64); float32 uses the
+// polynomial approximations below (within 2 ulp of the C library's).
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <atomic>
 #include <cmath>
-#include <string>
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <vector>
 
