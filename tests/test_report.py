@@ -319,3 +319,28 @@ def test_figures_read_alone(tmp_path, monkeypatch):
         assert curves and all(line.get_marker() not in (None, "None", "") for line in curves)
         dense = [line for line in jsb.get_lines() if len(line.get_xdata()) == 60 and line.get_linestyle() == "-"]
         assert dense and all(line.get_marker() in (None, "None", "") for line in dense)
+
+
+REPO = Path(__file__).resolve().parents[1]
+# each committed report folder and the sweeps its README's command reads (results/music/README.md,
+# results/speech/README.md)
+COMMITTED_REPORTS = {
+    "results/music/report": ["results/music/runs/search", "results/music/runs/seeds"],
+    "results/speech/report_2026-12-02": ["results/speech/runs/speech", "results/speech/runs/speech_fsdd"],
+    "results/speech/report": ["results/speech/runs/speech_budget"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("report", sorted(COMMITTED_REPORTS))
+def test_committed_reports_regenerate_byte_for_byte(report, tmp_path):
+    """``rnnbench-report`` on the committed runs rewrites every file of the committed report as it is
+    (tables, report.md and figures), and writes nothing the committed folder lacks."""
+    out = tmp_path / "report"
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.report", *COMMITTED_REPORTS[report], "--out", str(out)],
+                       cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    committed = {f.name: f.read_bytes() for f in (REPO / report).iterdir() if f.is_file()}
+    made = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    assert sorted(made) == sorted(committed)
+    assert [name for name in sorted(made) if made[name] != committed[name]] == []
