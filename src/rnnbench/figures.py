@@ -62,6 +62,15 @@ def _seeds_text(info: dict) -> str:
 
 def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
                 info: dict[tuple[str, str], dict] | None = None) -> list[Path]:
+    """Draw the figures of :func:`curves_figures` and write each as ``<stem>.png`` and ``.pdf``."""
+    paths = []
+    for stem, fig in curves_figures(curves, order, info):
+        paths += _save(fig, out, stem)
+    return paths
+
+
+def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
+                   info: dict[tuple[str, str], dict] | None = None) -> list[tuple[str, plt.Figure]]:
     """One panel per dataset; train (dashed, at the epochs it was evaluated: every
     ``train.eval_train_every`` epochs and the best one) and validation (solid, every epoch) NLL per
     cell, against updates and against wall-clock seconds of training.
@@ -76,7 +85,7 @@ def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
     unit = "NLL per 10-sample step (nats)" if tasks == {"speech"} else "NLL per time step (nats)"
     names = ", ".join(TITLES.get(d, d) for d in datasets)
     seeds = _seeds_text({k: v for k, v in info.items() if k in curves})
-    paths = []
+    figures = []
     for xkey, xlabel, stem, what in (
             ("updates", "parameter updates", "curves_updates", "against parameter updates (as the paper's Figure 2)"),
             ("wall_seconds", "seconds of training (evaluation not counted)", "curves_seconds",
@@ -132,5 +141,5 @@ def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
             f"; {seeds}" if seeds else "")
         fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=11)
         fig.tight_layout(rect=(0, 0.13, 1, 1))
-        paths += _save(fig, out, stem)
-    return paths
+        figures.append((stem, fig))
+    return figures

@@ -462,6 +462,25 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def selected_curves(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame, best: pd.DataFrame):
+    """What the figures draw: the metrics of each dataset x cell's selected run (the lowest seed at
+    the selected rate), the (datasets, cells) order, and per pair the rate, seed, units, seeds,
+    task and best epoch -- or ``no_result`` ("diverged", "not finished") for a pair without a run
+    to draw.  ``curves, order, info`` as :func:`rnnbench.figures.plot_curves` takes them."""
+    sweep_dirs = [Path(s) for s in sweep_dirs]
+    curves, info = {}, {}
+    for r in best.itertuples():
+        sweep = next(s for s in sweep_dirs if s.name == r.sweep)
+        curves[(r.dataset, r.cell)] = read_metrics(sweep / r.run)
+        row = runs[(runs["sweep"] == r.sweep) & (runs["run"] == r.run)].iloc[0]
+        info[(r.dataset, r.cell)] = {"lr": r.lr, "seed": row.get("seed"), "seeds": r.seeds, "units": r.units,
+                                     "task": row.get("task"), "best_epoch": row.get("best_epoch")}
+    for key, why in _unscored(runs, best).items():
+        info[key] = {"no_result": why}
+    cells = _order(list(best.cell) + [c for _, c in info], CELL_ORDER)
+    return curves, (_order(best.dataset, DATASET_ORDER), cells), info
+
+
 # the files write_report may write, by stem (one per table, one per figure)
 REPORT_FILES = ("table2", "selected_runs", "differences", "claims", "table1", "missing", "pruned",
                 "curves_updates", "curves_seconds")
@@ -549,17 +568,8 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     if not unfinished.empty:
         sections += [f"## Runs not finished ({len(unfinished)})", "", _markdown(unfinished), ""]
     if not best.empty:
-        curves, info = {}, {}
-        for r in best.itertuples():
-            sweep = next(s for s in sweep_dirs if s.name == r.sweep)
-            curves[(r.dataset, r.cell)] = read_metrics(sweep / r.run)
-            row = runs[(runs["sweep"] == r.sweep) & (runs["run"] == r.run)].iloc[0]
-            info[(r.dataset, r.cell)] = {"lr": r.lr, "seed": row.get("seed"), "seeds": r.seeds, "units": r.units,
-                                         "task": row.get("task"), "best_epoch": row.get("best_epoch")}
-        for key, why in _unscored(runs, best).items():
-            info[key] = {"no_result": why}
-        cells = _order(list(best.cell) + [c for _, c in info], CELL_ORDER)
-        written += plot_curves(curves, out, order=(_order(best.dataset, DATASET_ORDER), cells), info=info)
+        curves, order, info = selected_curves(sweep_dirs, runs, best)
+        written += plot_curves(curves, out, order=order, info=info)
         sections += ["## Learning curves of the selected runs", "",
                      "Training and validation NLL of the selected run (the lowest seed at the selected learning "
                      "rate) of each cell, against parameter updates (the paper's Figure 2) and against seconds "
