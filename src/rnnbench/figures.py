@@ -121,15 +121,13 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
                 ax.set_ylabel(unit)
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
             ax.grid(alpha=0.3)
-        cell_handles = [Line2D([], [], color=COLORS.get(c), lw=2,
-                               label=cell_label(c, next((info[(d, c)] for d in datasets if info.get((d, c), {}).get("units")),
-                                                         None)))
-                        for c in drawn]
+        cell_handles = [Line2D([], [], color=COLORS.get(c), lw=2, label=cell_label(c, next(
+            (info[(d, c)] for d in datasets if info.get((d, c), {}).get("units")), None))) for c in drawn]
         style_handles = [Line2D([], [], color="black", label="validation NLL (every epoch)"),
                          Line2D([], [], color="black", ls="--", marker="o", ms=3.5, mfc="white",
                                 label="training NLL, no weight noise (every 10th epoch by default, and the best)"),
                          Line2D([], [], color="black", marker="*", ms=11, ls="none", mec="black",
-                                 label="best validation epoch (the weights scored)")]
+                                label="best validation epoch (the weights scored)")]
         # two rows, cells above and line styles below (the legend fills column by column)
         ncol = max(len(cell_handles), len(style_handles))
         blank = Line2D([], [], alpha=0, label=" ")
