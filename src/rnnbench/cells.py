@@ -28,14 +28,18 @@ its extra recurrent bias ``b_hn`` so that it equals ``nn.GRU`` exactly)::
     o = s(W_o x + U_o h + p_o * c_t + b_o)
     h_t = o * tanh(c_t)
 
-Add a cell of your own with :func:`register_cell`; it needs ``GATES`` (blocks of
-``H`` columns in the input projection), a ``step`` and, if its state is not just
-``h``, ``init_state``/``output``.
+A cell of your own subclasses :class:`RecurrentCell`: ``GATES`` (blocks of ``H`` columns in
+the input projection), a ``step`` and, if its state is not just ``h``, ``init_state``/``output``.
+Name it in a config file by import path, ``_target_: mypkg.mymodule.MyCell`` in
+``conf/cell/<name>.yaml`` of any config folder (``--config-dir``); :func:`make_cell` imports and
+checks it wherever a model is built (a run, a sweep's worker, ``rnnbench-sample``).  Registering
+it by name with :func:`register_cell` still works.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Callable
 
 import torch
@@ -57,16 +61,93 @@ def register_cell(name: str) -> Callable[[type["RecurrentCell"]], type["Recurren
     return deco
 
 
-def make_cell(name: str, input_size: int, hidden_size: int) -> "RecurrentCell":
-    if name not in CELLS:
-        from .errors import ConfigError
+def cell_class(cell: str | Mapping) -> type["RecurrentCell"]:
+    """The class a cell configuration names: ``cell._target_`` (an import path, imported and
+    checked) if it has one, else the registered ``cell.name``; a plain string is a registered name.
+    Anything that cannot build a cell is a :class:`ConfigError` naming the file, the value and what
+    was expected."""
+    from .errors import ConfigError
 
-        raise ConfigError(f"unknown cell {name!r}; expected one of {sorted(CELLS)}")
+    if isinstance(cell, str):
+        name, target = cell, None
+    else:
+        name, target = cell.get("name"), cell.get("_target_")
+    if target is None:
+        if name not in CELLS:
+            raise ConfigError(f"unknown cell {name!r}; expected one of {sorted(CELLS)}, or a cell file with "
+                              f"_target_: <module>.<RecurrentCell subclass>")
+        return CELLS[name]
+    from .targets import import_target
+
+    where = f"cell._target_={target!r} (cell/{name}.yaml)"
+    cls = import_target(target, where, "a subclass of rnnbench.cells.RecurrentCell")
+    if not (isinstance(cls, type) and issubclass(cls, RecurrentCell)):
+        raise ConfigError(f"{where}: {target!r} is a {type(cls).__name__}; expected a subclass of "
+                          f"rnnbench.cells.RecurrentCell")
+    if _owner(cls, "step") is RecurrentCell:
+        raise ConfigError(f"{where}: {cls.__name__} has no step(xw, state); expected a RecurrentCell subclass "
+                          f"that defines step")
+    gates = getattr(cls, "GATES", None)
+    if not isinstance(gates, int) or isinstance(gates, bool) or gates < 1:
+        raise ConfigError(f"{where}: {cls.__name__}.GATES={gates!r}; expected an integer >= 1 (blocks of units "
+                          f"in the input projection)")
+    _check_shapes(cls, where)
+    return cls
+
+
+def _owner(cls: type, method: str) -> type:
+    """The class of ``cls``'s method resolution order that defines ``method``."""
+    return next(c for c in cls.__mro__ if method in vars(c))
+
+
+def _check_shapes(cls: type["RecurrentCell"], where: str) -> None:
+    """A 2-unit cell on a 3-wide input: weights of GATES blocks, and one step giving 2 features."""
+    from .errors import ConfigError
+
+    G, H, D = cls.GATES, 2, 3
+    try:
+        cell = cls(D, H)
+    except Exception as exc:
+        raise ConfigError(f"{where}: {cls.__name__}({D}, {H}) failed ({type(exc).__name__}: {exc}); expected "
+                          f"__init__(input_size, hidden_size)") from exc
+    shapes = {n: tuple(p.shape) for n, p in cell.named_parameters()}
+    want = {"weight_ih": (D, G * H), "bias": (G * H,)}
+    for n, shape in want.items():
+        if shapes.get(n) != shape:
+            raise ConfigError(f"{where}: {n} has shape {shapes.get(n)} with GATES={G}; expected {shape} "
+                              f"(GATES blocks of units)")
+    if shapes.get("weight_hh", (None, None))[-1] != G * H:
+        raise ConfigError(f"{where}: weight_hh has shape {shapes.get('weight_hh')} with GATES={G}; expected "
+                          f"(units, {G * H}) (GATES blocks of units)")
+    with torch.no_grad():
+        try:
+            out, _ = cell(torch.zeros(2, 1, D), reference=True)
+        except Exception as exc:
+            raise ConfigError(f"{where}: one step of {cls.__name__} failed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); expected step(xw, state) to "
+                              f"take xw of shape (batch, GATES * units)") from exc
+    if tuple(out.shape) != (2, 1, H):
+        raise ConfigError(f"{where}: {cls.__name__} gives outputs of shape {tuple(out.shape)} for 2 steps of a "
+                          f"batch of 1 with 2 units; expected (2, 1, 2)")
+
+
+def make_cell(cell: str | Mapping, input_size: int, hidden_size: int) -> "RecurrentCell":
+    """A cell for a registered name or a cell configuration (see :func:`cell_class`)."""
+    cls = cell_class(cell)
+    name = cell if isinstance(cell, str) else cell.get("name")
     if int(hidden_size) < 1 or int(input_size) < 1:
         from .errors import ConfigError
 
         raise ConfigError(f"cell {name!r}: units and input size must be >= 1, got units={hidden_size}, input={input_size}")
-    return CELLS[name](int(input_size), int(hidden_size))
+    return cls(int(input_size), int(hidden_size))
+
+
+def has_fused(cell: "RecurrentCell") -> bool:
+    """Whether the cell's ``fused`` computes its own ``step``: a subclass that rewrites ``step``
+    of a shipped cell, but not ``fused``, runs the reference loop, not its parent's kernel."""
+    cls = type(cell)
+    f = _owner(cls, "fused")
+    return f is not RecurrentCell and issubclass(f, _owner(cls, "step"))
 
 
 class RecurrentCell(nn.Module):
@@ -116,7 +197,7 @@ class RecurrentCell(nn.Module):
         if state is None:
             state = self.init_state(B, x)
         xw = torch.addmm(self.bias, x.reshape(T * B, -1), self.weight_ih).view(T, B, -1)
-        if T > 0 and not reference and fused.use_fused(xw):
+        if T > 0 and not reference and has_fused(self) and fused.use_fused(xw):
             out = self.fused(xw, state)
             if out is not None:
                 return out
@@ -226,6 +307,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def recurrent_param_count(cell: str, input_size: int, units: int) -> int:
+def recurrent_param_count(cell: str | Mapping, input_size: int, units: int) -> int:
     """Parameters of the recurrent layer alone, as the paper's Table 1 counts them."""
     return count_parameters(make_cell(cell, input_size, units))

@@ -22,6 +22,15 @@ from matplotlib.ticker import EngFormatter  # noqa: E402
 from .report import format_lr  # noqa: E402
 
 COLORS = {"tanh": "tab:blue", "gru": "tab:red", "lstm": "tab:green", "gru_after": "tab:orange"}
+_MORE_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+def cell_color(cell: str) -> str:
+    """The paper's cells keep their colours; any other cell (one's own) gets one of its own, the
+    same in every figure: picked from its name, not from the order it is met."""
+    if cell in COLORS:
+        return COLORS[cell]
+    return _MORE_COLORS[sum(cell.encode()) % len(_MORE_COLORS)]
 CELL_NAMES = {"tanh": "tanh", "gru": "GRU", "lstm": "LSTM", "gru_after": "GRU (reset after)"}
 TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de",
           "fsdd": "FSDD (speech)", "yesno": "YESNO (speech)", "chorales": "Bach chorales (music21)",
@@ -100,7 +109,7 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
                         notes.append(f"{CELL_NAMES.get(cell, cell)} {info[(dataset, cell)]['no_result']}")
                     continue
                 i = info.get((dataset, cell), {})
-                color = COLORS.get(cell)
+                color = cell_color(cell)
                 v = m.dropna(subset=["valid_nll"])
                 ax.plot(v[xkey], v["valid_nll"], color=color, marker="o" if len(v) <= SPARSE else None, ms=3)
                 t = m.dropna(subset=["train_nll"])  # (every train.eval_train_every epochs, and the best one)
@@ -121,7 +130,7 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
                 ax.set_ylabel(unit)
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
             ax.grid(alpha=0.3)
-        cell_handles = [Line2D([], [], color=COLORS.get(c), lw=2, label=cell_label(c, next(
+        cell_handles = [Line2D([], [], color=cell_color(c), lw=2, label=cell_label(c, next(
             (info[(d, c)] for d in datasets if info.get((d, c), {}).get("units")), None))) for c in drawn]
         style_handles = [Line2D([], [], color="black", label="validation NLL (every epoch)"),
                          Line2D([], [], color="black", ls="--", marker="o", ms=3.5, mfc="white",

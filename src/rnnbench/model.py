@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,7 +45,7 @@ HEADS: dict[str, type[nn.Module]] = {"bernoulli": BernoulliHead, "gmm": Gaussian
 class SequenceModel(nn.Module):
     """``x_{<t}`` -> recurrent cell -> head -> distribution of ``x_t``."""
 
-    def __init__(self, cell: str, input_size: int, units: int, output_size: int | None = None,
+    def __init__(self, cell: str | Mapping, input_size: int, units: int, output_size: int | None = None,
                  head: str = "bernoulli", head_kwargs: dict | None = None):
         super().__init__()
         if head not in HEADS:
@@ -52,7 +54,7 @@ class SequenceModel(nn.Module):
         self.head = HEADS[head](units, input_size if output_size is None else output_size, **(head_kwargs or {}))
 
     @classmethod
-    def for_corpus(cls, cell: str, units: int, corpus) -> "SequenceModel":
+    def for_corpus(cls, cell: str | Mapping, units: int, corpus) -> "SequenceModel":
         """The model a corpus asks for: its input and output sizes and its output head."""
         return cls(cell, corpus.input_size, units, corpus.output_size, head=corpus.head,
                    head_kwargs=corpus.head_kwargs)

@@ -301,7 +301,15 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["task", "cell"], key=lambda s: s.map(ckey) if s.name == "cell" else s).reset_index(drop=True)
 
 
-PAIRS = (("tanh", "gru"), ("tanh", "lstm"), ("gru", "lstm"))
+PAIRS = (("tanh", "gru"), ("tanh", "lstm"), ("gru", "lstm"))  # the paper's comparisons
+
+
+def _pairs(cells: Iterable[str]) -> list[tuple[str, str]]:
+    """The paper's pairs first, then every other pair of the cells present, in cell order (a cell
+    of one's own is compared with each cell before it: tanh - mine, gru - mine, ...)."""
+    cells = _order(cells, CELL_ORDER)
+    others = [(a, b) for i, b in enumerate(cells) for a in cells[:i] if (a, b) not in PAIRS]
+    return [p for p in PAIRS if set(p) <= set(cells)] + others
 
 
 def paired_differences(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
@@ -311,9 +319,7 @@ def paired_differences(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     ok = runs[_scored(runs)]
     for dataset in _order(best.dataset, DATASET_ORDER):
         sub = best[best.dataset == dataset].set_index("cell")
-        for a, b in PAIRS:
-            if not {a, b} <= set(sub.index):
-                continue
+        for a, b in _pairs(sub.index):
             per = {c: ok[(ok.dataset == dataset) & (ok.cell == c) & (ok.lr == sub.loc[c, "lr"])].set_index("seed")["test_nll"]
                    for c in (a, b)}
             seeds = sorted(set(per[a].index) & set(per[b].index))
@@ -346,17 +352,16 @@ def claims(diffs: pd.DataFrame) -> pd.DataFrame:
     for dataset in list(dict.fromkeys(diffs["dataset"])) if not diffs.empty else []:
         d = diffs[diffs.dataset == dataset].set_index("pair")
         verdicts = {}
-        for cell in ("gru", "lstm"):
-            pair = f"tanh - {cell}"
-            if pair not in d.index:
+        for pair in d.index:  # "GRU beats tanh", "LSTM beats tanh", then any cell of one's own
+            if not pair.startswith("tanh - "):
                 continue
-            r = d.loc[pair]
+            cell, r = pair[len("tanh - "):], d.loc[pair]
             verdicts[cell] = _verdict_better(r.ci95_low, r.ci95_high)
             rows.append({"dataset": dataset, "claim": f"{cell.upper()} beats tanh", "seeds": int(r.seeds),
                          "evidence": _interval(r), "verdict": verdicts[cell],
                          "paper": _paper_says(r.paper_difference, lambda x: x > 0)})
-        if len(verdicts) == 2:
-            v = list(verdicts.values())
+        if {"gru", "lstm"} <= set(verdicts):
+            v = [verdicts["gru"], verdicts["lstm"]]
             combined = "holds" if all(x == "holds" for x in v) else "fails" if "fails" in v else "inconclusive"
             paper = [d.loc[f"tanh - {c}", "paper_difference"] for c in ("gru", "lstm")]
             rows.append({"dataset": dataset, "claim": "gated beats tanh", "seeds": int(d.loc["tanh - gru", "seeds"]),

@@ -266,7 +266,7 @@ def load_model(run_dir: str | Path, which: str = "best", corpus=None):
     ckpt = read_checkpoint(ckpt_path, map_location="cpu", keys=("model",))
     if corpus is None:
         corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
-    model = SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus)
+    model = SequenceModel.for_corpus(cfg.cell, int(cfg.cell.units), corpus)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as exc:

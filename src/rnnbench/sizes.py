@@ -20,16 +20,21 @@ OUTPUT_SIZE = {"music": 88, "speech": 10}
 HEAD = {"music": ("bernoulli", {}), "speech": ("gmm", {"components": 20})}
 
 
-def size_table(tasks=("music", "speech")) -> list[dict]:
+def size_table(tasks=("music", "speech"), extra_cells: dict | None = None) -> list[dict]:
+    """The paper's Table 1 rows, then one row per task for each cell of ``extra_cells`` (name ->
+    cell configuration with ``sizes: {music: units, speech: units}``, and ``_target_`` for a cell
+    of one's own); those have no paper count."""
     rows = []
     for task in tasks:
-        for cell, (units, paper) in PAPER_TABLE1[task].items():
+        cells = [(cell, cell, units, paper) for cell, (units, paper) in PAPER_TABLE1[task].items()]
+        cells += [(name, cfg, int(cfg["sizes"][task]), None) for name, cfg in (extra_cells or {}).items()]
+        for name, cell, units, paper in cells:
             ours = recurrent_param_count(cell, INPUT_SIZE[task], units)
             row = {
-                "task": task, "cell": cell, "units": units, "input": INPUT_SIZE[task],
+                "task": task, "cell": name, "units": units, "input": INPUT_SIZE[task],
                 "recurrent": ours, "paper": paper,
                 "recurrent_at_paper_input": recurrent_param_count(cell, PAPER_INPUT_SIZE[task], units),
-                "vs_paper": ours / paper - 1.0,
+                "vs_paper": None if paper is None else ours / paper - 1.0,
                 "total": None,
             }
             if OUTPUT_SIZE[task] is not None:
@@ -45,7 +50,8 @@ def format_size_table(rows: list[dict]) -> str:
              f"{'paper':>9}{'ours/paper':>11}{'at paper input':>16}"]
     for r in rows:
         total = f"{r['total']:,}" if r["total"] is not None else "(issue 4)"
+        paper = "-" if r["paper"] is None else "~" + format(r["paper"] / 1000, ".1f") + "k"
+        vs = "-" if r["vs_paper"] is None else format(r["vs_paper"], "+.1%")
         lines.append(f"{r['task']:<7}{r['cell']:<6}{r['units']:>6}{r['input']:>6}{r['recurrent']:>11,}{total:>10}"
-                     f"{'~' + format(r['paper'] / 1000, '.1f') + 'k':>9}{r['vs_paper']:>+10.1%}"
-                     f"{r['recurrent_at_paper_input']:>16,}")
+                     f"{paper:>9}{vs:>10}{r['recurrent_at_paper_input']:>16,}")
     return "\n".join(lines)

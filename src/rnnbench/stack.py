@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from . import fused
-from .cells import GRUCell, PeepholeLSTMCell, RecurrentCell, TanhCell
+from .cells import GRUCell, PeepholeLSTMCell, TanhCell, has_fused
 from .data import iterate
 from .errors import ConfigError
 from .model import BernoulliHead, SequenceModel
@@ -171,7 +171,7 @@ class StackedModel(nn.Module):
         """All members' recurrent features ``(T, K*B, H)`` (rows member by member in each step)
         through the fused kernels, or ``None`` where the cell has none."""
         cell = self.proto.cell
-        if type(cell).fused is RecurrentCell.fused or not fused.use_fused(inputs):
+        if not has_fused(cell) or not fused.use_fused(inputs):
             return None
         K, B = v["cell.weight_ih"].shape[0], inputs.shape[1]
         xw, _ = self._input_projection(inputs, v)
@@ -517,7 +517,7 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
     def proto_for(seed: int) -> SequenceModel:  # a member's initial weights: its seed's
         if seed not in protos:
             torch.manual_seed(seed)
-            protos[seed] = SequenceModel.for_corpus(first.cell.name, int(first.cell.units), data.corpus).to(device)
+            protos[seed] = SequenceModel.for_corpus(first.cell, int(first.cell.units), data.corpus).to(device)
         return protos[seed]
 
     proto = proto_for(int(first.seed))

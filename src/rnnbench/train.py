@@ -106,6 +106,12 @@ def validate_config(cfg: DictConfig) -> None:
     need("cell.units", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
     need("seed", lambda v: isinstance(v, int), "an integer")
     need("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'")
+    from .cells import cell_class
+    from .data.corpus import dataset_builder
+
+    cell_class(cfg.cell)  # (a cell or corpus named by import path: imported and checked before anything is written)
+    if _get(cfg, "dataset._target_") is not None:
+        dataset_builder(cfg.dataset)
 
 
 def config_fingerprint(cfg: DictConfig) -> str:

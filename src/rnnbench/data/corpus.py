@@ -75,8 +75,33 @@ def register_dataset_kind(kind: str):
     return deco
 
 
+def dataset_builder(dataset_cfg: Mapping) -> Callable[[Mapping, Any], Corpus]:
+    """The builder of a ``dataset`` config: ``dataset._target_`` (an import path, for a corpus of
+    one's own named in a config file) if given, else the registered ``dataset.kind``."""
+    target = dataset_cfg.get("_target_")
+    if target is not None:
+        from ..targets import import_target
+
+        where = f"dataset._target_={target!r} (dataset/{dataset_cfg.get('name')}.yaml)"
+        fn = import_target(target, where, "a function (dataset_cfg, data_root) -> rnnbench.data.Corpus")
+        if not callable(fn) or isinstance(fn, type) and issubclass(fn, Corpus):
+            raise ConfigError(f"{where}: {target!r} is a {type(fn).__name__}; expected a function "
+                              f"(dataset_cfg, data_root) -> rnnbench.data.Corpus")
+        return fn
+    kind = dataset_cfg.get("kind", "benchmark")
+    if kind not in DATASET_KINDS:
+        raise ConfigError(f"config value dataset.kind={kind!r} is invalid: expected one of {sorted(DATASET_KINDS)}")
+    return DATASET_KINDS[kind]
+
+
 def load_dataset(dataset_cfg: Mapping, data_root=None) -> Corpus:
     """Build the corpus a ``dataset`` config group describes."""
+    if dataset_cfg.get("_target_") is not None:
+        corpus = dataset_builder(dataset_cfg)(dataset_cfg, data_root)
+        if not isinstance(corpus, Corpus):
+            raise ConfigError(f"dataset._target_={dataset_cfg.get('_target_')!r} returned a {type(corpus).__name__}; "
+                              f"expected an rnnbench.data.Corpus")
+        return corpus
     kind = dataset_cfg.get("kind", "benchmark")
     if kind not in DATASET_KINDS:
         raise ConfigError(f"config value dataset.kind={kind!r} is invalid: expected one of {sorted(DATASET_KINDS)}")
