@@ -43,7 +43,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .data import batch_indices, load_dataset, padding_waste
-from .errors import ConfigError, RunFileError
+from .errors import ConfigError, RnnbenchError, RunFileError
 from .fileio import (FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text, read_text,
                      remove_stale_temporaries, replace_with_copy)
 from .model import SequenceModel
@@ -74,10 +74,35 @@ def _get(cfg: Mapping, dotted: str, default: Any = None) -> Any:
     return node
 
 
+_ABSENT = object()
+
+
+def _resolution_error(key: str, exc: Exception) -> RnnbenchError:
+    """The error to show for a value that cannot be computed: rnnbench's own (a resolver's
+    ConfigError, say, somewhere in the exception's chain) as it is, else one line naming ``key``."""
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, RnnbenchError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"config value {key} cannot be computed: {first}")
+
+
 def validate_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` naming the first invalid value."""
-    def need(key: str, ok, what: str):
-        value = _get(cfg, key)
+    """Raise :class:`ConfigError` naming the first invalid value.  The keys of the schema
+    (:mod:`rnnbench.schema`) are checked with its checks (a key absent from ``cfg``, as in a run
+    made before it existed, stands for its default); the groups' keys rnnbench needs, here."""
+    from .schema import schema_fields
+
+    def need(key: str, ok, what: str, default: Any = _ABSENT):
+        try:
+            value = _get(cfg, key, default)
+        except Exception as exc:  # (an interpolation that fails: search.draw=-1 in optim.lr's draw, say)
+            raise _resolution_error(key, exc) from exc
+        if value is _ABSENT:
+            value = None
         try:
             good = ok(value)
         except TypeError:
@@ -85,24 +110,13 @@ def validate_config(cfg: DictConfig) -> None:
         if not good:
             raise ConfigError(f"config value {key}={value!r} is invalid: expected {what}")
 
-    need("optim.lr", lambda v: isinstance(v, (int, float)) and v > 0 and math.isfinite(v), "a positive number")
-    need("optim.alpha", lambda v: 0 <= v < 1, "a number in [0, 1)")
-    need("optim.eps", lambda v: v > 0, "a positive number")
-    need("optim.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")
-    need("train.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("train.max_epochs", lambda v: isinstance(v, int) and v >= 1,
-         "an integer >= 1 (to see a run's results without training it, use rnnbench-report)")
-    need("train.patience", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("train.clip_norm", lambda v: v is None or v > 0, "a positive number or null")
-    need("train.weight_noise", lambda v: v >= 0, "a number >= 0")
-    need("train.eval_batch_frames", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("train.eval_max_waste", lambda v: v is None or 0 <= v < 1, "a number in [0, 1) or null")
-    need("train.max_minutes", lambda v: v is None or v > 0, "a positive number or null")
-    need("train.eval_train_every", lambda v: v is None or (isinstance(v, int) and v >= 0),
-         "an integer >= 0 (0 or null: only at the end)")
-    need("train.order_seed", lambda v: v is None or isinstance(v, int), "an integer or null (= seed)")
-    need("cell.units", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("seed", lambda v: isinstance(v, int), "an integer")
+    fields_ = list(schema_fields())
+    # (search first: optim.lr is drawn from it, and its own message says more than the draw's)
+    for key, f in sorted(fields_, key=lambda kf: not kf[0].startswith("search.")):
+        check = f.metadata.get("check")
+        if check is not None:
+            need(key, check, f.metadata["expected"], f.default)
+    need("cell.units", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
     need("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'")
 
 
