@@ -60,8 +60,24 @@ def _app(cfg: DictConfig) -> float | None:
     return summary["valid_nll"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Check the command line (:mod:`rnnbench.cli.trainconf`: one line and exit 2 for what cannot
+    run, before anything is written), answer ``--help``, then hand over to Hydra."""
+    from . import trainconf
+
     logging.raiseExceptions = False  # (a full disk must not print a traceback for every log line)
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    argv = sys.argv[1:]
+    try:
+        args = trainconf.hydra_args(argv)
+        if args.help:
+            print(trainconf.help_text(argv), end="")
+            sys.exit(0)
+        trainconf.check(argv)
+    except RnnbenchError as exc:
+        print(f"rnnbench-train: error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     _app()
 
 
