@@ -154,8 +154,8 @@ def unknown_key(key: str, known: list[str]) -> ConfigError:
     parent = key.rsplit(".", 1)[0] if "." in key else ""
     known = _suggestions(known) if "." in key else known
     near = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    if not near:  # the nearest keys of the same node, else the top-level ones
-        near = [k for k in known if (k.rsplit(".", 1)[0] if "." in k else "") == parent][:6]
+    if len(near) < 3:  # then the other keys of the same node
+        near += [k for k in known if (k.rsplit(".", 1)[0] if "." in k else "") == parent and k not in near][:6 - len(near)]
     return ConfigError(f"unknown config key {key!r}: not in the schema nor in the config files; nearest known "
                        f"keys: {', '.join(near) if near else '(none)'} (rnnbench-train --help lists them all)")
 
