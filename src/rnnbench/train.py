@@ -47,6 +47,7 @@ from .errors import ConfigError, RnnbenchError, RunFileError
 from .fileio import (FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text, read_text,
                      remove_stale_temporaries, replace_with_copy)
 from .model import SequenceModel
+from .progress import duration, time_left
 from .runs import RETRAIN, read_checkpoint, read_metrics, read_summary, read_yaml
 
 log = logging.getLogger("rnnbench.train")
@@ -517,10 +518,34 @@ class Run:
             state.bad_epochs += 1
             if state.bad_epochs >= int(self.tcfg.patience):
                 state.status, state.stop_reason = "finished", "early_stopping"
-        shown = "".join(f"  {s} {row[f'{s}_nll']:.3f}" for s in ("train", "valid") if row[f"{s}_nll"] is not None)
-        log.info("%s  epoch %3d  updates %6d  %6.1fs%s%s", self.member_label(), state.epoch, state.updates,
-                 seconds, shown, "  *" if state.best_epoch == state.epoch else "")
+        log.info("%s", self.epoch_line(seconds))
         return kept
+
+    def epoch_line(self, seconds: float) -> str:
+        """The line an epoch ends with: ``epoch i/N``, its seconds and updates, the validation NLL
+        (``new best``, or the best so far and the epochs since), the training NLL when it was
+        computed, the run's elapsed time and the most it may still take."""
+        state, row = self.state, self.history[-1]
+        max_epochs = int(self.tcfg.max_epochs)
+        valid = row["valid_nll"]
+        if not math.isfinite(valid):
+            judged = "(not finite: the run is over)"
+        elif state.best_epoch == state.epoch:
+            judged = "new best"
+        else:
+            judged = (f"(best {state.best_valid:.3f} at epoch {state.best_epoch}; {state.bad_epochs} of "
+                      f"{int(self.tcfg.patience)} epochs without a better one)")
+        train = f"  train {row['train_nll']:.3f}" if row.get("train_nll") is not None else ""
+        elapsed = state.wall_seconds + state.eval_seconds
+        if self.running and state.epoch < max_epochs:
+            budget = (float(self.tcfg.max_minutes) * 60 - (time.perf_counter() - self.session_start)
+                      if self.tcfg.get("max_minutes") else None)
+            left = time_left(elapsed, state.epoch, max_epochs - state.epoch, budget)
+            when = f"elapsed {duration(elapsed)}, at most ~{duration(left)} left"
+        else:
+            when = f"elapsed {duration(elapsed)}, no epoch left"
+        return (f"{self.member_label()}  epoch {state.epoch}/{max_epochs}  {seconds:.1f} s  updates {state.updates}  "
+                f"valid {valid:.3f} {judged}{train}  |  {when}")
 
     def _check_metrics(self) -> None:
         """metrics.csv must be readable and hold one row per epoch of the run's history (kept in
