@@ -261,3 +261,22 @@ def test_help_describes_every_key_with_type_and_default(cli, capsys):
     assert "dataset.sample_rate (int, default 8000) Hz; every file is brought to this rate" in flat
     assert "cell.units (int, default 195)" in flat and "train.patience (int, default 7)" in flat
     assert "folk, [fsdd], jsb" in flat and "dataset.format" not in flat
+
+
+def test_a_run_directory_on_a_read_only_file_system_is_one_line(cli, tmp_path):
+    import shutil
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)],
+                                                   capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        code, err = cli(f"hydra.run.dir={mnt}/runs/x")
+        assert code == 2 and err == [f"rnnbench-train: error: run directory hydra.run.dir '{mnt}/runs/x' cannot be "
+                                     f"created (Read-only file system): expected a folder that can be made there"], err
+        code, err = cli(f"hydra.run.dir={mnt}")  # (it exists, but nothing can be written in it)
+        assert code == 2 and err == [f"rnnbench-train: error: run directory hydra.run.dir '{mnt}' cannot be written "
+                                     f"(Read-only file system): expected a folder files can be written in"], err
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
