@@ -341,3 +341,166 @@ def _validate(cfg: DictConfig, validate_config, resolution_error) -> None:
         raise
     except Exception as exc:  # (a value that cannot be computed: one line all the same)
         raise resolution_error("?", exc) from exc
+
+
+# --------------------------------------------------------------------------- --help
+
+HELP_HEAD = """\
+rnnbench-train: one training run, or with -m a sweep of runs (Hydra multirun).
+
+usage: rnnbench-train [-m] [--config-dir DIR] [GROUP=OPTION ...] [KEY=VALUE ...]
+
+  rnnbench-train dataset=jsb cell=gru optim.lr=1e-3 train.max_epochs=5 seed=0
+  rnnbench-train -m experiment=quick            the README's quick study
+  rnnbench-train dataset=fsdd --help            the keys as that command would set them
+
+A key or group option that is not listed below is refused (one line, exit 2), even with '+'.
+Exit status of a single run: 0 finished (or already finished), 2 refused or failed (one line
+naming the culprit; a refused run leaves nothing on disk), 3 diverged, 4 another process is
+training the run.  Hydra's own flags: rnnbench-train --hydra-help; the resolved configuration:
+rnnbench-train --cfg job [...].
+"""
+
+# Descriptions of group keys their files leave without a comment.
+GROUP_KEY_HELP = {
+    "dataset.name": "the corpus's name: its runs are filed under runs/<name>/",
+    "dataset.kind": "how the corpus is read (rnnbench.data.DATASET_KINDS)",
+    "dataset.task": "music (binary piano rolls) or speech (raw samples)",
+    "cell.name": "the cell's name: its runs are filed under runs/<dataset>/<name>/",
+    "cell.sizes": "units per task, the paper's Table 1",
+    "cell.units": "units of the recurrent layer (default: the paper's size for the dataset's task)",
+    "cell._target_": "a cell class of one's own, module.Class",
+}
+
+
+def yaml_comments(path: Path) -> tuple[str, dict[str, str]]:
+    """A group file's description (its leading comment) and the comment of each top-level key
+    (the rest of the key's line, and the indented comment lines that follow it)."""
+    import re
+
+    head: list[str] = []
+    keys: dict[str, str] = {}
+    last = None
+    started = False
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([A-Za-z_][\w]*):(.*)$", line)
+        if m:
+            started = True
+            last = m.group(1)
+            value = m.group(2)
+            cut = re.search(r"\s#\s?(.*)$", value)
+            keys[last] = cut.group(1).strip() if cut and "'" not in value[:cut.start()].replace("''", "") else ""
+            continue
+        c = re.match(r"^(\s+)#\s?(.*)$", line)
+        if c and last is not None:
+            keys[last] = f"{keys[last]} {c.group(2).strip()}".strip()
+            continue
+        if line.startswith("#") and not started and not line.startswith("# @package"):
+            head.append(line.lstrip("#").strip())
+        elif line.strip() and not line.startswith(" "):
+            last = None
+    return " ".join(h for h in head if h), keys
+
+
+def _group_file(group: str, option: str, config_dir: str | None) -> Path | None:
+    for root in ([config_dir] if config_dir else []) + [conf_dir()]:
+        p = Path(root) / group / f"{option}.yaml"
+        if p.is_file():
+            return p
+    return None
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return OmegaConf.to_yaml(OmegaConf.create(value)).strip().replace("\n", ", ") if value else str(value)
+    return str(value)
+
+
+def _typename(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "bool", int: "int", float: "float", str: "str", dict: "mapping", list: "list"}.get(
+        type(value), type(value).__name__)
+
+
+def help_text(argv: list[str]) -> str:
+    """``--help``: the groups and their options, then every key with its type, its value under the
+    command line's overrides (the defaults, without any) and what it means."""
+    import textwrap
+
+    from ..schema import OptimSchema, schema_fields
+
+    args = hydra_args([a for a in argv if a not in ("--help", "-h")])
+    rest = [a for a in argv if a not in ("--help", "-h")]
+    cfg = check(rest)
+    if cfg is None:
+        cfg = check([a for a in rest if a.startswith("-") is False])
+    composer = Composer(args)
+    try:
+        group_names = ["dataset", "cell", "optim", "hparams_search", "experiment", "hydra/launcher"]
+        options = {g: composer.options(g) for g in group_names}
+    finally:
+        composer.close()
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices) if "hydra" in cfg else {}
+    out = [HELP_HEAD, "groups (GROUP=OPTION; the chosen one in [brackets]):"]
+    for g in group_names:
+        chosen = choices.get(g)
+        opts = [f"[{o}]" if o == chosen else o for o in options[g]]
+        if chosen in (None, "null") and g in ("hparams_search", "experiment"):
+            opts = ["[null]"] + opts
+        out.append(textwrap.fill(", ".join(opts), width=100, initial_indent=f"  {g:<16}",
+                                 subsequent_indent=" " * 18))
+    task = OmegaConf.to_container(cfg, resolve=False)
+    resolved = {}
+    try:
+        resolved = OmegaConf.to_container(OmegaConf.create({k: v for k, v in task.items() if k != "hydra"}),
+                                          resolve=True)
+    except Exception:
+        pass
+
+    def value_of(dotted: str, node: dict) -> Any:
+        cur: Any = node
+        for part in dotted.split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                return None
+            cur = cur[part]
+        return cur
+
+    def entry(k: str, type_: str, value: Any, text: str) -> None:
+        out.append(f"  {k}  ({type_}, default {_show(value)})")
+        out.append(textwrap.fill(text or "-", width=100, initial_indent=" " * 6, subsequent_indent=" " * 6))
+
+    out.append("")
+    out.append("keys (KEY=VALUE; type, default under these overrides; meaning):")
+    optim_keys = {f"optim.{f.name}" for f in __import__("dataclasses").fields(OptimSchema)}
+    for g in ("dataset", "cell"):
+        option = choices.get(g)
+        path = _group_file(g, option, args.config_dir) if option else None
+        head, comments = yaml_comments(path) if path is not None else ("", {})
+        out.append("")
+        out.append(f"{g}={option}: {head}" if head else f"{g}={option}:")
+        for k, v in (task.get(g) or {}).items():
+            dotted = f"{g}.{k}"
+            shown = value_of(dotted, resolved) if resolved else v
+            entry(dotted, _typename(shown), shown, comments.get(k) or GROUP_KEY_HELP.get(dotted, ""))
+        for k, what in optional_keys(cfg).items():
+            if k.startswith(g + ".") and k.split(".", 1)[1] not in (task.get(g) or {}):
+                entry(k, "optional", None, what + "; give it with '+'")
+    section = None
+    for k, f in schema_fields():
+        if f.metadata.get("type") == "group":
+            continue
+        top = k.split(".")[0] if "." in k else ""
+        if top != section:
+            section = top
+            out.append("")
+            out.append(f"{top}:" if top else "run:")
+        shown = value_of(k, resolved) if resolved else value_of(k, task)
+        entry(k, f.metadata["type"], shown, f.metadata["help"]
+              + (f" (values: {f.metadata['expected']})" if f.metadata.get("expected") and k not in optim_keys
+                 and "null" not in f.metadata["type"] and f.metadata["type"] not in ("bool",) else ""))
+    return "\n".join(out) + "\n"
