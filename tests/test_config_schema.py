@@ -112,6 +112,18 @@ def test_an_unknown_key_is_refused_even_with_plus(cli, tmp_path, override, near)
     assert not (tmp_path / "runs").exists() and not list(tmp_path.rglob(".hydra"))
 
 
+def test_cfg_job_checks_the_keys_too(cli, capsys):
+    code, err = cli("--cfg", "job", "+train.max_epoch=5")
+    assert code == 2 and len(err) == 1 and "unknown config key 'train.max_epoch'" in err[0]
+
+
+def test_a_sweep_without_multirun_and_a_deleted_schema_key_are_one_line(cli):
+    code, err = cli("seed=0,1")
+    assert code == 2 and err == ["rnnbench-train: error: seed=0,1: a sweep needs -m (--multirun)"]
+    code, err = cli("~train.bucket")
+    assert code == 2 and len(err) == 1 and "~train.bucket" in err[0]
+
+
 def test_a_key_already_there_is_set_without_plus(cli):
     code, err = cli("+seed=3")
     assert code == 2 and err == ["rnnbench-train: error: +seed: seed is already a key: set it without the '+' "

@@ -36,8 +36,10 @@ def optional_keys(cfg: DictConfig) -> dict[str, str]:
     """The optional keys that apply to ``cfg`` (its dataset's kind), with their meaning."""
     kind = OmegaConf.select(cfg, "dataset.kind", default=None)
     return {k: what for k, (for_kind, what) in OPTIONAL_KEYS.items() if for_kind == kind}
-# Flags after which Hydra does something else than training (they are left to Hydra).
-_HYDRA_ONLY = ("hydra_help", "cfg", "info", "shell_completion", "version", "experimental_rerun")
+# Flags after which Hydra does something else than training: left to Hydra (--cfg and --info: the
+# configuration is checked, nothing is made).
+_HYDRA_ONLY = ("hydra_help", "shell_completion", "version", "experimental_rerun")
+_SHOW_ONLY = ("cfg", "info")
 
 
 def hydra_args(argv: list[str]):
@@ -116,7 +118,8 @@ class Composer:
         if m:
             key = m.group(1)
             return unknown_key(key, known_keys(self.compose(_without(overrides, key))))
-        return ConfigError(_first_line(exc))
+        cause = exc.__cause__ or exc.__context__
+        return ConfigError(_first_line(exc) + (f": {_first_line(cause)}" if cause is not None else ""))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -303,14 +306,17 @@ def check(argv: list[str]) -> DictConfig | None:
                   file=sys.stderr)
         from hydra.core.hydra_config import HydraConfig
 
-        HydraConfig.instance().set_config(cfg)
-        key, what = ("hydra.sweep.dir", "sweep directory hydra.sweep.dir=") if args.multirun else \
-            ("hydra.run.dir", "run directory hydra.run.dir=")
+        key, what = ("hydra.sweep.dir", "sweep directory") if args.multirun else ("hydra.run.dir", "run directory")
+        before = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(cfg)  # (for a directory that uses ${hydra:...})
         try:
             where = str(OmegaConf.select(cfg, key))
         except Exception as exc:
             raise _resolution_error(key, exc) from exc
-        check_creatable(where, what.rstrip("="))
+        finally:
+            HydraConfig.instance().cfg = before
+        if not any(getattr(args, a, None) for a in _SHOW_ONLY):
+            check_creatable(where, f"{what} {key}")
         return cfg
     finally:
         composer.close()
