@@ -215,6 +215,20 @@ def test_every_existing_config_and_override_still_passes(tmp_path, monkeypatch, 
     assert not (tmp_path / "runs").exists()  # (the run directory was tried and removed)
 
 
+def test_each_value_of_an_experiments_sweep_is_checked(tmp_path, monkeypatch):
+    """The sweeper's own parameters (conf/experiment/*.yaml) are checked value by value too."""
+    from rnnbench.cli.trainconf import check
+
+    (tmp_path / "mine" / "experiment").mkdir(parents=True)
+    (tmp_path / "mine" / "experiment" / "typo.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      cell: tnah,gru\n      seed: 0,1,-1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^cell=tnah: no such cell \(did you mean cell=tanh\?\)"):
+        check(["-m", "--config-dir", str(tmp_path / "mine"), "experiment=typo"])
+    with pytest.raises(ConfigError, match=r"^config value seed=-1 is invalid"):
+        check(["-m", "--config-dir", str(tmp_path / "mine"), "experiment=typo", "cell=tanh,gru"])
+
+
 def test_a_draw_beyond_the_papers_ten_is_said(tmp_path, monkeypatch, capsys):
     from rnnbench.cli.trainconf import check
 

@@ -1,4 +1,9 @@
-"""``rnnbench-train``: one training run, configured with Hydra (see ``conf/train.yaml``).
+"""``rnnbench-train``: one training run, configured with Hydra (see ``conf/train.yaml`` and the
+schema, ``rnnbench.schema``; ``rnnbench-train --help`` lists every key).
+
+The command line is checked first (``rnnbench.cli.trainconf``): an unknown key or group option,
+a bad value (of any value of a sweep) or a directory that cannot be made is one line and exit
+status 2, with or without ``-m``, and nothing is written.
 
 Exit status of a single run (without ``-m``): 0 finished (or already finished), 2 refused or
 failed (a bad value, missing data, a damaged file, a full disk: one line names the culprit and

@@ -233,7 +233,7 @@ def _with_value(override, value: str) -> str:
     return f"{override.get_key_element()}={value}"
 
 
-def check(argv: list[str]) -> DictConfig | None:
+def check(argv: list[str], dirs: bool = True) -> DictConfig | None:
     """Compose the command line's configuration and check it (see the module's docstring).
     Returns the composed configuration (with ``hydra``) of the first job, or ``None`` when
     Hydra is asked for something else than training (``--cfg``, ``--info``, ...)."""
@@ -282,7 +282,9 @@ def check(argv: list[str]) -> DictConfig | None:
             values = _sweep_values(o)
             if values is None:
                 continue
-            for v in values[1:]:
+            # (a sweep of the command line was composed at its first value; one of the sweeper's
+            # parameters was not: each of its values is checked)
+            for v in values[1:] if o in parsed else values:
                 if o.key_or_group in groups:
                     options = composer.options(o.key_or_group)
                     if v not in options:
@@ -315,7 +317,7 @@ def check(argv: list[str]) -> DictConfig | None:
             raise _resolution_error(key, exc) from exc
         finally:
             HydraConfig.instance().cfg = before
-        if not any(getattr(args, a, None) for a in _SHOW_ONLY):
+        if dirs and not any(getattr(args, a, None) for a in _SHOW_ONLY):
             check_creatable(where, f"{what} {key}")
         return cfg
     finally:
@@ -442,9 +444,9 @@ def help_text(argv: list[str]) -> str:
 
     args = hydra_args([a for a in argv if a not in ("--help", "-h")])
     rest = [a for a in argv if a not in ("--help", "-h")]
-    cfg = check(rest)
+    cfg = check(rest, dirs=False)
     if cfg is None:
-        cfg = check([a for a in rest if a.startswith("-") is False])
+        cfg = check([a for a in rest if a.startswith("-") is False], dirs=False)
     composer = Composer(args)
     try:
         group_names = ["dataset", "cell", "optim", "hparams_search", "experiment", "hydra/launcher"]
