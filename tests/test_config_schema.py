@@ -157,6 +157,7 @@ def test_a_misspelled_group_option_is_one_line_naming_the_options(cli, tmp_path,
     (["train.bucket=maybe"], "train.bucket='maybe' is invalid: expected true or false"),
     (["train.device=tpu"], "train.device='tpu' is invalid: expected cpu, cuda, cuda:N or auto"),
     (["optim.eps=inf"], "optim.eps=inf is invalid: expected a positive number"),
+    (["hparams_search=paper_lr_halving", "search.halving.keep=2"], "search.halving.keep=2 is invalid"),
 ])
 def test_a_bad_value_is_one_line_naming_it(cli, tmp_path, argv, line):
     code, err = cli(*argv)

@@ -119,6 +119,9 @@ def validate_config(cfg: DictConfig) -> None:
             need(key, check, f.metadata["expected"], f.default)
     need("cell.units", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
     need("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'")
+    from .search import halving_settings
+
+    halving_settings(cfg)  # (search.halving: its keys and values)
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
