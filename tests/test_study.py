@@ -309,10 +309,12 @@ def test_stacked_progress_lines_and_a_refused_stack_leaves_nothing(toy_mat, tmp_
                        timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr
-    assert re.search(r"progress: stack 1/2 toy/gru seed 0 \(3 runs\): 3/3 runs finished, epoch 25/25", out), out[-3000:]
-    assert re.search(r"progress: sweep: 6/6 runs finished, 150/150 run-epochs", out)
-    assert re.search(r"progress: (stack \d/2 .*: \d/3 runs finished, epoch \d+/25, ~\d+ s left"
-                     r"|sweep: \d/6 runs finished, \d+/150 run-epochs, ~\d+ s left)", out), out[-3000:]
+    assert re.search(r"progress: stack 1 of 2, toy/gru seed 0 \(3 runs\): 3 of 3 runs finished, epoch 25 of 25",
+                     out), out[-3000:]
+    assert re.search(r"progress: sweep: 6 of 6 runs finished, 150 of 150 run-epochs", out)
+    assert re.search(r"progress: (stack \d of 2, .*: \d of 3 runs finished, epoch \d+ of 25, ~\d+ s left"
+                     r"|sweep: \d of 6 runs finished, \d+ of 150 run-epochs, ~\d+ s left)", out), out[-3000:]
+    assert re.search(r"\tstack 1 of 2 \(3 runs\) in ", out), out[-3000:]
     assert len(re.findall(r"toy/(gru|lstm) lr [0-9.e-]+: finished \(max_epochs\), best epoch 25: "
                           r"train \d+\.\d{3}, valid \d+\.\d{3}, test \d+\.\d{3}  \[", out)) == 6
     # a stack refused (its corpus is missing): one line, Hydra's exit status, nothing left but multirun.yaml

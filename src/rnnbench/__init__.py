@@ -8,4 +8,5 @@ Data flows one way through the package:
 
 __version__ = "0.1.0"
 
+from . import schema as _schema  # noqa: E402,F401  (registers the config schema in Hydra's ConfigStore)
 from . import search as _search  # noqa: E402,F401  (registers the config resolvers)

@@ -7,8 +7,9 @@
 3. Train the stacks, ``n_jobs`` processes at a time (joblib), each with
    :func:`rnnbench.stack.train_stack`, logging to ``stack-<first job>.log`` beside the runs.
 
-While they train, progress lines name each running stack (runs finished / total, epoch, time
-left) and the sweep (runs finished, run-epochs done, time left), every ``progress_every``
+While they train, progress lines name each running stack ("stack 1 of 3, jsb/gru seed 0 (10 runs):
+4 of 10 runs finished, epoch 12 of 500, ~2.5 h left") and the sweep (runs finished, run-epochs
+done, time left), every ``progress_every``
 seconds and whenever a stack ends; each stack's result lines are printed as it ends, rounded
 for people (the files keep full precision).
 
@@ -36,6 +37,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from .errors import RnnbenchError, RunFileError, WriteError
+from .progress import duration
 from .runs import discard_unstarted, read_summary, remove_empty_parents, result_line, run_label
 
 log = logging.getLogger(__name__)
@@ -168,15 +170,6 @@ def _run_group(index: int, cfgs: list[DictConfig], dirs: list[Path], log_file: P
 
 # --------------------------------------------------------------------------- progress
 
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 class Progress:
     """How far a sweep's stacks are, read from their runs' ``summary.json`` (written after every
     epoch), so workers need not report anything.  Times left are estimates: a stack's seconds
@@ -235,10 +228,10 @@ class Progress:
 
     def stack_line(self, k: int, status: dict | None = None) -> str:
         s = self.stack_status(k) if status is None else status
-        left = "" if s["left"] is None or k in self.ended else f", ~{_duration(s['left'])} left"
+        left = "" if s["left"] is None or k in self.ended else f", ~{duration(s['left'])} left"
         others = "".join(f", {n} {what}" for what, n in s["others"].items() if n)
-        return (f"stack {k + 1}/{len(self.stacks)} {self.stacks[k]['label']}: {s['ended']}/{s['runs']} runs finished"
-                f"{others}, epoch {s['epoch']}/{s['cap']}{left}")
+        return (f"stack {k + 1} of {len(self.stacks)}, {self.stacks[k]['label']}: {s['ended']} of {s['runs']} runs "
+                f"finished{others}, epoch {s['epoch']} of {s['cap']}{left}")
 
     def sweep_line(self, statuses: list[dict] | None = None) -> str:
         ss = [self.stack_status(k) for k in range(len(self.stacks))] if statuses is None else statuses
@@ -246,14 +239,14 @@ class Progress:
         done, total = sum(s["run_epochs"] for s in ss), sum(s["runs"] * s["cap"] for s in ss)
         others = "".join(f", {n} {what}" for what in ("skipped", "failed")
                          if (n := sum(s["others"][what] for s in ss)))
-        line = f"sweep: {ended}/{runs} runs finished{others}, {done}/{total} run-epochs"
+        line = f"sweep: {ended} of {runs} runs finished{others}, {done} of {total} run-epochs"
         known = [s["per_epoch"] for s in ss if s["per_epoch"]]
         todo = [s for k, s in enumerate(ss) if k not in self.ended and s["left_epochs"]]
         if known and todo:  # stacks not started yet: the mean seconds per epoch of those that have
             mean = sum(known) / len(known)
             secs = [(s["per_epoch"] or mean) * s["left_epochs"] for s in todo]
             left = max(sum(secs) / self.n_parallel, max(secs))
-            line += f", ~{_duration(left)} left (at most: early stopping ends runs sooner)"
+            line += f", ~{duration(left)} left (at most: early stopping ends runs sooner)"
         return line
 
     def report(self, only_running: bool = True) -> None:
@@ -326,7 +319,8 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
     for k, (idx, log_file) in enumerate(work):
         own = [[o for o in filter_overrides(jobs[i][0]) if o.split("=", 1)[0].lstrip("+~") in MEMBER_KEYS]
                for i in idx]
-        log.info("\tstack %d/%d of %d in %s (%s)", k + 1, len(work), len(idx), log_file.parent,
+        log.info("\tstack %d of %d (%d run%s) in %s (%s)", k + 1, len(work), len(idx), "s" if len(idx) > 1 else "",
+                 log_file.parent,
                  "; ".join(" ".join(o) for o in own) or "one run")
     progress = Progress([{"label": _stack_label([jobs[i][2] for i in idx]), "dirs": [jobs[i][3] for i in idx],
                           "max_epochs": int(jobs[idx[0]][2].train.max_epochs)} for idx, _ in work],

@@ -45,6 +45,7 @@ from .cells import GRUCell, PeepholeLSTMCell, TanhCell, has_fused
 from .data import iterate
 from .errors import ConfigError
 from .model import BernoulliHead, SequenceModel
+from .progress import EpochProgress
 from .search import halving_decision, halving_settings
 from .train import Run, Splits, make_generators, resolve_device, rmsprop_state_dict
 
@@ -649,7 +650,11 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
         batches = data.train_batches(tcfg, shuffle_gen)
         K = len(members)
         loss_sum, skipped, loss_frames = [0.0] * K, [0] * K, [0] * K
-        for batch in iterate(data.seqs["train"], batches):
+        progress = EpochProgress(_progress_label(members), members[0].run.state.epoch + 1, int(tcfg.max_epochs),
+                                 len(batches))
+        for done, batch in enumerate(iterate(data.seqs["train"], batches), 1):
+            if done >= progress.next:  # (the clock is read about once a second, not per update)
+                progress.check(done)
             batch = batch.to(device)
             loss_total, grad, gnorm = training_step(model, batch, [m.noise_gen for m in members], noise_std,
                                                     clip_norm)
@@ -673,6 +678,7 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
                     loss_sum[k] += totals[k]
                     loss_frames[k] += batch.frames
             if gone:
+                progress.close()
                 for k in gone:
                     members[k].run.diverged(time.perf_counter() - t0)
                 keep = [k for k in range(K) if k not in gone]
@@ -684,6 +690,7 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
                 if not members:
                     return
         train_time = time.perf_counter() - t0
+        progress.close()
         epoch = members[0].run.state.epoch + 1
         splits = ["valid"] + (["train"] if train_every and (epoch == 1 or epoch % train_every == 0) else [])
         t1 = time.perf_counter()
@@ -702,6 +709,14 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
         ended = [k for k, m in enumerate(members) if not m.run.running]
         if ended:
             drop(ended)
+
+
+def _progress_label(members: list[_Member]) -> str:
+    """How an epoch's progress names what trains: the run, or the stack of runs."""
+    if len(members) == 1:
+        return members[0].run.member_label()
+    cfg = members[0].run.cfg
+    return f"{cfg.dataset.name}/{cfg.cell.name} ({len(members)} runs)"
 
 
 def _halve(members: list[_Member], epoch: int, settings: dict) -> None:

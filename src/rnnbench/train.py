@@ -43,10 +43,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .data import batch_indices, load_dataset, padding_waste
-from .errors import ConfigError, RunFileError
+from .errors import ConfigError, RnnbenchError, RunFileError
 from .fileio import (FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text, read_text,
                      remove_stale_temporaries, replace_with_copy)
 from .model import SequenceModel
+from .progress import duration, time_left
 from .runs import RETRAIN, read_checkpoint, read_metrics, read_summary, read_yaml
 
 log = logging.getLogger("rnnbench.train")
@@ -76,10 +77,35 @@ def _get(cfg: Mapping, dotted: str, default: Any = None) -> Any:
     return node
 
 
+_ABSENT = object()
+
+
+def _resolution_error(key: str, exc: Exception) -> RnnbenchError:
+    """The error to show for a value that cannot be computed: rnnbench's own (a resolver's
+    ConfigError, say, somewhere in the exception's chain) as it is, else one line naming ``key``."""
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, RnnbenchError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"config value {key} cannot be computed: {first}")
+
+
 def validate_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` naming the first invalid value."""
-    def need(key: str, ok, what: str):
-        value = _get(cfg, key)
+    """Raise :class:`ConfigError` naming the first invalid value.  The keys of the schema
+    (:mod:`rnnbench.schema`) are checked with its checks (a key absent from ``cfg``, as in a run
+    made before it existed, stands for its default); the groups' keys rnnbench needs, here."""
+    from .schema import schema_fields
+
+    def need(key: str, ok, what: str, default: Any = _ABSENT):
+        try:
+            value = _get(cfg, key, default)
+        except Exception as exc:  # (an interpolation that fails: search.draw=-1 in optim.lr's draw, say)
+            raise _resolution_error(key, exc) from exc
+        if value is _ABSENT:
+            value = None
         try:
             good = ok(value)
         except TypeError:
@@ -87,28 +113,19 @@ def validate_config(cfg: DictConfig) -> None:
         if not good:
             raise ConfigError(f"config value {key}={value!r} is invalid: expected {what}")
 
-    need("optim.lr", lambda v: isinstance(v, (int, float)) and v > 0 and math.isfinite(v), "a positive number")
-    need("optim.alpha", lambda v: 0 <= v < 1, "a number in [0, 1)")
-    need("optim.eps", lambda v: v > 0, "a positive number")
-    need("optim.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")
-    need("train.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("train.max_epochs", lambda v: isinstance(v, int) and v >= 1,
-         "an integer >= 1 (to see a run's results without training it, use rnnbench-report)")
-    need("train.patience", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("train.clip_norm", lambda v: v is None or v > 0, "a positive number or null")
-    need("train.weight_noise", lambda v: v >= 0, "a number >= 0")
-    need("train.eval_batch_frames", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("train.eval_max_waste", lambda v: v is None or 0 <= v < 1, "a number in [0, 1) or null")
-    need("train.max_minutes", lambda v: v is None or v > 0, "a positive number or null")
-    need("train.eval_train_every", lambda v: v is None or (isinstance(v, int) and v >= 0),
-         "an integer >= 0 (0 or null: only at the end)")
-    need("train.order_seed", lambda v: v is None or isinstance(v, int), "an integer or null (= seed)")
-    need("cell.units", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-    need("seed", lambda v: isinstance(v, int), "an integer")
+    fields_ = list(schema_fields())
+    # (search first: optim.lr is drawn from it, and its own message says more than the draw's)
+    for key, f in sorted(fields_, key=lambda kf: not kf[0].startswith("search.")):
+        check = f.metadata.get("check")
+        if check is not None:
+            need(key, check, f.metadata["expected"], f.default)
+    need("cell.units", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
     need("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'")
     from .cells import cell_class
     from .data.corpus import dataset_builder
+    from .search import halving_settings
 
+    halving_settings(cfg)  # (search.halving: its keys and values)
     cell_class(cfg.cell)  # (a cell or corpus named by import path: imported and checked before anything is written)
     if _get(cfg, "dataset._target_") is not None:
         dataset_builder(cfg.dataset)
@@ -521,10 +538,34 @@ class Run:
             state.bad_epochs += 1
             if state.bad_epochs >= int(self.tcfg.patience):
                 state.status, state.stop_reason = "finished", "early_stopping"
-        shown = "".join(f"  {s} {row[f'{s}_nll']:.3f}" for s in ("train", "valid") if row[f"{s}_nll"] is not None)
-        log.info("%s  epoch %3d  updates %6d  %6.1fs%s%s", self.member_label(), state.epoch, state.updates,
-                 seconds, shown, "  *" if state.best_epoch == state.epoch else "")
+        log.info("%s", self.epoch_line(seconds))
         return kept
+
+    def epoch_line(self, seconds: float) -> str:
+        """The line an epoch ends with: ``epoch i/N``, its seconds and updates, the validation NLL
+        (``new best``, or the best so far and the epochs since), the training NLL when it was
+        computed, the run's elapsed time and the most it may still take."""
+        state, row = self.state, self.history[-1]
+        max_epochs = int(self.tcfg.max_epochs)
+        valid = row["valid_nll"]
+        if not math.isfinite(valid):
+            judged = "(not finite: the run is over)"
+        elif state.best_epoch == state.epoch:
+            judged = "new best"
+        else:
+            judged = (f"(best {state.best_valid:.3f} at epoch {state.best_epoch}; {state.bad_epochs} of "
+                      f"{int(self.tcfg.patience)} epochs without a better one)")
+        train = f"  train {row['train_nll']:.3f}" if row.get("train_nll") is not None else ""
+        elapsed = state.wall_seconds + state.eval_seconds
+        if self.running and state.epoch < max_epochs:
+            budget = (float(self.tcfg.max_minutes) * 60 - (time.perf_counter() - self.session_start)
+                      if self.tcfg.get("max_minutes") else None)
+            left = time_left(elapsed, state.epoch, max_epochs - state.epoch, budget)
+            when = f"elapsed {duration(elapsed)}, at most ~{duration(left)} left"
+        else:
+            when = f"elapsed {duration(elapsed)}, no epoch left"
+        return (f"{self.member_label()}  epoch {state.epoch}/{max_epochs}  {seconds:.1f} s  updates {state.updates}  "
+                f"valid {valid:.3f} {judged}{train}  |  {when}")
 
     def _check_metrics(self) -> None:
         """metrics.csv must be readable and hold one row per epoch of the run's history (kept in

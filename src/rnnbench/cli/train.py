@@ -1,4 +1,9 @@
-"""``rnnbench-train``: one training run, configured with Hydra (see ``conf/train.yaml``).
+"""``rnnbench-train``: one training run, configured with Hydra (see ``conf/train.yaml`` and the
+schema, ``rnnbench.schema``; ``rnnbench-train --help`` lists every key).
+
+The command line is checked first (``rnnbench.cli.trainconf``): an unknown key or group option,
+a bad value (of any value of a sweep) or a directory that cannot be made is one line and exit
+status 2, with or without ``-m``, and nothing is written.
 
 Exit status of a single run (without ``-m``): 0 finished (or already finished), 2 refused or
 failed (a bad value, missing data, a damaged file, a full disk: one line names the culprit and
@@ -60,8 +65,24 @@ def _app(cfg: DictConfig) -> float | None:
     return summary["valid_nll"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Check the command line (:mod:`rnnbench.cli.trainconf`: one line and exit 2 for what cannot
+    run, before anything is written), answer ``--help``, then hand over to Hydra."""
+    from . import trainconf
+
     logging.raiseExceptions = False  # (a full disk must not print a traceback for every log line)
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    argv = sys.argv[1:]
+    try:
+        args = trainconf.hydra_args(argv)
+        if args.help:
+            print(trainconf.help_text(argv), end="")
+            sys.exit(0)
+        trainconf.check(argv)
+    except RnnbenchError as exc:
+        print(f"rnnbench-train: error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     _app()
 
 
