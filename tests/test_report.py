@@ -250,3 +250,117 @@ def test_table2_says_why_a_cell_has_no_number(tmp_path):
     assert t2.loc["test (paper)", "tanh"] == "9.10"  # the paper's number stands beside it
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "`diverged`: every run of the cell" in text and "`not finished`" in text
+
+
+# ----------------------------------------------------------------------------- sweeps of every shape, damaged multirun.yaml
+
+def _hydra_record(run: Path, **choices):
+    """The .hydra/hydra.yaml Hydra writes beside a job (only the part the report reads)."""
+    (run / ".hydra").mkdir(exist_ok=True)
+    lines = ["hydra:", "  runtime:", "    choices:"] + [f"      {k}: {v}" for k, v in choices.items()]
+    (run / ".hydra" / "hydra.yaml").write_text("\n".join(lines) + "\n")
+
+
+def _report_cli(*args):
+    return subprocess.run([sys.executable, "-m", "rnnbench.cli.report", *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def test_a_plain_seed_sweep_is_reported_with_its_missing_seed(tmp_path):
+    """`seed=0,1` on the command line: Hydra writes hydra.sweeper.params as null (no sweeper
+    params); the report reads the seeds from the overrides and names the one missing."""
+    sweep = tmp_path / "seeds"
+    run = fake_run(sweep, "jsb", "gru", 0, 0, 1e-3, valid=8.0, test=8.1)
+    run.rename(run.parent / "seed=0")
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "    max_batch_size: null\n    params: null\n  overrides:\n    hydra: []\n    task:\n    - seed=0,1\nseed: 0\n")
+    assert expected_configs(sweep) == [{"seed": "0", "draw": None}, {"seed": "1", "draw": None}]
+    p = _report_cli(sweep)
+    assert p.returncode == 0, p.stderr
+    assert pd.read_csv(sweep / "report" / "missing.csv").to_dict("records") == [{"sweep": "seeds", "seed": 1}]
+
+
+def test_a_sweep_over_a_folder_dataset_finds_its_runs(tmp_path):
+    """`dataset=scores_folder,jsb`: the runs are named after the folder (scores-mine-...) or after
+    dataset.name, not after the config option; Hydra's record of the option matches them, and a
+    run without that record still matches by a literal name (jsb)."""
+    from rnnbench.report import missing_runs
+
+    sweep = tmp_path / "folders"
+    for cell in ("gru", "lstm"):
+        _hydra_record(fake_run(sweep, "scores-mine-1a2b3c4d", cell, 0, 0, 1e-3, valid=8.0, test=8.1),
+                      dataset="scores_folder", cell=cell)
+    fake_run(sweep, "jsb", "gru", 0, 0, 1e-3, valid=8.0, test=8.1)  # no .hydra: matched by its name
+    _hydra_record(fake_run(sweep, "bach_mine", "lstm", 0, 0, 1e-3, valid=8.0, test=8.1),  # dataset.name=bach_mine
+                  dataset="jsb", cell="lstm")
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      dataset: scores_folder,jsb\n      cell: gru,lstm\n"
+        "      search.draw: range(0,1)\n  overrides:\n    task: []\nseed: 0\n")
+    assert missing_runs([sweep], collect_runs([sweep])).empty
+    (sweep / "scores-mine-1a2b3c4d" / "lstm").rename(tmp_path / "gone")
+    missing = missing_runs([sweep], collect_runs([sweep]))
+    assert missing.to_dict("records") == [{"sweep": "folders", "dataset": "scores_folder", "cell": "lstm",
+                                           "draw": "0", "seed": "0"}]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("- dataset\n- cell\n", "expected a mapping of keys, found a ListConfig"),
+    ("hydra: {sweeper: {params: [\n", "not valid YAML"),
+    ("hydra: 7\n", "hydra is a int, expected a mapping"),
+    ("hydra:\n  sweeper:\n    params: [seed]\n", "hydra.sweeper.params is a ListConfig"),
+    ("hydra:\n  overrides:\n    task: seed=0,1\n", "hydra.overrides.task is a str"),
+    ("hydra:\n  sweeper:\n    params:\n      seed: range(0,\n", "sweep of seed is 'range(0,'"),
+    ("seed: 0\n", "no 'hydra' section"),
+])
+def test_a_damaged_multirun_yaml_is_named_and_nothing_is_written(fake_sweep, text, says):
+    """Not silently a report without its missing-run check: one line naming the file and what is
+    wrong with it, exit 2, no report folder."""
+    (fake_sweep / "multirun.yaml").write_text(text)
+    p = _report_cli(fake_sweep)
+    assert p.returncode == 2 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert "multirun.yaml" in p.stderr and says in p.stderr, p.stderr
+    assert not (fake_sweep / "report").exists()
+
+
+def test_report_out_under_a_file_is_one_line(fake_sweep, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    p = _report_cli(fake_sweep, "--out", tmp_path / "afile" / "rep")
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "afile" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("column, value", [("wall_seconds", "inf"), ("lr", "nan"), ("updates", "-inf"),
+                                           ("valid_nll", "inf")])
+def test_a_non_finite_metrics_row_is_named(fake_sweep, tmp_path, column, value):
+    """A metrics.csv row with a non-finite value where none can be (any bookkeeping column; a
+    validation NLL before the last epoch: a non-finite one ends a run) is named with its line,
+    by the reader and in the report (whose curve of that run is left out, not drawn empty)."""
+    from rnnbench.errors import RunFileError
+    from rnnbench.runs import read_metrics
+
+    run = fake_sweep / "jsb" / "gru" / "search.draw=0,seed=0"
+    lines = (run / "metrics.csv").read_text().splitlines()
+    cols = lines[0].split(",")
+    row = lines[1].split(",")
+    row[cols.index(column)] = value
+    lines[1] = ",".join(row)
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunFileError, match=rf"metrics.csv: damaged \(line 2, epoch '1': {column} is '{value}'"
+                                           if column != "valid_nll" else r"line 2, epoch 1: valid_nll is 'inf'"):
+        read_metrics(run)
+    write_report([fake_sweep], tmp_path / "rep")
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "Curves left out (1)" in report and "search.draw=0,seed=0/metrics.csv" in report
+
+
+def test_a_diverged_runs_last_validation_nll_may_be_nan(tmp_path):
+    from rnnbench.runs import read_metrics
+
+    run = fake_run(tmp_path / "s", "jsb", "gru", 0, 0, 1e-3, valid=8.0, test=8.1, status="diverged")
+    text = (run / "metrics.csv").read_text().splitlines()
+    last = text[-1].split(",")
+    last[4] = "nan"
+    (run / "metrics.csv").write_text("\n".join(text[:-1] + [",".join(last)]) + "\n")
+    assert len(read_metrics(run)) == 3

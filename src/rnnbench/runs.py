@@ -22,6 +22,10 @@ RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt",
 # The columns metrics.csv always has (later ones were added over time; older runs lack them).
 METRIC_COLUMNS = ("epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll")
 
+# Columns of metrics.csv that may hold a non-finite number: the NLLs of a run that diverged (its
+# last epoch's validation NLL) and the noisy training loss.  Every other value is finite.
+NONFINITE_ALLOWED = ("train_nll", "valid_nll", "test_nll", "train_loss_noisy")
+
 # What to do about a damaged file.
 REWRITTEN = "running the run's command again rewrites it from last.pt (no epoch is trained again)"
 RETRAIN = ("to train the run again from the start, run its command with train.resume=false "
@@ -218,8 +222,26 @@ def read_metrics(run_dir: str | Path, epochs: int | None = None):
                 df[col] = pd.to_numeric(df[col])
             except (ValueError, TypeError) as exc:
                 raise RunFileError(path, f"damaged (column {col} holds a value that is not a number)", REWRITTEN) from exc
+    header = table[0]
+    for i, row in enumerate(table[1:], start=2):
+        for col, cell in zip(header, row):
+            if col in NONFINITE_ALLOWED or not cell.strip():
+                continue  # (an empty cell is a split not evaluated that epoch)
+            try:
+                finite = math.isfinite(float(cell))
+            except ValueError:
+                continue  # (named below as not a number)
+            if not finite:
+                raise RunFileError(path, f"damaged (line {i}, epoch {row[0]!r}: {col} is {cell!r}, expected a "
+                                         f"finite number)", REWRITTEN)
     if list(df["epoch"]) != list(range(1, len(df) + 1)):
         raise RunFileError(path, "damaged (its epochs are not 1, 2, 3, ...: a row is missing or garbled)", REWRITTEN)
+    bad = [i for i in range(len(df) - 1) if "valid_nll" in df and not math.isfinite(float(df["valid_nll"].iloc[i]))
+           and str(table[i + 1][header.index("valid_nll")]).strip()]
+    if bad:  # (a non-finite validation NLL ends a run: only its last epoch can have one)
+        raise RunFileError(path, f"damaged (line {bad[0] + 2}, epoch {bad[0] + 1}: valid_nll is "
+                                 f"{table[bad[0] + 1][header.index('valid_nll')]!r} but the run went on; a non-finite "
+                                 f"validation NLL ends a run, so only its last epoch can have one)", REWRITTEN)
     if epochs is not None and len(df) < int(epochs):
         raise RunFileError(path, f"damaged ({len(df)} epochs, summary.json says {int(epochs)})", REWRITTEN)
     return df
