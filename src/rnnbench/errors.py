@@ -56,3 +56,16 @@ class WriteError(RnnbenchError):
 
 class RunBusyError(RnnbenchError):
     """A run directory is being trained by another process (it holds the directory's lock)."""
+
+
+def qname(path: str | os.PathLike) -> str:
+    """A file name as messages show it: as it is when it is plain, else quoted as Python's
+    ``repr`` quotes it (``'a\\nb.wav'``), so that a name holding a newline, a tab, a control or
+    other unprintable character (or surrogate-escaped bytes that are not UTF-8) keeps an error
+    on one line and says exactly which file it is."""
+    s = os.fspath(path)
+    if isinstance(s, bytes):
+        s = os.fsdecode(s)
+    if s.isprintable() and "\\" not in s and s == s.strip():
+        return s
+    return repr(s)
