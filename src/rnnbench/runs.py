@@ -288,6 +288,15 @@ def load_model(run_dir: str | Path, which: str = "best", corpus=None):
     ckpt = read_checkpoint(ckpt_path, map_location="cpu", keys=("model",))
     if corpus is None:
         corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
+    import torch
+
+    from .memory import check_fits
+
+    with torch.device("meta"):  # (counts the parameters without allocating them)
+        params = sum(p.numel() for p in SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus).parameters())
+    check_fits(8 * params, f"{run_dir / 'config.yaml'}: cell.units={int(cfg.cell.units)} ({cfg.cell.name}: "
+                           f"{params:,} parameters, with the checkpoint's copy)",
+               "this run's model cannot be loaded on this machine")
     model = SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus)
     try:
         model.load_state_dict(ckpt["model"])
