@@ -56,7 +56,8 @@ METRIC_FIELDS = [
     "skipped_updates", "eval_seconds",
 ]
 # Options whose value here means "behave as before the option existed".
-NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False, "train.order_seed": None, "search.halving": None}
+NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False, "train.order_seed": None, "search.halving": None,
+                    "dataset.max_piece_frames": 100_000}  # (= data.scores.MAX_PIECE_FRAMES)
 # Keys that may change between a run and its resumption (they extend or steer it, not change it).
 RESUMABLE_KEYS = ("train.max_epochs", "train.max_minutes", "train.resume", "train.threads", "train.device",
                   "train.log_every", "train.eval_max_waste", "train.eval_batch_frames", "train.eval_train_every", "data_root",

@@ -154,6 +154,12 @@ _KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
+# The longest piece kept, in frames (dataset.max_piece_frames).  A few bytes of MIDI can announce
+# hundreds of millions of ticks; such a piece is skipped by name before its roll is allocated.
+# 100,000 frames is some 7 hours of quarter notes at 240 per minute, 88 bytes a frame (8.8 MB).
+MAX_PIECE_FRAMES = 100_000
+
+
 class SkipPiece(Exception):
     """A piece (or file) that is read but holds nothing usable."""
 
@@ -172,6 +178,7 @@ class RollSettings:
     chord_symbols: str = "ignore"
     expand_repeats: bool = True
     trim: bool = True
+    max_piece_frames: int = MAX_PIECE_FRAMES
 
     def __post_init__(self):
         def bad(key, value, what):
@@ -193,6 +200,9 @@ class RollSettings:
         for key in ("expand_repeats", "trim"):
             if not isinstance(getattr(self, key), bool):
                 bad(key, getattr(self, key), "true or false")
+        m = self.max_piece_frames
+        if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 2**40:
+            bad("max_piece_frames", m, "an integer of frames between 1 and 2**40 (a longer piece is skipped by name)")
         object.__setattr__(self, "step", float(self.step))
 
 
@@ -265,7 +275,11 @@ def notes_to_frames(notes: np.ndarray, settings: RollSettings) -> tuple[np.ndarr
         first = np.floor((onset + EPS) / step)
         stop = np.maximum(np.ceil((end - EPS) / step), first + 1)
         keep = np.ones(len(notes), dtype=bool)
-    first, stop = first.astype(np.int64), stop.astype(np.int64)
+    if not (np.isfinite(onset).all() and np.isfinite(end).all()):
+        raise SkipPiece("a note with a non-finite onset or duration")
+    first_f, stop_f = first, stop
+    with np.errstate(invalid="ignore"):  # (an absurd value is checked below, before it is used)
+        first, stop = first.astype(np.int64), stop.astype(np.int64)
     keys = notes[:, 2].astype(np.int64) + counts["shift"] - LOWEST_MIDI
     outside = (keys < 0) | (keys >= N_KEYS)
     if settings.out_of_range == "fold":
@@ -277,6 +291,11 @@ def notes_to_frames(notes: np.ndarray, settings: RollSettings) -> tuple[np.ndarr
         keep &= ~outside
     if not keep.any():
         raise SkipPiece("no note sounds at a frame (all notes shorter than the time step or out of range)")
+    span = float(stop_f[keep].max() - (first_f[keep].min() if settings.trim else 0.0))
+    if not span <= settings.max_piece_frames:  # (checked in floats, before any integer cast or allocation)
+        what = f"{span:,.0f} frames" if math.isfinite(span) else "a non-finite length"
+        raise SkipPiece(f"{what} long (its notes span {float(end[keep].max()) - (float(onset[keep].min()) if settings.trim else 0.0):,.6g} "
+                        f"quarter notes), longer than dataset.max_piece_frames={settings.max_piece_frames:,}")
     first, stop, keys = first[keep], stop[keep], keys[keep]
     start = int(first.min()) if settings.trim else 0
     roll = np.zeros((int(stop.max()) - start, N_KEYS), dtype=np.uint8)
@@ -674,8 +693,11 @@ def _file_sha256(path: Path) -> str:
 
 
 def cache_key(sources: Sequence[tuple[str, Path]], settings: RollSettings) -> str:
+    keyed = asdict(settings)
+    if keyed["max_piece_frames"] == MAX_PIECE_FRAMES:  # (the default keeps the caches built before it existed)
+        del keyed["max_piece_frames"]
     desc = {
-        "format": FORMAT_VERSION, "music21": music21_version(), "settings": asdict(settings),
+        "format": FORMAT_VERSION, "music21": music21_version(), "settings": keyed,
         "sources": [[rel, p.stat().st_size, _file_sha256(p)] for rel, p in sources],
     }
     if any(p.suffix.lower() in MIDI_SUFFIXES for _, p in sources):
@@ -893,6 +915,16 @@ def build_score_corpus(
     else:
         log.info("%s: %d pieces from %d files, from the cache %s (built in %.1f s; %d skipped)", label,
                  len(pieces.ids), len(sources), cache_path, pieces.build_seconds, len(pieces.skipped))
+    too_long = [i for i, r in enumerate(pieces.rolls) if len(r) > settings.max_piece_frames]
+    if too_long:  # (a cache built before dataset.max_piece_frames existed may hold one)
+        gone = set(too_long)
+        pieces = PieceSet([x for i, x in enumerate(pieces.ids) if i not in gone],
+                          [x for i, x in enumerate(pieces.rolls) if i not in gone],
+                          [x for i, x in enumerate(pieces.info) if i not in gone],
+                          pieces.skipped + [dict(file=pieces.ids[i], reason=f"{len(pieces.rolls[i]):,} frames long, "
+                                                 f"longer than dataset.max_piece_frames={settings.max_piece_frames:,}")
+                                            for i in too_long],
+                          pieces.build_seconds, pieces.music21)
     log_skipped(log, label, pieces.skipped)  # every use, cache hit or not
     if not pieces.ids:
         shown = "; ".join(f"{s['file']}: {s['reason']}" for s in pieces.skipped[:5])
@@ -950,6 +982,7 @@ def _scores_from_config(dataset: Mapping, data_root=None) -> ScoreCorpus:
         step=get("step", 1.0), quantize=get("quantize", "sample"), out_of_range=get("out_of_range", "fold"),
         transpose=get("transpose", None), tonic=get("tonic", "profile"), chord_symbols=get("chord_symbols", "ignore"),
         expand_repeats=get("expand_repeats", True), trim=get("trim", True),
+        max_piece_frames=get("max_piece_frames", MAX_PIECE_FRAMES),
     )
     return build_score_corpus(
         str(get("name", "scores")), path=get("path"), corpus=get("corpus"), settings=settings,
