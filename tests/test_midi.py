@@ -324,3 +324,16 @@ def test_the_piece_limit_is_a_dataset_setting_and_keeps_the_default_cache_key(tm
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         for name in ("scores_folder", "chorales", "folk"):
             assert compose("train", overrides=[f"dataset={name}"]).dataset.max_piece_frames == sc.MAX_PIECE_FRAMES
+
+
+def test_a_skipped_score_with_a_newline_in_its_name_is_one_quoted_log_line(tmp_path, caplog):
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    (folder / "cut\nshort.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x00\x25")
+    for i in range(3):
+        (folder / f"ok{i}.mid").write_bytes(smf(track((0, on(60 + i)), (TPQ * 8, off(60 + i)))))
+    with caplog.at_level(logging.WARNING, logger="rnnbench.data"):
+        corpus = sc.build_score_corpus("t", path=folder, cache=False)
+    assert [s["file"] for s in corpus.skipped] == ["cut\nshort.mid"]
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "\n" not in line and "'cut\\nshort.mid' (truncated" in line

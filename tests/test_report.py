@@ -364,3 +364,22 @@ def test_a_diverged_runs_last_validation_nll_may_be_nan(tmp_path):
     last[4] = "nan"
     (run / "metrics.csv").write_text("\n".join(text[:-1] + [",".join(last)]) + "\n")
     assert len(read_metrics(run)) == 3
+
+
+def test_names_with_a_newline_keep_errors_on_one_line(fake_sweep, tmp_path):
+    """A sweep folder, a run directory or a run folder for rnnbench-sample whose name holds a
+    newline is quoted (repr-style) in messages, which stay one line."""
+    nowhere = str(tmp_path / "no\nsuch")
+    p = _report_cli(nowhere)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"rnnbench-report: error: {nowhere!r}: no such folder (give the sweep directory, e.g. runs/sweeps/quick)"]
+    odd = fake_sweep / "jsb" / "gru" / "search.draw=0,seed=0"
+    odd = odd.rename(odd.parent / "odd\nrun")
+    (odd / "summary.json").write_text("{")
+    result = write_report([fake_sweep], tmp_path / "rep")
+    (problem,) = result["unreadable"]["problem"]
+    assert "\n" not in problem and "odd\\nrun/summary.json'" in problem
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "odd\\nrun" in report and not any(line.startswith("run") for line in report.splitlines())
+    s = subprocess.run([sys.executable, "-m", "rnnbench.cli.sample", str(odd)], capture_output=True, text=True)
+    assert s.returncode == 2 and len(s.stderr.strip().splitlines()) == 1 and "odd\\nrun" in s.stderr

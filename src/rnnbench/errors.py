@@ -26,7 +26,7 @@ class RunFileError(RnnbenchError):
 
     def __init__(self, path: str | os.PathLike, reason: str, remedy: str | None = None):
         self.path, self.reason, self.remedy = str(path), reason, remedy
-        super().__init__(f"{path}: {reason}" + (f"; {remedy}" if remedy else ""))
+        super().__init__(f"{qname(path)}: {reason}" + (f"; {remedy}" if remedy else ""))
 
     def __reduce__(self):  # (picklable, e.g. back from a worker process)
         return type(self), (self.path, self.reason, self.remedy)
@@ -47,7 +47,7 @@ class WriteError(RnnbenchError):
             todo = "make it writable"
         else:
             todo = "fix the cause"
-        super().__init__(f"cannot write {path}: {what}.  Nothing already written was lost (the file's previous "
+        super().__init__(f"cannot write {qname(path)}: {what}.  Nothing already written was lost (the file's previous "
                          f"version, if any, is intact): {todo} and run the same command again")
 
     def __reduce__(self):
@@ -69,3 +69,9 @@ def qname(path: str | os.PathLike) -> str:
     if s.isprintable() and "\\" not in s and s == s.strip():
         return s
     return repr(s)
+
+
+def single_line(text: str) -> str:
+    """``text`` with its line breaks written as ``\\n`` (``\\r``): a message that quotes
+    something holding a newline stays one line (names themselves are quoted by :func:`qname`)."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")

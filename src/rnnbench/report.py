@@ -21,7 +21,7 @@ from typing import Iterable
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .errors import RunFileError, WriteError
+from .errors import RunFileError, WriteError, qname
 from .runs import read_config, read_summary, read_yaml
 from .sizes import INPUT_SIZE, PAPER_TABLE1
 
@@ -523,7 +523,12 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     def fmt(v, col):
         if isinstance(v, float):
             return "" if math.isnan(v) else format(v, ".3g" if col == "lr" else floatfmt)
-        return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            return ""
+        v = str(v)
+        if not v.isprintable():  # (a name holding a newline would break the table: quoted, one line)
+            v = qname(v)
+        return v.replace("|", "\\|")
 
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import RnnbenchError, RunFileError
+from .errors import RnnbenchError, RunFileError, qname, single_line
 from .fileio import read_json, read_text, read_torch
 
 # The files a run writes (besides the lock file .lock and Hydra's .hydra/ and <job>.log).
@@ -57,9 +57,9 @@ def check_sweep_dirs(paths: Iterable[str | Path]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if not p.exists():
-            raise RnnbenchError(f"{p}: no such folder (give the sweep directory, e.g. runs/sweeps/quick)")
+            raise RnnbenchError(f"{qname(p)}: no such folder (give the sweep directory, e.g. runs/sweeps/quick)")
         if not p.is_dir():
-            raise RnnbenchError(f"{p}: not a folder (give the sweep directory, e.g. runs/sweeps/quick)")
+            raise RnnbenchError(f"{qname(p)}: not a folder (give the sweep directory, e.g. runs/sweeps/quick)")
         out.append(p)
     return out
 
@@ -153,9 +153,27 @@ def read_config(run_dir: str | Path) -> DictConfig | None:
 
 
 def load_config(run_dir: str | Path) -> DictConfig:
+    """A trained run's ``config.yaml``, checked for what reading the run back needs (the
+    dataset's task, the cell's name and units): :class:`RunFileError` naming the file and the
+    key otherwise."""
     cfg = read_config(run_dir)
-    if cfg is None or not (Path(run_dir) / "config.yaml").is_file():
-        raise RnnbenchError(f"{run_dir}: not a run directory (no config.yaml)")
+    path = Path(run_dir) / "config.yaml"
+    if cfg is None or not path.is_file():
+        raise RnnbenchError(f"{qname(run_dir)}: not a run directory (no config.yaml)")
+    remedy = "running the run's command again rewrites it"
+    for key, ok, what in (("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'"),
+                          ("dataset.name", lambda v: isinstance(v, str) and v != "", "a name"),
+                          ("cell.name", lambda v: isinstance(v, str) and v != "", "a cell name"),
+                          ("cell.units", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                           "an integer >= 1")):
+        try:
+            value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=True)
+        except Exception as exc:  # (an interpolation that does not resolve)
+            raise RunFileError(path, f"damaged ({key} cannot be resolved: {single_line(exc).splitlines()[0][:160]})",
+                               remedy) from exc
+        if not ok(value):
+            raise RunFileError(path, f"damaged ({key} is {value!r}, expected {what})" if value is not None
+                               else f"damaged (no {key})", remedy)
     return cfg
 
 

@@ -117,7 +117,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, qname
 from ..fileio import atomic_write
 from .corpus import SPLITS, check_split_group, group_keys, log_skipped, register_dataset_kind, split_groups
 from .music import LOWEST_MIDI, N_KEYS, MusicCorpus
@@ -885,7 +885,7 @@ def build_score_corpus(
         label = f"music21 corpus {corpus!r}"
     else:
         root, sources = folder_sources(path)
-        label = str(Path(path).expanduser())
+        label = qname(Path(path).expanduser())
     if limit is not None:
         sources = sources[:limit]
     if not sources:
@@ -927,7 +927,7 @@ def build_score_corpus(
                           pieces.build_seconds, pieces.music21)
     log_skipped(log, label, pieces.skipped)  # every use, cache hit or not
     if not pieces.ids:
-        shown = "; ".join(f"{s['file']}: {s['reason']}" for s in pieces.skipped[:5])
+        shown = "; ".join(f"{qname(s['file'])}: {s['reason']}" for s in pieces.skipped[:5])
         raise DataError(f"{label}: no usable piece in {len(sources)} score file(s)"
                         + (f" (skipped: {shown}{' ...' if len(pieces.skipped) > 5 else ''})" if shown else ""))
 

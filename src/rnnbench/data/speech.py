@@ -368,7 +368,7 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
     only the files kept are read; a file found unusable among them is left out and the rule
     applied again to the rest.
     """
-    where = f"dataset {name!r}" + (f" ({source})" if source else "")
+    where = f"dataset {name!r}" + (f" ({qname(source)})" if source else "")
     if splitter is None:
         fixed = {s: _even_subset(list(files.get(s, [])), opts.max_utterances) for s in SPLITS}  # type: ignore[union-attr]
         if not fixed["train"]:
@@ -382,7 +382,7 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
     dup = sorted(n for n, k in counts.items() if k > 1)
     if dup:
         raise DataError(f"{where}: {len(dup)} file(s) listed twice (in two splits, or twice in one): "
-                        f"{_listing(dup)}; expected every file in one split only")
+                        f"{_listing([qname(n) for n in dup])}; expected every file in one split only")
 
     raw: dict[str, tuple[np.ndarray, int]] = {}  # read, not yet processed
     items: dict[str, list] = {}  # name -> framed pieces
@@ -420,7 +420,7 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
         # Sample rates: one common rate, reached by resampling only when allowed.
         by_rate: dict[int, list[str]] = {}
         for f in todo:
-            by_rate.setdefault(raw[f.name][1], []).append(f.name)
+            by_rate.setdefault(raw[f.name][1], []).append(qname(f.name))
         if target is None:
             if len(by_rate) > 1:
                 detail = "; ".join(f"{r} Hz: {_listing(n, 3)}" for r, n in sorted(by_rate.items()))
