@@ -383,3 +383,27 @@ def test_names_with_a_newline_keep_errors_on_one_line(fake_sweep, tmp_path):
     assert "odd\\nrun" in report and not any(line.startswith("run") for line in report.splitlines())
     s = subprocess.run([sys.executable, "-m", "rnnbench.cli.sample", str(odd)], capture_output=True, text=True)
     assert s.returncode == 2 and len(s.stderr.strip().splitlines()) == 1 and "odd\\nrun" in s.stderr
+
+
+@pytest.mark.parametrize("patch, says", [
+    ({"units": "x"}, "units is 'x', expected an integer >= 1"),
+    ({"valid_nll": "abc"}, "valid_nll is 'abc', expected a number"),
+    ({"seed": "s"}, "seed is 's', expected an integer"),
+    ({"seed": 1.5}, "seed is 1.5, expected an integer"),
+    ({"epochs": 1e308}, "epochs is 1e+308, expected an integer >= 0"),
+    ({"test_nll": [1, 2]}, "test_nll is [1, 2], expected a number"),
+    ({"batch_size": "one"}, "batch_size is 'one', expected an integer >= 1"),
+    ({"best_epoch": None}, "finished but no best_epoch"),
+    ({"cell": 5}, "cell is 5, expected a string"),
+])
+def test_a_summary_value_of_the_wrong_type_is_named_not_a_crash(fake_sweep, tmp_path, patch, says):
+    """summary.json that is JSON but holds a value no run writes: the run is listed as unreadable
+    with the key and value, and the rest is reported (was: a ValueError/TypeError traceback)."""
+    run = fake_sweep / "jsb" / "gru" / "search.draw=0,seed=0"
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(patch)
+    (run / "summary.json").write_text(json.dumps(summary))
+    runs = collect_runs([fake_sweep])
+    (problem,) = runs.dropna(subset=["problem"])["problem"]
+    assert "search.draw=0,seed=0/summary.json: damaged (" + says in problem
+    assert len(select_best(runs)) == 4  # (the others are still selected and reported)

@@ -177,12 +177,37 @@ def load_config(run_dir: str | Path) -> DictConfig:
     return cfg
 
 
+# What summary.json's keys hold (a value of another type is damage, named, never a crash later)
+SUMMARY_INTS = {"units": 1, "params_recurrent": 0, "params_total": 0, "seed": -(2**63), "batch_size": 1,
+                "best_epoch": 0, "epochs": 0, "updates": 0, "skipped_updates": 0}
+SUMMARY_NUMBERS = ("lr", "weight_noise", "train_nll", "valid_nll", "test_nll", "wall_seconds", "eval_seconds")
+SUMMARY_TEXTS = ("status", "stop_reason", "dataset", "task", "cell", "fingerprint")
+
+
 def check_summary(summary: Any, path: str | Path) -> dict:
     """``summary`` if it looks like a run's summary.json, else :class:`RunFileError`."""
     if not isinstance(summary, dict):
         raise RunFileError(path, f"damaged (expected a JSON object, found {type(summary).__name__})", REWRITTEN)
     if not isinstance(summary.get("status"), str):
         raise RunFileError(path, "damaged (no 'status')", REWRITTEN)
+    for key, value in summary.items():
+        if key in SUMMARY_INTS:
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= SUMMARY_INTS[key])
+            what = f"an integer >= {SUMMARY_INTS[key]}"
+        elif key in SUMMARY_NUMBERS:
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            what = "a number"
+        elif key in SUMMARY_TEXTS:
+            ok = value is None or isinstance(value, str)
+            what = "a string"
+        else:
+            continue
+        if not ok:
+            raise RunFileError(path, f"damaged ({key} is {single_line(repr(value))[:80]}, expected {what})", REWRITTEN)
+    if summary["status"] in ("finished", "pruned"):
+        for key in ("best_epoch", "valid_nll", "lr", "units", "dataset", "cell"):
+            if summary.get(key) is None:
+                raise RunFileError(path, f"damaged ({summary['status']} but no {key})", REWRITTEN)
     return summary
 
 
