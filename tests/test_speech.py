@@ -518,3 +518,17 @@ def test_a_file_name_with_a_newline_keeps_the_error_on_one_line(folder):
     (folder / "bro\nken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
     msg = _load_bad(folder)
     assert len(msg.splitlines()) == 1 and "'bro\\nken.wav' (unreadable audio file" in msg
+
+
+def test_a_header_announcing_an_absurd_sample_rate_is_refused_not_resampled(folder):
+    """A WAV header saying 1 Hz would be resampled to 8 kHz at 8,000 times its size: refused by
+    name; dataset.sample_rate far outside audio rates is a config error."""
+    import struct
+
+    data = bytearray(write(folder / "slow.wav", tone(800, 300)).read_bytes())
+    data[24:28] = struct.pack("<I", 1)  # the fmt chunk's sample rate
+    (folder / "slow.wav").write_bytes(bytes(data))
+    msg = _load_bad(folder, resample=True)
+    assert "slow.wav (its header announces a sample rate of 1 Hz; expected audio between 1,000 and 1,000,000 Hz)" in msg
+    with pytest.raises(ConfigError, match=r"dataset.sample_rate=1000000000 is invalid"):
+        load_dataset(folder_cfg(folder, sample_rate=10**9, resample=True), None)

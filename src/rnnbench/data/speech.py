@@ -125,7 +125,10 @@ def chunk(inputs: np.ndarray, targets: np.ndarray, chunk_steps: int | None) -> l
 # largest deviation once the few largest are set aside), with that sample beyond full scale (|x| > 1: possible in float files only), holds a
 # damaged sample: normalised, the rest of the recording would become almost silence.
 SPIKE_RATIO = 1000.0
-SPIKE_COUNT = 4  # the spread is measured without the largest max(4, N / 1000) deviations
+SPIKE_COUNT = 4
+# Sample rates accepted, of files and of dataset.sample_rate: below 1 kHz no recording of speech
+# is plausible (a header that lies), and resampling to or from far outside would take the memory
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 1_000_000  # the spread is measured without the largest max(4, N / 1000) deviations
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -183,6 +186,9 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         raise DataError(f"{name}: unreadable audio file ({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
     if data.shape[0] == 0:
         raise DataError(f"{name}: audio file holds no samples")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # (resampling 1 Hz to 8 kHz would take 8,000 times its size)
+        raise DataError(f"{name}: its header announces a sample rate of {rate:,} Hz; expected audio between "
+                        f"{MIN_SAMPLE_RATE:,} and {MAX_SAMPLE_RATE:,} Hz")
     finite = np.isfinite(data)
     if not finite.all():
         first = np.argwhere(~finite)[0]
@@ -327,6 +333,11 @@ class SpeechOptions:
                 raise ConfigError(f"config value dataset.{key}={v!r} is invalid: expected true or false")
             return v
 
+        rate = cfg.get("sample_rate", cls.sample_rate)
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int)
+                                 or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE):
+            raise ConfigError(f"config value dataset.sample_rate={rate!r} is invalid: expected an integer between "
+                              f"{MIN_SAMPLE_RATE:,} and {MAX_SAMPLE_RATE:,} (Hz) or null")
         method = cfg.get("normalize", cls.normalize)
         if method not in NORMALIZATIONS:
             raise ConfigError(f"config value dataset.normalize={method!r} is invalid: expected one of {NORMALIZATIONS}")
