@@ -83,10 +83,19 @@ def load_mat(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
 
 
 def notes_to_roll(steps: Sequence[Sequence[int]], where: str = "sequence") -> np.ndarray:
-    """Turn a list of per-step MIDI note lists into a ``(T, 88)`` uint8 roll."""
+    """Turn a list of per-step MIDI note lists into a ``(T, 88)`` uint8 roll; :class:`DataError`
+    naming ``where`` and the step when it is not a list of lists of whole MIDI note numbers."""
+    if not isinstance(steps, (list, tuple)):
+        raise DataError(f"{where}: expected a sequence as a list of time steps, found {type(steps).__name__}")
     roll = np.zeros((len(steps), N_KEYS), dtype=np.uint8)
     for t, notes in enumerate(steps):
+        if not isinstance(notes, (list, tuple, set, frozenset)):
+            raise DataError(f"{where}, step {t}: expected a list of MIDI note numbers, found {type(notes).__name__} "
+                            f"{notes!r:.40}")
         for n in notes:
+            if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, float, np.integer, np.floating)) \
+                    or not float(n).is_integer():
+                raise DataError(f"{where}, step {t}: MIDI note {n!r:.40} is not a whole MIDI note number (21..108)")
             j = int(n) - LOWEST_MIDI
             if not 0 <= j < N_KEYS:
                 raise DataError(f"{where}, step {t}: MIDI note {n} is outside the 88-key range 21..108")
@@ -117,6 +126,8 @@ def load_pickle(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         if split not in obj:
             raise DataError(f"{path}: missing key {split!r} (found {sorted(map(str, obj))})")
         seqs = obj[split]
+        if not isinstance(seqs, (list, tuple)):
+            raise DataError(f"{path}: {split} should be a list of sequences, found {type(seqs).__name__}")
         splits[split] = [
             _check_roll(notes_to_roll(s, f"{path}: {split}[{i}]"), f"{path}: {split}[{i}]") for i, s in enumerate(seqs)
         ]
