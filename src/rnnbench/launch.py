@@ -35,7 +35,7 @@ from hydra.core.utils import JobReturn, JobStatus, _save_config, configure_log, 
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from .errors import RnnbenchError, RunFileError, WriteError, qname, single_line
+from .errors import RnnbenchError, RunFileError, WriteError, qname
 from .runs import discard_unstarted, read_summary, remove_empty_parents, result_line, run_label
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,12 @@ def one_line(exc: BaseException) -> str:
     """An error as one line for people: rnnbench's own messages as they are, an OS error as
     ``<path>: <what>`` (``No space left on device``), anything else with its type."""
     if isinstance(exc, (RnnbenchError, JobFailed)):
-        return single_line(exc)
+        return str(exc)
     if isinstance(exc, OSError):
         where = qname(exc.filename) if exc.filename is not None else None
         what = exc.strerror or str(exc)
-        return single_line(f"{where}: {what}" if where else what)
-    return single_line(f"{type(exc).__name__}: {exc}")
+        return f"{where}: {what}" if where else what
+    return f"{type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------- jobs

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data.music import MUSIC_DATASETS, load_music
 from ..data.sources import MUSIC_FILES, check_root, locate
 from ..data.speech import SPEECH_DATASETS
-from ..errors import RnnbenchError, single_line
+from ..errors import RnnbenchError
 from .helpfmt import HelpFormatter, parser
 
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: ok  {corpus.source}")
         return 0
     except RnnbenchError as exc:
-        print(f"rnnbench-data: error: {single_line(exc)}", file=sys.stderr)
+        print(f"rnnbench-data: error: {exc}", file=sys.stderr)
         return 2
 
 

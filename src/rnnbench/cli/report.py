@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import RnnbenchError, single_line
+from ..errors import RnnbenchError
 from ..report import write_report
 from ..runs import check_sweep_dirs
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or args.sweep_dirs[0] / "report"
         result = write_report(args.sweep_dirs, out)
     except (FileNotFoundError, RnnbenchError) as exc:
-        print(f"rnnbench-report: error: {single_line(exc)}", file=sys.stderr)
+        print(f"rnnbench-report: error: {exc}", file=sys.stderr)
         return 2
     runs, missing, problems = result["runs"], result["missing"], result["problems"]
     print((out / "report.md").read_text())

@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from ..errors import RnnbenchError, single_line
+from ..errors import RnnbenchError
 from ..runs import load_config
 from .helpfmt import parser
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             kwargs["length"] = args.length
         paths = module.sample_run(args.run_dir, args.out or args.run_dir / "samples", **kwargs)
     except RnnbenchError as exc:
-        print(f"rnnbench-sample: error: {single_line(exc)}", file=sys.stderr)
+        print(f"rnnbench-sample: error: {exc}", file=sys.stderr)
         return 2
     for path in paths:
         print(path)
