@@ -123,3 +123,19 @@ def test_bad_arguments(run_dir, tmp_path):
     with pytest.raises(RnnbenchError, match="not a run directory"):
         music.sample_run(tmp_path, tmp_path)
     assert sample_main([str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.parametrize("args, says", [(["--seed", "-1"], "seed=-1 is invalid: expected an integer from 0 to 2**63 - 1"),
+                                        (["--seed", str(2**64)], "seed=18446744073709551616 is invalid"),
+                                        (["--num", str(10**11)], "needs an estimated"),
+                                        (["--temperature", "inf"], "temperature=inf is invalid")])
+def test_sample_arguments_at_the_edge_are_one_line(run_dir, tmp_path, args, says):
+    """A negative seed was a numpy traceback; seeds beyond 64 bits, absurd sample counts and an
+    infinite temperature are refused in one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.sample", str(run_dir), "--out", str(tmp_path / "o"),
+                        "--length", "5", *args], capture_output=True, text=True)
+    assert p.returncode == 2 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "o").exists()

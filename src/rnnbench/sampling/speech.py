@@ -108,6 +108,8 @@ def sample_run(run_dir, out_dir, *, num: int = 1, length: int | None = None, tem
         raise ConfigError(f"length={length!r} is invalid: expected an integer >= 1 (steps of 10 samples)")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"temperature={temperature!r} is invalid: expected a positive finite number")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed={seed!r} is invalid: expected an integer from 0 to 2**63 - 1")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_config(run_dir)
     if cfg.dataset.get("task") != "speech":
