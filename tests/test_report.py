@@ -407,3 +407,19 @@ def test_a_summary_value_of_the_wrong_type_is_named_not_a_crash(fake_sweep, tmp_
     (problem,) = runs.dropna(subset=["problem"])["problem"]
     assert "search.draw=0,seed=0/summary.json: damaged (" + says in problem
     assert len(select_best(runs)) == 4  # (the others are still selected and reported)
+
+
+def test_two_sweeps_of_one_name_are_kept_apart(tmp_path):
+    """runs/a/quick and runs/b/quick: each sweep's runs are checked against its own
+    multirun.yaml (a run of one never counts as present in the other)."""
+    from rnnbench.report import missing_runs
+
+    a = quick_sweep_lacking_tanh(tmp_path / "a")
+    b = tmp_path / "b" / "quick"
+    fake_run(b, "chorales", "tanh", 0, 0, 1e-3, valid=8.5, test=8.6)
+    (b / "multirun.yaml").write_text((a / "multirun.yaml").read_text())
+    runs = collect_runs([a, b])
+    assert set(runs["sweep"]) == {str(a), str(b)}
+    missing = missing_runs([a, b], runs)
+    assert sorted(zip(missing["sweep"], missing["cell"])) == [(str(a), "tanh"), (str(b), "gru"), (str(b), "lstm")]
+    write_report([a, b], tmp_path / "rep")  # (the curves find each selected run in its own sweep)

@@ -57,14 +57,23 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def sweep_labels(sweep_dirs: Iterable[str | Path]) -> dict[Path, str]:
+    """How tables name each sweep: its folder's name, or the path as given where two sweeps
+    share a name (runs/a/quick and runs/b/quick are two sweeps, never merged)."""
+    sweeps = list(dict.fromkeys(map(Path, sweep_dirs)))
+    names = [s.name for s in sweeps]
+    return {s: (s.name if names.count(s.name) == 1 else str(s)) for s in sweeps}
+
+
 def collect_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
     """One row per run directory found under the given sweep directories."""
     rows = []
-    for sweep in map(Path, sweep_dirs):
+    labels = sweep_labels(sweep_dirs)
+    for sweep in labels:
         if not sweep.is_dir():
             raise FileNotFoundError(f"{sweep}: no such sweep directory")
         for run in _run_dirs(sweep):
-            row = {"sweep": sweep.name, "run": run.relative_to(sweep).as_posix()}
+            row = {"sweep": labels[sweep], "run": run.relative_to(sweep).as_posix()}
             try:
                 cfg = read_config(run) or OmegaConf.create({})
                 row["draw"] = OmegaConf.select(cfg, "search.draw", default=None)
@@ -206,11 +215,12 @@ def missing_runs(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame) -> pd.Dat
     run matches the option Hydra recorded it was composed from (``.hydra/hydra.yaml``), else
     its name or the literal name of the option's config file."""
     rows = []
-    for sweep in map(Path, sweep_dirs):
+    labels = sweep_labels(sweep_dirs)
+    for sweep in labels:
         expected = expected_configs(sweep)
         if expected is None:
             continue
-        sub = runs[runs["sweep"] == sweep.name] if not runs.empty else runs
+        sub = runs[runs["sweep"] == labels[sweep]] if not runs.empty else runs
         cols = [c for c in (expected[0] if expected else {}) if expected[0][c] is not None]
         have = set()
         for r in sub.itertuples() if len(sub) else ():
@@ -229,7 +239,7 @@ def missing_runs(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame) -> pd.Dat
             have.update(itertools.product(*options))
         for e in expected:
             if tuple(str(e[c]) for c in cols) not in have:
-                rows.append({"sweep": sweep.name, **{c: v for c, v in e.items() if v is not None}})
+                rows.append({"sweep": labels[sweep], **{c: v for c, v in e.items() if v is not None}})
     return pd.DataFrame(rows)
 
 
@@ -628,7 +638,7 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     if not best.empty:
         curves, damaged = {}, []
         for r in best.itertuples():
-            sweep = next(s for s in sweep_dirs if s.name == r.sweep)
+            sweep = next(s for s, label in sweep_labels(sweep_dirs).items() if label == r.sweep)
             try:
                 curves[(r.dataset, r.cell)] = read_metrics(sweep / r.run, checked=True)
             except RunFileError as exc:  # named, not silently an empty curve
