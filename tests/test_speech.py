@@ -532,3 +532,14 @@ def test_a_header_announcing_an_absurd_sample_rate_is_refused_not_resampled(fold
     assert "slow.wav (its header announces a sample rate of 1 Hz; expected audio between 1,000 and 1,000,000 Hz)" in msg
     with pytest.raises(ConfigError, match=r"dataset.sample_rate=1000000000 is invalid"):
         load_dataset(folder_cfg(folder, sample_rate=10**9, resample=True), None)
+
+
+def test_an_aiff_cut_short_is_refused_as_truncated(folder):
+    path = folder / "cut.aiff"
+    sf.write(str(path), tone(800, 300), RATE, format="AIFF", subtype="PCM_16")
+    path.write_bytes(path.read_bytes()[:-600])
+    msg = _load_bad(folder)
+    assert "cut.aiff (truncated (its header announces 800 sample frames, 1,600 bytes; the file holds 1,000 " \
+           "(500 sample frames)))" in msg
+    sf.write(str(path), tone(800, 300), RATE, format="AIFF", subtype="PCM_16")  # whole: read
+    assert load_dataset(folder_cfg(folder), None).skipped == []

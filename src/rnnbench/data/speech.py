@@ -133,7 +133,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _wav_data_check(path: str | os.PathLike) -> None:
-    """:class:`DataError` when a RIFF/RIFX WAV file's header announces more sample bytes than the
+    """:class:`DataError` when a RIFF/RIFX WAV (or AIFF) file's header announces more sample bytes than the
     file holds (a file cut short, which libsndfile would read as a shorter recording without a
     word).  A data size of 0 or 0xFFFFFFFF (a stream whose length was never written) and files
     that are not RIFF WAV are left to soundfile."""
@@ -142,6 +142,8 @@ def _wav_data_check(path: str | os.PathLike) -> None:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
+            if len(head) == 12 and head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                return _aiff_data_check(f, path)
             if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
                 return
             end = "<" if head[:4] == b"RIFF" else ">"
@@ -167,6 +169,34 @@ def _wav_data_check(path: str | os.PathLike) -> None:
                 pos += 8 + clen + (clen & 1)
     except (OSError, struct.error):
         return  # (soundfile names an unreadable file)
+
+
+def _aiff_data_check(f, path) -> None:
+    """The AIFF/AIFC part of :func:`_wav_data_check`: the COMM chunk's frame count against the
+    sample bytes the SSND chunk holds (libsndfile reads a cut AIFF as a shorter recording)."""
+    import struct
+
+    size = os.fstat(f.fileno()).st_size
+    frames = channels = width = None
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        cid, clen = struct.unpack(">4sI", f.read(8))
+        if cid == b"COMM":
+            comm = f.read(8)
+            if len(comm) < 8:
+                return
+            channels, frames, bits = struct.unpack(">HIH", comm)
+            width = (bits + 7) // 8
+        elif cid == b"SSND" and frames is not None:
+            held = max(0, size - pos - 16)  # (after the chunk header, its offset and block size)
+            announced = frames * channels * width
+            if announced > held:
+                raise DataError(f"{qname(path)}: truncated (its header announces {frames:,} sample frames, "
+                                f"{announced:,} bytes; the file holds {held:,} ({held // max(1, channels * width):,} "
+                                f"sample frames))")
+            return
+        pos += 8 + clen + (clen & 1)
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
