@@ -327,8 +327,7 @@ def load_model(run_dir: str | Path, which: str = "best", corpus=None):
     cfg = load_config(run_dir)
     ckpt_path = run_dir / f"{which}.pt"
     if not ckpt_path.is_file():
-        raise RnnbenchError(f"{ckpt_path}: checkpoint not found")
-    ckpt = read_checkpoint(ckpt_path, map_location="cpu", keys=("model",))
+        raise RnnbenchError(f"{qname(ckpt_path)}: checkpoint not found")
     if corpus is None:
         corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
     import torch
@@ -337,9 +336,10 @@ def load_model(run_dir: str | Path, which: str = "best", corpus=None):
 
     with torch.device("meta"):  # (counts the parameters without allocating them)
         params = sum(p.numel() for p in SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus).parameters())
-    check_fits(8 * params, f"{run_dir / 'config.yaml'}: cell.units={int(cfg.cell.units)} ({cfg.cell.name}: "
+    check_fits(8 * params, f"{qname(run_dir / 'config.yaml')}: cell.units={int(cfg.cell.units)} ({cfg.cell.name}: "
                            f"{params:,} parameters, with the checkpoint's copy)",
                "this run's model cannot be loaded on this machine")
+    ckpt = read_checkpoint(ckpt_path, map_location="cpu", keys=("model",))  # (after the check: it allocates)
     model = SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus)
     try:
         model.load_state_dict(ckpt["model"])
