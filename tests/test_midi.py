@@ -337,3 +337,18 @@ def test_a_skipped_score_with_a_newline_in_its_name_is_one_quoted_log_line(tmp_p
     assert [s["file"] for s in corpus.skipped] == ["cut\nshort.mid"]
     (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "\n" not in line and "'cut\\nshort.mid' (truncated" in line
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_warning_not_a_failure(tmp_path, caplog):
+    """The roll cache is an optimisation: under a file (or read-only), the scores are read
+    without it, with one warning naming the folder (was: a NotADirectoryError traceback)."""
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"ok{i}.mid").write_bytes(smf(track((0, on(60 + i)), (TPQ * 8, off(60 + i)))))
+    (tmp_path / "afile").write_text("x")
+    with caplog.at_level(logging.WARNING, logger="rnnbench.data"):
+        corpus = sc.build_score_corpus("t", path=folder, cache_dir=tmp_path / "afile" / "sub")
+    assert corpus.cache_path is None and sum(len(v) for v in corpus.piece_ids.values()) == 3
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "afile/sub/scores: cannot create the score cache folder (Not a directory)" in line

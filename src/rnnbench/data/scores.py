@@ -117,7 +117,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, qname
+from ..errors import ConfigError, DataError, WriteError, qname
 from ..fileio import atomic_write
 from .corpus import SPLITS, check_split_group, group_keys, log_skipped, register_dataset_kind, split_groups
 from .music import LOWEST_MIDI, N_KEYS, MusicCorpus
@@ -842,8 +842,12 @@ def _build_lock(cache_path: Path | None):
     except ImportError:  # not POSIX: no lock, parallel builds just repeat the work
         yield
         return
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache_path.with_suffix(".lock"), "a") as lock:
+    try:
+        lock = open(cache_path.with_suffix(".lock"), "a")
+    except OSError:  # (a read-only cache folder: the build goes on without the lock, and without saving)
+        yield
+        return
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -893,6 +897,13 @@ def build_score_corpus(
 
     key = cache_key(sources, settings)
     cache_path = Path(cache_dir or default_cache_dir()) / "scores" / f"{_safe_name(name)}-{key[:16]}.npz"
+    if cache:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the cache is an optimisation: without it the scores are read every time
+            log.warning("%s: cannot create the score cache folder (%s); reading the scores without a cache",
+                        qname(cache_path.parent), exc.strerror or exc)
+            cache = False
     pieces = _load_pieces(cache_path, key) if cache else None
     from_cache = pieces is not None
     if pieces is None:
@@ -904,7 +915,11 @@ def build_score_corpus(
                 log.info("%s: reading %d files (cache %s)", label, len(sources), cache_path if cache else "off")
                 pieces = parse_sources(sources, settings, label)
                 if pieces.ids and cache:
-                    _save_pieces(cache_path, pieces, key, dict(source=label, settings=asdict(settings)))
+                    try:
+                        _save_pieces(cache_path, pieces, key, dict(source=label, settings=asdict(settings)))
+                    except WriteError as exc:  # (read-only or full: the corpus is built, only not kept)
+                        log.warning("%s; the corpus is used without being cached", exc)
+                        cache = False
     if not from_cache:
         log.info("%s: %d pieces from %d files in %.1f s, %d skipped", label, len(pieces.ids), len(sources),
                  pieces.build_seconds, len(pieces.skipped))
