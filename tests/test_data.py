@@ -264,3 +264,28 @@ def test_a_pickle_of_the_wrong_shape_is_named_with_the_step(tmp_path, train, say
     path.write_bytes(pickle.dumps({"train": train, "valid": [], "test": []}))
     with pytest.raises(DataError, match=re.escape(f"odd.pkl: {says}")):
         load_pickle(path)
+
+
+def test_a_mat_file_inflating_beyond_memory_is_refused_before_loading(tmp_path, monkeypatch):
+    """A compressed .mat of a few hundred kilobytes that inflates to 44 MB of zeros, under a
+    64 MiB memory limit: refused naming its inflated size and the memory available, before
+    scipy allocates it; the same file loads when the memory is there."""
+    import scipy.io
+
+    roll = np.zeros((500_000, 88), np.uint8)
+    roll[::7, 40] = 1
+    cells = np.empty((1, 1), dtype=object)
+    cells[0, 0] = roll
+    path = tmp_path / "huge.mat"
+    scipy.io.savemat(str(path), {"traindata": cells, "validdata": cells, "testdata": cells}, do_compression=True)
+    assert path.stat().st_size < 1_000_000
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "memory.max").write_text(f"{64 * 2**20}\n")
+    (cg / "memory.current").write_text("0\n")
+    monkeypatch.setenv("RNNBENCH_CGROUP_ROOT", str(cg))
+    with pytest.raises(DataError, match=r"huge.mat: its variables \(132,\d{3},\d{3} bytes once decompressed\) needs an "
+                                        r"estimated .* of memory; 64.0 MiB is available \(cgroup limit\)"):
+        load_mat(path)
+    monkeypatch.delenv("RNNBENCH_CGROUP_ROOT")
+    assert len(load_mat(path)["train"][0]) == 500_000
