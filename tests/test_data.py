@@ -242,3 +242,50 @@ def test_evaluation_batches_cap_padding_and_cover_every_sequence_once():
         assert all(max(lengths[i] for i in b) * len(b) <= 400_000 for b in batches if len(b) > 1)
     assert all(padding_waste(lengths, [b]) <= 0.1 for b in tight)
     assert padding_waste(lengths, tight) < 0.1 < padding_waste(lengths, loose)
+
+
+@pytest.mark.parametrize("train, says", [
+    (5, "train should be a list of sequences, found int"),
+    ([None], "train[0]: expected a sequence as a list of time steps, found NoneType"),
+    ([[5]], "train[0], step 0: expected a list of MIDI note numbers, found int 5"),
+    ([[["a"]]], "train[0], step 0: MIDI note 'a' is not a whole MIDI note number"),
+    ([[[60.7]]], "train[0], step 0: MIDI note 60.7 is not a whole MIDI note number"),
+    ([[[float("nan")]]], "train[0], step 0: MIDI note nan is not a whole MIDI note number"),
+    ([[[True]]], "train[0], step 0: MIDI note True is not a whole MIDI note number"),
+])
+def test_a_pickle_of_the_wrong_shape_is_named_with_the_step(tmp_path, train, says):
+    """A piano-roll pickle whose splits, sequences, steps or notes are of another type is a
+    DataError naming the file, sequence and step (was: TypeError/ValueError tracebacks, or 60.7
+    silently read as note 60)."""
+    import pickle
+    import re
+
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(pickle.dumps({"train": train, "valid": [], "test": []}))
+    with pytest.raises(DataError, match=re.escape(f"odd.pkl: {says}")):
+        load_pickle(path)
+
+
+def test_a_mat_file_inflating_beyond_memory_is_refused_before_loading(tmp_path, monkeypatch):
+    """A compressed .mat of a few hundred kilobytes that inflates to 44 MB of zeros, under a
+    64 MiB memory limit: refused naming its inflated size and the memory available, before
+    scipy allocates it; the same file loads when the memory is there."""
+    import scipy.io
+
+    roll = np.zeros((500_000, 88), np.uint8)
+    roll[::7, 40] = 1
+    cells = np.empty((1, 1), dtype=object)
+    cells[0, 0] = roll
+    path = tmp_path / "huge.mat"
+    scipy.io.savemat(str(path), {"traindata": cells, "validdata": cells, "testdata": cells}, do_compression=True)
+    assert path.stat().st_size < 1_000_000
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "memory.max").write_text(f"{64 * 2**20}\n")
+    (cg / "memory.current").write_text("0\n")
+    monkeypatch.setenv("RNNBENCH_CGROUP_ROOT", str(cg))
+    with pytest.raises(DataError, match=r"huge.mat: its variables \(132,\d{3},\d{3} bytes once decompressed\) needs an "
+                                        r"estimated .* of memory; 64.0 MiB is available \(cgroup limit\)"):
+        load_mat(path)
+    monkeypatch.delenv("RNNBENCH_CGROUP_ROOT")
+    assert len(load_mat(path)["train"][0]) == 500_000

@@ -281,3 +281,74 @@ def test_music21_corpus_pieces_give_the_same_roll_from_midi_and_musicxml(name, t
         b = sc.notes_to_frames(from_xml, sc.RollSettings(**settings))[0]
         np.testing.assert_array_equal(a, b, err_msg=f"{name} {settings}")
     assert a.sum() > 100
+
+
+# --------------------------------------------------------------------------- absurd lengths
+
+def test_a_midi_file_announcing_an_absurd_length_is_skipped_before_allocating(tmp_path, monkeypatch):
+    """Forty bytes of MIDI whose one note lasts 200 million ticks (416,667 quarter notes) would be
+    a roll of 37 MB and dominate its split: skipped by name with its length and the limit
+    (dataset.max_piece_frames), before any roll is allocated; the other pieces are read."""
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    absurd = smf(track((0, on(60)), (200_000_000, off(60))))
+    assert len(absurd) < 50
+    (folder / "absurd.mid").write_bytes(absurd)
+    for i in range(5):
+        (folder / f"ok{i}.mid").write_bytes(smf(track((0, on(60 + i)), (TPQ * 8, off(60 + i)))))
+    allocated = []
+    real_zeros = np.zeros
+    monkeypatch.setattr(sc.np, "zeros", lambda shape, *a, **k: allocated.append(shape) or real_zeros(shape, *a, **k))
+    corpus = sc.build_score_corpus("t", path=folder, cache=False, split=[0.6, 0.2, 0.2])
+    assert not [s for s in allocated if isinstance(s, tuple) and s and s[0] > 100_000]
+    (skip,) = corpus.skipped
+    assert skip == {"file": "absurd.mid", "reason": "416,667 frames long (its notes span 416,667 quarter notes), "
+                                                    "longer than dataset.max_piece_frames=100,000"}
+    assert sum(len(v) for v in corpus.piece_ids.values()) == 5
+    # the limit is a setting: raised, the piece is read (at eight quarter notes per frame: 52,084 frames)
+    wide = sc.build_score_corpus("t", path=folder, cache=False, settings=sc.RollSettings(step=8.0))
+    assert wide.skipped == [] and max(wide.lengths("train") + wide.lengths("valid") + wide.lengths("test")) == 52_084
+    with pytest.raises(sc.ConfigError, match="dataset.max_piece_frames=0 is invalid"):
+        sc.RollSettings(max_piece_frames=0)
+
+
+def test_the_piece_limit_is_a_dataset_setting_and_keeps_the_default_cache_key(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import REPO
+
+    (tmp_path / "a.mid").write_bytes(smf(track((0, on(60)), (TPQ * 30, off(60)))))
+    src = [("a.mid", tmp_path / "a.mid")]
+    assert sc.cache_key(src, sc.RollSettings()) == sc.cache_key(src, sc.RollSettings(max_piece_frames=100_000))
+    assert sc.cache_key(src, sc.RollSettings()) != sc.cache_key(src, sc.RollSettings(max_piece_frames=10))
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        for name in ("scores_folder", "chorales", "folk"):
+            assert compose("train", overrides=[f"dataset={name}"]).dataset.max_piece_frames == sc.MAX_PIECE_FRAMES
+
+
+def test_a_skipped_score_with_a_newline_in_its_name_is_one_quoted_log_line(tmp_path, caplog):
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    (folder / "cut\nshort.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x00\x25")
+    for i in range(3):
+        (folder / f"ok{i}.mid").write_bytes(smf(track((0, on(60 + i)), (TPQ * 8, off(60 + i)))))
+    with caplog.at_level(logging.WARNING, logger="rnnbench.data"):
+        corpus = sc.build_score_corpus("t", path=folder, cache=False)
+    assert [s["file"] for s in corpus.skipped] == ["cut\nshort.mid"]
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "\n" not in line and "'cut\\nshort.mid' (truncated" in line
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_warning_not_a_failure(tmp_path, caplog):
+    """The roll cache is an optimisation: under a file (or read-only), the scores are read
+    without it, with one warning naming the folder (was: a NotADirectoryError traceback)."""
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"ok{i}.mid").write_bytes(smf(track((0, on(60 + i)), (TPQ * 8, off(60 + i)))))
+    (tmp_path / "afile").write_text("x")
+    with caplog.at_level(logging.WARNING, logger="rnnbench.data"):
+        corpus = sc.build_score_corpus("t", path=folder, cache_dir=tmp_path / "afile" / "sub")
+    assert corpus.cache_path is None and sum(len(v) for v in corpus.piece_ids.values()) == 3
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "afile/sub/scores: cannot create the score cache folder (Not a directory)" in line

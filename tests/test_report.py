@@ -344,3 +344,176 @@ def test_committed_reports_regenerate_byte_for_byte(report, tmp_path):
     made = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
     assert sorted(made) == sorted(committed)
     assert [name for name in sorted(made) if made[name] != committed[name]] == []
+
+
+# ----------------------------------------------------------------------------- sweeps of every shape, damaged multirun.yaml
+
+def _hydra_record(run: Path, **choices):
+    """The .hydra/hydra.yaml Hydra writes beside a job (only the part the report reads)."""
+    (run / ".hydra").mkdir(exist_ok=True)
+    lines = ["hydra:", "  runtime:", "    choices:"] + [f"      {k}: {v}" for k, v in choices.items()]
+    (run / ".hydra" / "hydra.yaml").write_text("\n".join(lines) + "\n")
+
+
+def _report_cli(*args):
+    return subprocess.run([sys.executable, "-m", "rnnbench.cli.report", *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def test_a_plain_seed_sweep_is_reported_with_its_missing_seed(tmp_path):
+    """`seed=0,1` on the command line: Hydra writes hydra.sweeper.params as null (no sweeper
+    params); the report reads the seeds from the overrides and names the one missing."""
+    sweep = tmp_path / "seeds"
+    run = fake_run(sweep, "jsb", "gru", 0, 0, 1e-3, valid=8.0, test=8.1)
+    run.rename(run.parent / "seed=0")
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "    max_batch_size: null\n    params: null\n  overrides:\n    hydra: []\n    task:\n    - seed=0,1\nseed: 0\n")
+    assert expected_configs(sweep) == [{"seed": "0", "draw": None}, {"seed": "1", "draw": None}]
+    p = _report_cli(sweep)
+    assert p.returncode == 0, p.stderr
+    assert pd.read_csv(sweep / "report" / "missing.csv").to_dict("records") == [{"sweep": "seeds", "seed": 1}]
+
+
+def test_a_sweep_over_a_folder_dataset_finds_its_runs(tmp_path):
+    """`dataset=scores_folder,jsb`: the runs are named after the folder (scores-mine-...) or after
+    dataset.name, not after the config option; Hydra's record of the option matches them, and a
+    run without that record still matches by a literal name (jsb)."""
+    from rnnbench.report import missing_runs
+
+    sweep = tmp_path / "folders"
+    for cell in ("gru", "lstm"):
+        _hydra_record(fake_run(sweep, "scores-mine-1a2b3c4d", cell, 0, 0, 1e-3, valid=8.0, test=8.1),
+                      dataset="scores_folder", cell=cell)
+    fake_run(sweep, "jsb", "gru", 0, 0, 1e-3, valid=8.0, test=8.1)  # no .hydra: matched by its name
+    _hydra_record(fake_run(sweep, "bach_mine", "lstm", 0, 0, 1e-3, valid=8.0, test=8.1),  # dataset.name=bach_mine
+                  dataset="jsb", cell="lstm")
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      dataset: scores_folder,jsb\n      cell: gru,lstm\n"
+        "      search.draw: range(0,1)\n  overrides:\n    task: []\nseed: 0\n")
+    assert missing_runs([sweep], collect_runs([sweep])).empty
+    (sweep / "scores-mine-1a2b3c4d" / "lstm").rename(tmp_path / "gone")
+    missing = missing_runs([sweep], collect_runs([sweep]))
+    assert missing.to_dict("records") == [{"sweep": "folders", "dataset": "scores_folder", "cell": "lstm",
+                                           "draw": "0", "seed": "0"}]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("- dataset\n- cell\n", "expected a mapping of keys, found a ListConfig"),
+    ("hydra: {sweeper: {params: [\n", "not valid YAML"),
+    ("hydra: 7\n", "hydra is a int, expected a mapping"),
+    ("hydra:\n  sweeper:\n    params: [seed]\n", "hydra.sweeper.params is a ListConfig"),
+    ("hydra:\n  overrides:\n    task: seed=0,1\n", "hydra.overrides.task is a str"),
+    ("hydra:\n  sweeper:\n    params:\n      seed: range(0,\n", "sweep of seed is 'range(0,'"),
+    ("seed: 0\n", "no 'hydra' section"),
+])
+def test_a_damaged_multirun_yaml_is_named_and_nothing_is_written(fake_sweep, text, says):
+    """Not silently a report without its missing-run check: one line naming the file and what is
+    wrong with it, exit 2, no report folder."""
+    (fake_sweep / "multirun.yaml").write_text(text)
+    p = _report_cli(fake_sweep)
+    assert p.returncode == 2 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert "multirun.yaml" in p.stderr and says in p.stderr, p.stderr
+    assert not (fake_sweep / "report").exists()
+
+
+def test_report_out_under_a_file_is_one_line(fake_sweep, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    p = _report_cli(fake_sweep, "--out", tmp_path / "afile" / "rep")
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "afile" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("column, value", [("wall_seconds", "inf"), ("lr", "nan"), ("updates", "-inf"),
+                                           ("valid_nll", "inf")])
+def test_a_non_finite_metrics_row_is_named(fake_sweep, tmp_path, column, value):
+    """A metrics.csv row with a non-finite value where none can be (any bookkeeping column; a
+    validation NLL before the last epoch: a non-finite one ends a run) is named with its line,
+    by the reader and in the report (whose curve of that run is left out, not drawn empty)."""
+    from rnnbench.errors import RunFileError
+    from rnnbench.runs import read_metrics
+
+    run = fake_sweep / "jsb" / "gru" / "search.draw=0,seed=0"
+    lines = (run / "metrics.csv").read_text().splitlines()
+    cols = lines[0].split(",")
+    row = lines[1].split(",")
+    row[cols.index(column)] = value
+    lines[1] = ",".join(row)
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunFileError, match=rf"metrics.csv: damaged \(line 2, epoch '1': {column} is '{value}'"
+                                           if column != "valid_nll" else r"line 2, epoch 1: valid_nll is 'inf'"):
+        read_metrics(run)
+    write_report([fake_sweep], tmp_path / "rep")
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "Curves left out (1)" in report and "search.draw=0,seed=0/metrics.csv" in report
+
+
+def test_a_diverged_runs_last_validation_nll_may_be_nan(tmp_path):
+    from rnnbench.runs import read_metrics
+
+    run = fake_run(tmp_path / "s", "jsb", "gru", 0, 0, 1e-3, valid=8.0, test=8.1, status="diverged")
+    text = (run / "metrics.csv").read_text().splitlines()
+    last = text[-1].split(",")
+    last[4] = "nan"
+    (run / "metrics.csv").write_text("\n".join(text[:-1] + [",".join(last)]) + "\n")
+    assert len(read_metrics(run)) == 3
+
+
+def test_names_with_a_newline_keep_errors_on_one_line(fake_sweep, tmp_path):
+    """A sweep folder, a run directory or a run folder for rnnbench-sample whose name holds a
+    newline is quoted (repr-style) in messages, which stay one line."""
+    nowhere = str(tmp_path / "no\nsuch")
+    p = _report_cli(nowhere)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"rnnbench-report: error: {nowhere!r}: no such folder (give the sweep directory, e.g. runs/sweeps/quick)"]
+    odd = fake_sweep / "jsb" / "gru" / "search.draw=0,seed=0"
+    odd = odd.rename(odd.parent / "odd\nrun")
+    (odd / "summary.json").write_text("{")
+    result = write_report([fake_sweep], tmp_path / "rep")
+    (problem,) = result["unreadable"]["problem"]
+    assert "\n" not in problem and "odd\\nrun/summary.json'" in problem
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "odd\\nrun" in report and not any(line.startswith("run") for line in report.splitlines())
+    s = subprocess.run([sys.executable, "-m", "rnnbench.cli.sample", str(odd)], capture_output=True, text=True)
+    assert s.returncode == 2 and len(s.stderr.strip().splitlines()) == 1 and "odd\\nrun" in s.stderr
+
+
+@pytest.mark.parametrize("patch, says", [
+    ({"units": "x"}, "units is 'x', expected an integer >= 1"),
+    ({"valid_nll": "abc"}, "valid_nll is 'abc', expected a number"),
+    ({"seed": "s"}, "seed is 's', expected an integer"),
+    ({"seed": 1.5}, "seed is 1.5, expected an integer"),
+    ({"epochs": 1e308}, "epochs is 1e+308, expected an integer >= 0"),
+    ({"test_nll": [1, 2]}, "test_nll is [1, 2], expected a number"),
+    ({"batch_size": "one"}, "batch_size is 'one', expected an integer >= 1"),
+    ({"best_epoch": None}, "finished but no best_epoch"),
+    ({"cell": 5}, "cell is 5, expected a string"),
+])
+def test_a_summary_value_of_the_wrong_type_is_named_not_a_crash(fake_sweep, tmp_path, patch, says):
+    """summary.json that is JSON but holds a value no run writes: the run is listed as unreadable
+    with the key and value, and the rest is reported (was: a ValueError/TypeError traceback)."""
+    run = fake_sweep / "jsb" / "gru" / "search.draw=0,seed=0"
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(patch)
+    (run / "summary.json").write_text(json.dumps(summary))
+    runs = collect_runs([fake_sweep])
+    (problem,) = runs.dropna(subset=["problem"])["problem"]
+    assert "search.draw=0,seed=0/summary.json: damaged (" + says in problem
+    assert len(select_best(runs)) == 4  # (the others are still selected and reported)
+
+
+def test_two_sweeps_of_one_name_are_kept_apart(tmp_path):
+    """runs/a/quick and runs/b/quick: each sweep's runs are checked against its own
+    multirun.yaml (a run of one never counts as present in the other)."""
+    from rnnbench.report import missing_runs
+
+    a = quick_sweep_lacking_tanh(tmp_path / "a")
+    b = tmp_path / "b" / "quick"
+    fake_run(b, "chorales", "tanh", 0, 0, 1e-3, valid=8.5, test=8.6)
+    (b / "multirun.yaml").write_text((a / "multirun.yaml").read_text())
+    runs = collect_runs([a, b])
+    assert set(runs["sweep"]) == {str(a), str(b)}
+    missing = missing_runs([a, b], runs)
+    assert sorted(zip(missing["sweep"], missing["cell"])) == [(str(a), "tanh"), (str(b), "gru"), (str(b), "lstm")]
+    write_report([a, b], tmp_path / "rep")  # (the curves find each selected run in its own sweep)

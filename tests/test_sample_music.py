@@ -123,3 +123,42 @@ def test_bad_arguments(run_dir, tmp_path):
     with pytest.raises(RnnbenchError, match="not a run directory"):
         music.sample_run(tmp_path, tmp_path)
     assert sample_main([str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.parametrize("args, says", [(["--seed", "-1"], "seed=-1 is invalid: expected an integer from 0 to 2**63 - 1"),
+                                        (["--seed", str(2**64)], "seed=18446744073709551616 is invalid"),
+                                        (["--num", str(10**11)], "needs an estimated"),
+                                        (["--temperature", "inf"], "temperature=inf is invalid")])
+def test_sample_arguments_at_the_edge_are_one_line(run_dir, tmp_path, args, says):
+    """A negative seed was a numpy traceback; seeds beyond 64 bits, absurd sample counts and an
+    infinite temperature are refused in one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.sample", str(run_dir), "--out", str(tmp_path / "o"),
+                        "--length", "5", *args], capture_output=True, text=True)
+    assert p.returncode == 2 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_model_too_large_to_load_is_refused_before_its_checkpoint_is_read(run_dir, tmp_path):
+    """A run whose config.yaml says cell.units=20000: rnnbench-sample names the estimate and the
+    memory available (here a cgroup limit of 1 GiB) instead of allocating the model."""
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "big"
+    shutil.copytree(run_dir, copy)
+    cfg = (copy / "config.yaml").read_text()
+    assert "units: 8\n" in cfg
+    (copy / "config.yaml").write_text(cfg.replace("units: 8\n", "units: 20000\n"))
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "memory.max").write_text(f"{2**30}\n")
+    (cg / "memory.current").write_text("0\n")
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.sample", str(copy), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env={**__import__("os").environ, "RNNBENCH_CGROUP_ROOT": str(cg)})
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "config.yaml: cell.units=20000 (gru: 1,20" in p.stderr and "1.0 GiB is available (cgroup limit)" in p.stderr
+    assert not (tmp_path / "o").exists()

@@ -431,3 +431,115 @@ def test_real_yesno_is_40_10_10_with_both_loaders(real_root):
     b = yesno_split(torchaudio_files("YESNO", folder.parent))
     assert [len(a[s]) for s in ("train", "valid", "test")] == [40, 10, 10]
     assert {s: [f.path.name for f in a[s]] for s in a} == {s: [f.path.name for f in b[s]] for s in b}
+
+
+# --------------------------------------------------------------------------- headers that lie, samples that cannot be right
+
+def _load_bad(folder, **kw):
+    with pytest.raises(DataError) as err:
+        load_dataset(folder_cfg(folder, **kw), None)
+    return str(err.value)
+
+
+def test_a_wav_cut_short_is_refused_as_truncated_not_read_shorter(folder):
+    """The header announces 800 samples; the file holds 500.  libsndfile alone reads 500 without
+    a word: the docs promise a truncated file is refused (or skipped) by name."""
+    whole = write(folder / "cut.wav", tone(800, 300)).read_bytes()
+    (folder / "cut.wav").write_bytes(whole[:-600])
+    msg = _load_bad(folder)
+    assert "cut.wav (truncated (its header announces 1,600 bytes of samples, the file holds 1,000 (800 sample " \
+           "frames; it holds 500)))" in msg and len(msg.splitlines()) == 1
+    corpus = load_dataset(folder_cfg(folder, skip_bad_files=True), None)
+    assert [s["file"] for s in corpus.skipped] == ["cut.wav"] and "truncated" in corpus.skipped[0]["reason"]
+    # a stream whose length was never written (data size 0xFFFFFFFF) is read as it is
+    stream = bytearray(whole)
+    at = stream.index(b"data") + 4
+    stream[at:at + 4] = b"\xff\xff\xff\xff"
+    (folder / "cut.wav").write_bytes(bytes(stream))
+    assert load_dataset(folder_cfg(folder), None).skipped == []
+
+
+@pytest.mark.parametrize("bad, says", [(np.nan, "non-finite sample(s) (NaN or infinite), the first at sample 100"),
+                                       (np.inf, "non-finite sample(s) (NaN or infinite), the first at sample 100")])
+def test_non_finite_samples_are_named_as_such(folder, bad, says):
+    x = tone(800, 300).astype(np.float64)
+    x[100] = bad
+    write(folder / "nan.wav", x, subtype="DOUBLE")
+    msg = _load_bad(folder)
+    assert "nan.wav" in msg and says in msg and "silent" not in msg
+
+
+def test_a_sample_beyond_float32_is_named(folder):
+    x = tone(800, 300).astype(np.float64)
+    x[7] = 1e300
+    write(folder / "huge.wav", x, subtype="DOUBLE")
+    msg = _load_bad(folder)
+    assert "huge.wav (sample 7 is 1e+300, beyond the float32 range" in msg
+
+
+def test_channels_that_cancel_in_the_mix_down_are_named_not_called_silent(folder):
+    x = tone(800, 300)
+    write(folder / "phase.wav", np.stack([x, -x], axis=1), subtype="FLOAT")
+    msg = _load_bad(folder)
+    assert "phase.wav (its 2 channels cancel out in the mono mix-down" in msg and "silent recording" not in msg
+
+
+def test_files_shorter_than_30_samples_are_short_not_silent_and_always_left_out(folder):
+    """One sample (or 29 equal ones) has no step to predict: always left out as too short, as
+    the docs say, never refused as a silent recording."""
+    write(folder / "one.wav", np.full(1, 0.5, np.float32), subtype="FLOAT")
+    write(folder / "flat.wav", np.zeros(29, np.float32))
+    corpus = load_dataset(folder_cfg(folder), None)
+    reasons = {s["file"]: s["reason"] for s in corpus.skipped}
+    assert set(reasons) == {"one.wav", "flat.wav"}
+    assert reasons["one.wav"] == "shorter than 30 samples at 8000 Hz (1 samples: no step to predict)"
+    assert "silent" not in reasons["flat.wav"]
+
+
+def test_one_enormous_sample_in_a_float_wav_is_refused(folder):
+    """A float WAV whose one sample is 1e6 would be normalised to a spike and near-silence:
+    refused by name (skip_bad_files leaves it out); a loud but ordinary float recording beyond
+    full scale, and a 16-bit click, are kept."""
+    x = tone(800, 300).astype(np.float32)
+    x[400] = 1e6
+    write(folder / "spike.wav", x, subtype="FLOAT")
+    write(folder / "loud.wav", tone(800, 300) * 40, subtype="FLOAT")  # peaks near 12: no spike
+    click = tone(800, 300) * 0.001
+    click[10] = 0.99
+    write(folder / "click.wav", click)  # 16-bit, within full scale
+    msg = _load_bad(folder)
+    assert "spike.wav (sample 400 is 1e+06, " in msg and "the recording's own spread" in msg
+    assert "loud.wav" not in msg and "click.wav" not in msg
+    corpus = load_dataset(folder_cfg(folder, skip_bad_files=True), None)
+    assert [s["file"] for s in corpus.skipped] == ["spike.wav"]
+
+
+def test_a_file_name_with_a_newline_keeps_the_error_on_one_line(folder):
+    (folder / "bro\nken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    msg = _load_bad(folder)
+    assert len(msg.splitlines()) == 1 and "'bro\\nken.wav' (unreadable audio file" in msg
+
+
+def test_a_header_announcing_an_absurd_sample_rate_is_refused_not_resampled(folder):
+    """A WAV header saying 1 Hz would be resampled to 8 kHz at 8,000 times its size: refused by
+    name; dataset.sample_rate far outside audio rates is a config error."""
+    import struct
+
+    data = bytearray(write(folder / "slow.wav", tone(800, 300)).read_bytes())
+    data[24:28] = struct.pack("<I", 1)  # the fmt chunk's sample rate
+    (folder / "slow.wav").write_bytes(bytes(data))
+    msg = _load_bad(folder, resample=True)
+    assert "slow.wav (its header announces a sample rate of 1 Hz; expected audio between 1,000 and 1,000,000 Hz)" in msg
+    with pytest.raises(ConfigError, match=r"dataset.sample_rate=1000000000 is invalid"):
+        load_dataset(folder_cfg(folder, sample_rate=10**9, resample=True), None)
+
+
+def test_an_aiff_cut_short_is_refused_as_truncated(folder):
+    path = folder / "cut.aiff"
+    sf.write(str(path), tone(800, 300), RATE, format="AIFF", subtype="PCM_16")
+    path.write_bytes(path.read_bytes()[:-600])
+    msg = _load_bad(folder)
+    assert "cut.aiff (truncated (its header announces 800 sample frames, 1,600 bytes; the file holds 1,000 " \
+           "(500 sample frames)))" in msg
+    sf.write(str(path), tone(800, 300), RATE, format="AIFF", subtype="PCM_16")  # whole: read
+    assert load_dataset(folder_cfg(folder), None).skipped == []

@@ -73,7 +73,7 @@ def test_sampling_writes_wav_and_png(speech_cfg, tmp_path):
     again = sample_run(run, tmp_path / "out2", num=2, length=50, temperature=1.0, seed=3, primer=False)
     assert sf.read(str(again[0]))[0].tolist() == sf.read(str(paths[0]))[0].tolist()
     primed = sample_run(run, tmp_path / "out3", num=1, length=40, temperature=0.8, seed=0, primer=True)
-    assert sf.info(str(primed[0])).frames == 20 + 10 * 40 and primed[0].name == "sample_primed_seed0_00.wav"
+    assert sf.info(str(primed[0])).frames == 20 + 10 * 40 and primed[0].name == "sample_T0.8_seed0_00_primed.wav"
     assert sample_main([str(run), "--out", str(tmp_path / "cli"), "--length", "30"]) == 0
     assert sorted(p.suffix for p in (tmp_path / "cli").iterdir()) == [".png", ".wav"]
 
@@ -109,3 +109,31 @@ def test_sizes_table_has_speech_totals():
         model = SequenceModel(cell, 20, r["units"], 10, head="gmm", head_kwargs={"components": 20})
         assert r["total"] == model.param_counts()["total"] == r["recurrent"] + r["units"] * 420 + 420
     assert "(issue 4)" not in format_size_table(list(rows.values()))
+
+
+def test_speech_samples_at_two_temperatures_keep_their_files_and_bad_values_are_one_line(speech_cfg, tmp_path):
+    """Speech samples are named like music's (the temperature in the name), so a second
+    temperature never overwrites the first; --temperature inf or nan, --num 0 and --length 0 are
+    one line each, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    from rnnbench.sampling.speech import sample_run
+
+    run = tmp_path / "run"
+    OmegaConf.update(speech_cfg, "train.max_epochs", 1)
+    train(speech_cfg, run)
+    out = tmp_path / "out"
+    a = sample_run(run, out, num=1, length=20, temperature=1.0)
+    b = sample_run(run, out, num=1, length=20, temperature=0.5)
+    assert [p.name for p in a + b] == ["sample_T1_seed0_00.wav", "sample_T1_seed0_00.png",
+                                       "sample_T0.5_seed0_00.wav", "sample_T0.5_seed0_00.png"]
+    assert len(list(out.iterdir())) == 4
+    for args, says in ((["--temperature", "inf"], "temperature=inf is invalid: expected a positive finite number"),
+                       (["--temperature", "nan"], "temperature=nan is invalid"),
+                       (["--num", "0"], "num=0 is invalid"), (["--length", "0"], "length=0 is invalid"),
+                       (["--length", str(10**15)], "needs an estimated")):
+        p = subprocess.run([sys.executable, "-m", "rnnbench.cli.sample", str(run), "--out", str(tmp_path / "bad"),
+                            *args], capture_output=True, text=True)
+        assert p.returncode == 2 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)
+        assert not (tmp_path / "bad").exists()

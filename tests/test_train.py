@@ -357,3 +357,54 @@ def test_a_write_killed_midway_leaves_nothing_behind_on_resume(toy_cfg, tmp_path
     summary = train(toy_cfg, run)
     assert summary["epochs"] == 3
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- memory: refused before it is allocated
+
+def _fake_cgroup(root, limit, used, v1=False):
+    if v1:
+        (root / "memory").mkdir(parents=True)
+        (root / "memory" / "memory.limit_in_bytes").write_text(f"{limit}\n")
+        (root / "memory" / "memory.usage_in_bytes").write_text(f"{used}\n")
+    else:
+        root.mkdir(parents=True)
+        (root / "memory.max").write_text(f"{limit}\n")
+        (root / "memory.current").write_text(f"{used}\n")
+    return root
+
+
+@pytest.mark.parametrize("v1", [False, True])
+def test_available_memory_reads_the_cgroup_limit(tmp_path, monkeypatch, v1):
+    from rnnbench.memory import available_bytes
+
+    monkeypatch.setenv("RNNBENCH_CGROUP_ROOT", str(_fake_cgroup(tmp_path / "cg", 300 * 2**20, 100 * 2**20, v1)))
+    assert available_bytes() == (200 * 2**20, "cgroup limit")
+    (tmp_path / "cg" / ("memory/memory.limit_in_bytes" if v1 else "memory.max")).write_text(
+        "9223372036854771712\n" if v1 else "max\n")  # no limit: MemAvailable
+    avail, source = available_bytes()
+    assert source == "MemAvailable" and avail > 0
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocating(toy_mat, tmp_path):
+    """cell.units=20000 (a GRU of 1.2 billion parameters) is refused in one line naming the
+    estimate and the memory available, exit 2, nothing on disk; it never starts to allocate."""
+    cg = _fake_cgroup(tmp_path / "cg", 2 * 2**30, 2**28)
+    p = _cli([f"dataset.path={toy_mat}", "dataset.name=toy", "cell.units=20000"], tmp_path,
+             {"RNNBENCH_CGROUP_ROOT": str(cg)})
+    out = p.stdout + p.stderr
+    assert p.returncode == 2 and "Traceback" not in out, out
+    assert re.search(r"cell\.units=20000 \(gru: 1,20\d,\d{3},\d{3} parameters, with optimizer state, activations and "
+                     r"evaluation batches\) needs an estimated \d+\.\d GiB of memory; 1\.\d GiB is available "
+                     r"\(cgroup limit\)", out), out
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*"))
+
+
+def test_the_memory_estimate_counts_the_stack(toy_cfg):
+    from rnnbench.stack import memory_estimate
+    from rnnbench.train import Splits
+
+    data = Splits(toy_cfg)
+    one, params = memory_estimate(toy_cfg, data, 1)
+    ten, _ = memory_estimate(toy_cfg, data, 10)
+    assert params == SequenceModel.for_corpus("gru", 8, data.corpus).param_counts()["total"]
+    assert ten > 9 * (one - 4 * params) and one > 6 * 4 * params

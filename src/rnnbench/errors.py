@@ -26,7 +26,7 @@ class RunFileError(RnnbenchError):
 
     def __init__(self, path: str | os.PathLike, reason: str, remedy: str | None = None):
         self.path, self.reason, self.remedy = str(path), reason, remedy
-        super().__init__(f"{path}: {reason}" + (f"; {remedy}" if remedy else ""))
+        super().__init__(f"{qname(path)}: {reason}" + (f"; {remedy}" if remedy else ""))
 
     def __reduce__(self):  # (picklable, e.g. back from a worker process)
         return type(self), (self.path, self.reason, self.remedy)
@@ -47,7 +47,7 @@ class WriteError(RnnbenchError):
             todo = "make it writable"
         else:
             todo = "fix the cause"
-        super().__init__(f"cannot write {path}: {what}.  Nothing already written was lost (the file's previous "
+        super().__init__(f"cannot write {qname(path)}: {what}.  Nothing already written was lost (the file's previous "
                          f"version, if any, is intact): {todo} and run the same command again")
 
     def __reduce__(self):
@@ -56,3 +56,22 @@ class WriteError(RnnbenchError):
 
 class RunBusyError(RnnbenchError):
     """A run directory is being trained by another process (it holds the directory's lock)."""
+
+
+def qname(path: str | os.PathLike) -> str:
+    """A file name as messages show it: as it is when it is plain, else quoted as Python's
+    ``repr`` quotes it (``'a\\nb.wav'``), so that a name holding a newline, a tab, a control or
+    other unprintable character (or surrogate-escaped bytes that are not UTF-8) keeps an error
+    on one line and says exactly which file it is."""
+    s = os.fspath(path)
+    if isinstance(s, bytes):
+        s = os.fsdecode(s)
+    if s.isprintable() and "\\" not in s and s == s.strip():
+        return s
+    return repr(s)
+
+
+def single_line(text: str) -> str:
+    """``text`` with its line breaks written as ``\\n`` (``\\r``): a message that quotes
+    something holding a newline stays one line (names themselves are quoted by :func:`qname`)."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")

@@ -36,7 +36,7 @@ from hydra.core.utils import JobReturn, JobStatus, _save_config, configure_log, 
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from .errors import RnnbenchError, RunFileError, WriteError
+from .errors import RnnbenchError, RunFileError, WriteError, qname
 from .progress import duration
 from .runs import discard_unstarted, read_summary, remove_empty_parents, result_line, run_label
 
@@ -54,7 +54,7 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, (RnnbenchError, JobFailed)):
         return str(exc)
     if isinstance(exc, OSError):
-        where = exc.filename if exc.filename is not None else None
+        where = qname(exc.filename) if exc.filename is not None else None
         what = exc.strerror or str(exc)
         return f"{where}: {what}" if where else what
     return f"{type(exc).__name__}: {exc}"

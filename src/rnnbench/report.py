@@ -12,6 +12,7 @@ about equal -- are judged on those intervals.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Iterable
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .errors import RunFileError
+from .errors import RunFileError, WriteError, qname
 from .runs import read_config, read_summary, read_yaml
 from .sizes import INPUT_SIZE, PAPER_TABLE1
 
@@ -61,14 +62,23 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def sweep_labels(sweep_dirs: Iterable[str | Path]) -> dict[Path, str]:
+    """How tables name each sweep: its folder's name, or the path as given where two sweeps
+    share a name (runs/a/quick and runs/b/quick are two sweeps, never merged)."""
+    sweeps = list(dict.fromkeys(map(Path, sweep_dirs)))
+    names = [s.name for s in sweeps]
+    return {s: (s.name if names.count(s.name) == 1 else str(s)) for s in sweeps}
+
+
 def collect_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
     """One row per run directory found under the given sweep directories."""
     rows = []
-    for sweep in map(Path, sweep_dirs):
+    labels = sweep_labels(sweep_dirs)
+    for sweep in labels:
         if not sweep.is_dir():
             raise FileNotFoundError(f"{sweep}: no such sweep directory")
         for run in _run_dirs(sweep):
-            row = {"sweep": sweep.name, "run": run.relative_to(sweep).as_posix()}
+            row = {"sweep": labels[sweep], "run": run.relative_to(sweep).as_posix()}
             try:
                 cfg = read_config(run) or OmegaConf.create({})
                 row["draw"] = OmegaConf.select(cfg, "search.draw", default=None)
@@ -94,52 +104,147 @@ def collect_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
     return df.sort_values(["sweep", "dataset", "cell", "draw", "seed", "run"], na_position="last").reset_index(drop=True)
 
 
+def _multirun_params(path: Path, cfg) -> dict[str, str]:
+    """The swept keys of a multirun.yaml: ``hydra.sweeper.params`` (null in a plain command-line
+    sweep such as ``seed=0,1``), then the command line's ``hydra.overrides.task``, which win."""
+    from omegaconf import DictConfig, ListConfig
+
+    def section(node, dotted: str, kind, what: str):
+        if node is None:
+            return None
+        if not isinstance(node, kind):
+            raise RunFileError(path, f"damaged ({dotted} is a {type(node).__name__}, expected {what})",
+                               MULTIRUN_REMEDY)
+        return node
+
+    hydra = section(cfg.get("hydra"), "hydra", DictConfig, "a mapping")
+    if hydra is None:
+        raise RunFileError(path, "damaged (no 'hydra' section: not a Hydra sweep's multirun.yaml)", MULTIRUN_REMEDY)
+    sweeper = section(hydra.get("sweeper"), "hydra.sweeper", DictConfig, "a mapping")
+    raw = section(sweeper.get("params") if sweeper is not None else None, "hydra.sweeper.params", DictConfig,
+                  "a mapping of keys to values or null")
+    params = {str(k): str(v) for k, v in (OmegaConf.to_container(raw, resolve=False) if raw is not None else {}).items()}
+    overrides = section(hydra.get("overrides"), "hydra.overrides", DictConfig, "a mapping")
+    task = section(overrides.get("task") if overrides is not None else None, "hydra.overrides.task", ListConfig,
+                   "a list of overrides")
+    for ov in task if task is not None else []:  # command-line sweeps override config ones
+        key, sep, value = str(ov).partition("=")
+        if not sep:
+            raise RunFileError(path, f"damaged (hydra.overrides.task holds {str(ov)!r}, expected key=value)",
+                               MULTIRUN_REMEDY)
+        params[key.lstrip("+~")] = value
+    return params
+
+
+MULTIRUN_REMEDY = ("it is the sweep's record of what it asked for, which the missing-run check reads: restore it, "
+                   "or move it away to report the runs without that check")
+
+
 def expected_configs(sweep_dir: str | Path) -> list[dict] | None:
-    """The (dataset, cell, draw, seed) combinations a Hydra sweep asked for, from its multirun.yaml."""
+    """The (dataset, cell, draw, seed) combinations a Hydra sweep asked for, from its multirun.yaml;
+    ``None`` when the folder has none (a folder of single runs).  A multirun.yaml that cannot be
+    read, is not a mapping, or holds a sweep that cannot be parsed is a :class:`RunFileError`
+    naming it (never a silently skipped missing-run check)."""
     path = Path(sweep_dir) / "multirun.yaml"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    try:
-        cfg = read_yaml(path)
-    except RunFileError:
-        return None  # (its runs are still read; only the missing-run check is lost)
-    params = dict(OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False))
-    for ov in cfg.hydra.overrides.get("task", []):  # command-line sweeps override config ones
-        key, _, value = str(ov).partition("=")
-        params[key.lstrip("+~")] = value
+    cfg = read_yaml(path, MULTIRUN_REMEDY)
+    params = _multirun_params(path, cfg)
     keys = {"dataset": "dataset", "cell": "cell", "search.draw": "draw", "seed": "seed"}
     axes = {}
     parser = OverridesParser.create()
     for key, column in keys.items():
         if key not in params:
             continue
-        ov = parser.parse_overrides([f"{key}={params[key]}"])[0]
-        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        try:
+            ov = parser.parse_overrides([f"{key}={params[key]}"])[0]
+            values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        except Exception as exc:  # (Hydra's OverrideParseException, ValueError of a range, ...)
+            msg = " ".join(str(exc).split())[:160]
+            raise RunFileError(path, f"damaged (its sweep of {key} is {params[key]!r}, which Hydra cannot parse: "
+                                     f"{msg})", MULTIRUN_REMEDY) from exc
         axes[column] = values
     if "seed" not in axes:
-        axes["seed"] = [str(OmegaConf.select(cfg, "seed", default=0))]
+        seed = OmegaConf.select(cfg, "seed", default=0, throw_on_resolution_failure=False)
+        axes["seed"] = [str(seed if seed is not None else 0)]
     if "draw" not in axes:
         axes["draw"] = [None]
     cols = list(axes)
     return [dict(zip(cols, combo)) for combo in itertools.product(*(axes[c] for c in cols))]
 
 
+def _choices(run_dir: Path) -> dict:
+    """The config-group options a run was composed from (``dataset: scores_folder``, ``cell: gru``),
+    from Hydra's ``.hydra/hydra.yaml``; empty when it has none or it cannot be read (the run itself
+    is read and reported from its own files)."""
+    import yaml
+
+    try:
+        with open(run_dir / ".hydra" / "hydra.yaml", "rb") as f:
+            data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        choices = data["hydra"]["runtime"]["choices"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in choices.items()} if isinstance(choices, dict) else {}
+
+
+def _group_file(group: str, option: str) -> dict:
+    """``conf/<group>/<option>.yaml`` as plain YAML (its name and kind), or empty."""
+    import yaml
+
+    from .cli import conf_dir
+
+    try:
+        data = yaml.safe_load((Path(conf_dir()) / group / f"{Path(option).name}.yaml").read_text())
+    except (OSError, yaml.YAMLError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _names_for(group: str, option: str) -> set[str]:
+    """The names a run of config-group option ``option`` can carry in its summary: the option
+    itself, or the literal ``name`` its group file gives (``dataset=piano`` might be named otherwise)."""
+    name = _group_file(group, option).get("name")
+    return {option} | ({str(name)} if isinstance(name, str) and "${" not in name else set())
+
+
 def missing_runs(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame) -> pd.DataFrame:
     """Combinations a sweep asked for (its multirun.yaml) with no run directory; compared on the
-    swept keys only (a dataset fixed by the experiment is not a sweep axis)."""
+    swept keys only (a dataset fixed by the experiment is not a sweep axis).
+
+    A sweep over config groups (``dataset=scores_folder,jsb``) names options, while a run's
+    summary names its dataset (``scores-mine-1a2b3c4d``, or whatever ``dataset.name`` says): a
+    run matches the option Hydra recorded it was composed from (``.hydra/hydra.yaml``), else
+    its name or the literal name of the option's config file."""
     rows = []
-    for sweep in map(Path, sweep_dirs):
+    labels = sweep_labels(sweep_dirs)
+    for sweep in labels:
         expected = expected_configs(sweep)
         if expected is None:
             continue
-        sub = runs[runs["sweep"] == sweep.name] if not runs.empty else runs
+        sub = runs[runs["sweep"] == labels[sweep]] if not runs.empty else runs
+        cols = [c for c in (expected[0] if expected else {}) if expected[0][c] is not None]
+        have = set()
+        for r in sub.itertuples() if len(sub) else ():
+            choices = _choices(sweep / r.run) if {"dataset", "cell"} & set(cols) else {}
+            options = []
+            for c in cols:
+                value = _as_str(getattr(r, c, None))
+                if c in ("dataset", "cell"):
+                    if c in choices:
+                        options.append([choices[c]])
+                    else:  # (no Hydra record: any option whose name the run carries)
+                        wanted = {str(e[c]) for e in expected}
+                        options.append([w for w in wanted if value in _names_for(c, w)] or [value])
+                else:
+                    options.append([value])
+            have.update(itertools.product(*options))
         for e in expected:
-            cols = [c for c, v in e.items() if v is not None]
-            have = {tuple(_as_str(getattr(r, c)) for c in cols) for r in sub.itertuples()} if len(sub) else set()
             if tuple(str(e[c]) for c in cols) not in have:
-                rows.append({"sweep": sweep.name, **e})
+                rows.append({"sweep": labels[sweep], **{c: v for c, v in e.items() if v is not None}})
     return pd.DataFrame(rows)
 
 
@@ -438,7 +543,10 @@ def _cell_text(v, col: str, floatfmt: str = ".4f") -> str:
     (0.00152, 0.00130), other floats with ``floatfmt``, missing values empty."""
     if isinstance(v, float):
         return "" if math.isnan(v) else format_lr(v) if col == "lr" else format(v, floatfmt)
-    return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    v = str(v)
+    return v if v.isprintable() else qname(v)  # (a name holding a newline would break a table: quoted, one line)
 
 
 def formatted(df: pd.DataFrame, floatfmt: str = ".4f") -> pd.DataFrame:
@@ -453,30 +561,41 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell_text(v, c, floatfmt) for v, c in zip(row, cols)) + " |")
+        lines.append("| " + " | ".join(_cell_text(v, c, floatfmt).replace("|", "\\|") for v, c in zip(row, cols)) + " |")
     return "\n".join(lines)
 
 
-def read_metrics(run_dir: Path) -> pd.DataFrame:
-    """A run's metrics.csv (empty when missing or damaged: a damaged one is listed by collect_runs)."""
+def read_metrics(run_dir: Path, checked: bool = False) -> pd.DataFrame:
+    """A run's metrics.csv (empty when missing; when damaged, empty too, or with ``checked`` the
+    :class:`RunFileError` naming it)."""
     from .runs import read_metrics as read_checked
 
     try:
         return read_checked(run_dir)
     except RunFileError:
+        if checked:
+            raise
         return pd.DataFrame()
 
 
-def selected_curves(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame, best: pd.DataFrame):
+def selected_curves(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame, best: pd.DataFrame,
+                    damaged: list | None = None):
     """What the figures draw: the metrics of each dataset x cell's selected run (the lowest seed at
     the selected rate), the (datasets, cells) order, and per pair the rate, seed, units, seeds,
     task and best epoch -- or ``no_result`` ("diverged", "not finished") for a pair without a run
-    to draw.  ``curves, order, info`` as :func:`rnnbench.figures.plot_curves` takes them."""
-    sweep_dirs = [Path(s) for s in sweep_dirs]
+    to draw.  ``curves, order, info`` as :func:`rnnbench.figures.plot_curves` takes them.  A
+    selected run whose metrics.csv is damaged gets no curve, and goes into ``damaged`` (``{sweep,
+    run, problem}``) where that list is given."""
+    labels = sweep_labels(sweep_dirs)
     curves, info = {}, {}
     for r in best.itertuples():
-        sweep = next(s for s in sweep_dirs if s.name == r.sweep)
-        curves[(r.dataset, r.cell)] = read_metrics(sweep / r.run)
+        sweep = next(s for s, label in labels.items() if label == r.sweep)
+        try:
+            curves[(r.dataset, r.cell)] = read_metrics(sweep / r.run, checked=True)
+        except RunFileError as exc:  # named, not silently an empty curve
+            curves[(r.dataset, r.cell)] = pd.DataFrame()
+            if damaged is not None:
+                damaged.append({"sweep": r.sweep, "run": r.run, "problem": str(exc)})
         row = runs[(runs["sweep"] == r.sweep) & (runs["run"] == r.run)].iloc[0]
         info[(r.dataset, r.cell)] = {"lr": r.lr, "seed": row.get("seed"), "seeds": r.seeds, "units": r.units,
                                      "task": row.get("task"), "best_epoch": row.get("best_epoch")}
@@ -498,10 +617,15 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
 
     sweep_dirs = [Path(s) for s in sweep_dirs]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    for sweep in sweep_dirs:  # a damaged multirun.yaml is refused before anything is written
+        expected_configs(sweep)
     runs = collect_runs(sweep_dirs)
     if runs.empty:
         raise FileNotFoundError(f"no run directories under {', '.join(map(str, sweep_dirs))}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # (under a file, read-only, ...)
+        raise WriteError(out, exc) from exc
     written = [atomic_write_text(out / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))]
     best = select_best(runs)
     missing = missing_runs(sweep_dirs, runs)
@@ -573,13 +697,18 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     if not unfinished.empty:
         sections += [f"## Runs not finished ({len(unfinished)})", "", _markdown(unfinished), ""]
     if not best.empty:
-        curves, order, info = selected_curves(sweep_dirs, runs, best)
+        damaged: list[dict] = []
+        curves, order, info = selected_curves(sweep_dirs, runs, best, damaged)
         written += plot_curves(curves, out, order=order, info=info)
         sections += ["## Learning curves of the selected runs", "",
                      "Training and validation NLL of the selected run (the lowest seed at the selected learning "
                      "rate) of each cell, against parameter updates (the paper's Figure 2) and against seconds "
                      "of training (Figure 3); the star marks the best validation epoch, whose weights are scored.",
                      "", "![updates](curves_updates.png)", "", "![seconds](curves_seconds.png)", ""]
+        if damaged:
+            sections += [f"## Curves left out ({len(damaged)})", "", "The metrics.csv of these selected runs is "
+                         "damaged, so their curves are not drawn (their results above come from summary.json).", "",
+                         _markdown(pd.DataFrame(damaged)), ""]
     written.append(atomic_write_text(out / "report.md", "\n".join(sections)))
     # a table or figure an earlier report wrote into ``out`` and this one has not (no runs missing
     # any more, say) would contradict report.md: remove it (only the report's own file names)

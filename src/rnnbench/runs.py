@@ -14,13 +14,17 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import RnnbenchError, RunFileError
+from .errors import RnnbenchError, RunFileError, qname, single_line
 from .fileio import read_json, read_text, read_torch
 
 # The files a run writes (besides the lock file .lock and Hydra's .hydra/ and <job>.log).
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt", "last.prev.pt")
 # The columns metrics.csv always has (later ones were added over time; older runs lack them).
 METRIC_COLUMNS = ("epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll")
+
+# Columns of metrics.csv that may hold a non-finite number: the NLLs of a run that diverged (its
+# last epoch's validation NLL) and the noisy training loss.  Every other value is finite.
+NONFINITE_ALLOWED = ("train_nll", "valid_nll", "test_nll", "train_loss_noisy")
 
 # What to do about a damaged file.
 REWRITTEN = "running the run's command again rewrites it from last.pt (no epoch is trained again)"
@@ -53,9 +57,9 @@ def check_sweep_dirs(paths: Iterable[str | Path]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if not p.exists():
-            raise RnnbenchError(f"{p}: no such folder (give the sweep directory, e.g. runs/sweeps/quick)")
+            raise RnnbenchError(f"{qname(p)}: no such folder (give the sweep directory, e.g. runs/sweeps/quick)")
         if not p.is_dir():
-            raise RnnbenchError(f"{p}: not a folder (give the sweep directory, e.g. runs/sweeps/quick)")
+            raise RnnbenchError(f"{qname(p)}: not a folder (give the sweep directory, e.g. runs/sweeps/quick)")
         out.append(p)
     return out
 
@@ -149,10 +153,35 @@ def read_config(run_dir: str | Path) -> DictConfig | None:
 
 
 def load_config(run_dir: str | Path) -> DictConfig:
+    """A trained run's ``config.yaml``, checked for what reading the run back needs (the
+    dataset's task, the cell's name and units): :class:`RunFileError` naming the file and the
+    key otherwise."""
     cfg = read_config(run_dir)
-    if cfg is None or not (Path(run_dir) / "config.yaml").is_file():
-        raise RnnbenchError(f"{run_dir}: not a run directory (no config.yaml)")
+    path = Path(run_dir) / "config.yaml"
+    if cfg is None or not path.is_file():
+        raise RnnbenchError(f"{qname(run_dir)}: not a run directory (no config.yaml)")
+    remedy = "running the run's command again rewrites it"
+    for key, ok, what in (("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'"),
+                          ("dataset.name", lambda v: isinstance(v, str) and v != "", "a name"),
+                          ("cell.name", lambda v: isinstance(v, str) and v != "", "a cell name"),
+                          ("cell.units", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                           "an integer >= 1")):
+        try:
+            value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=True)
+        except Exception as exc:  # (an interpolation that does not resolve)
+            raise RunFileError(path, f"damaged ({key} cannot be resolved: {single_line(exc).splitlines()[0][:160]})",
+                               remedy) from exc
+        if not ok(value):
+            raise RunFileError(path, f"damaged ({key} is {value!r}, expected {what})" if value is not None
+                               else f"damaged (no {key})", remedy)
     return cfg
+
+
+# What summary.json's keys hold (a value of another type is damage, named, never a crash later)
+SUMMARY_INTS = {"units": 1, "params_recurrent": 0, "params_total": 0, "seed": -(2**63), "batch_size": 1,
+                "best_epoch": 0, "epochs": 0, "updates": 0, "skipped_updates": 0}
+SUMMARY_NUMBERS = ("lr", "weight_noise", "train_nll", "valid_nll", "test_nll", "wall_seconds", "eval_seconds")
+SUMMARY_TEXTS = ("status", "stop_reason", "dataset", "task", "cell", "fingerprint")
 
 
 def check_summary(summary: Any, path: str | Path) -> dict:
@@ -161,6 +190,24 @@ def check_summary(summary: Any, path: str | Path) -> dict:
         raise RunFileError(path, f"damaged (expected a JSON object, found {type(summary).__name__})", REWRITTEN)
     if not isinstance(summary.get("status"), str):
         raise RunFileError(path, "damaged (no 'status')", REWRITTEN)
+    for key, value in summary.items():
+        if key in SUMMARY_INTS:
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= SUMMARY_INTS[key])
+            what = f"an integer >= {SUMMARY_INTS[key]}"
+        elif key in SUMMARY_NUMBERS:
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            what = "a number"
+        elif key in SUMMARY_TEXTS:
+            ok = value is None or isinstance(value, str)
+            what = "a string"
+        else:
+            continue
+        if not ok:
+            raise RunFileError(path, f"damaged ({key} is {single_line(repr(value))[:80]}, expected {what})", REWRITTEN)
+    if summary["status"] in ("finished", "pruned"):
+        for key in ("best_epoch", "valid_nll", "lr", "units", "dataset", "cell"):
+            if summary.get(key) is None:
+                raise RunFileError(path, f"damaged ({summary['status']} but no {key})", REWRITTEN)
     return summary
 
 
@@ -218,8 +265,26 @@ def read_metrics(run_dir: str | Path, epochs: int | None = None):
                 df[col] = pd.to_numeric(df[col])
             except (ValueError, TypeError) as exc:
                 raise RunFileError(path, f"damaged (column {col} holds a value that is not a number)", REWRITTEN) from exc
+    header = table[0]
+    for i, row in enumerate(table[1:], start=2):
+        for col, cell in zip(header, row):
+            if col in NONFINITE_ALLOWED or not cell.strip():
+                continue  # (an empty cell is a split not evaluated that epoch)
+            try:
+                finite = math.isfinite(float(cell))
+            except ValueError:
+                continue  # (named below as not a number)
+            if not finite:
+                raise RunFileError(path, f"damaged (line {i}, epoch {row[0]!r}: {col} is {cell!r}, expected a "
+                                         f"finite number)", REWRITTEN)
     if list(df["epoch"]) != list(range(1, len(df) + 1)):
         raise RunFileError(path, "damaged (its epochs are not 1, 2, 3, ...: a row is missing or garbled)", REWRITTEN)
+    bad = [i for i in range(len(df) - 1) if "valid_nll" in df and not math.isfinite(float(df["valid_nll"].iloc[i]))
+           and str(table[i + 1][header.index("valid_nll")]).strip()]
+    if bad:  # (a non-finite validation NLL ends a run: only its last epoch can have one)
+        raise RunFileError(path, f"damaged (line {bad[0] + 2}, epoch {bad[0] + 1}: valid_nll is "
+                                 f"{table[bad[0] + 1][header.index('valid_nll')]!r} but the run went on; a non-finite "
+                                 f"validation NLL ends a run, so only its last epoch can have one)", REWRITTEN)
     if epochs is not None and len(df) < int(epochs):
         raise RunFileError(path, f"damaged ({len(df)} epochs, summary.json says {int(epochs)})", REWRITTEN)
     return df
@@ -262,10 +327,19 @@ def load_model(run_dir: str | Path, which: str = "best", corpus=None):
     cfg = load_config(run_dir)
     ckpt_path = run_dir / f"{which}.pt"
     if not ckpt_path.is_file():
-        raise RnnbenchError(f"{ckpt_path}: checkpoint not found")
-    ckpt = read_checkpoint(ckpt_path, map_location="cpu", keys=("model",))
+        raise RnnbenchError(f"{qname(ckpt_path)}: checkpoint not found")
     if corpus is None:
         corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
+    import torch
+
+    from .memory import check_fits
+
+    with torch.device("meta"):  # (counts the parameters without allocating them)
+        params = sum(p.numel() for p in SequenceModel.for_corpus(cfg.cell, int(cfg.cell.units), corpus).parameters())
+    check_fits(8 * params, f"{qname(run_dir / 'config.yaml')}: cell.units={int(cfg.cell.units)} ({cfg.cell.name}: "
+                           f"{params:,} parameters, with the checkpoint's copy)",
+               "this run's model cannot be loaded on this machine")
+    ckpt = read_checkpoint(ckpt_path, map_location="cpu", keys=("model",))  # (after the check: it allocates)
     model = SequenceModel.for_corpus(cfg.cell, int(cfg.cell.units), corpus)
     try:
         model.load_state_dict(ckpt["model"])

@@ -505,6 +505,7 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
     device = resolve_device(tcfg.get("device", "cpu"))
     cap = max(1, int(max_members or len(runs)))
     data = Splits(first)  # (a data error comes before a first build of the extension)
+    check_memory(first, data, min(cap, len(runs)))  # (before any model is allocated)
     if device.type == "cpu":
         # RMSProp's running averages of weights that never get a gradient (piano keys a corpus never
         # uses) decay into subnormal numbers, on which x86 arithmetic is many times slower: flush
@@ -570,6 +571,42 @@ def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
         _score_best([m], proto, data, device)
         results.append(m.run.finish(m.ckpt))
     return results
+
+
+# float32 values kept per unit and time step for the backward pass, by cell (gates, states, their
+# nonlinearities), and per parameter and member during training (weights, noisy weights, gradient,
+# RMSProp's average of squares, the best epoch's weights, the initial weights)
+_STEP_FLOATS = {"tanh": 2, "gru": 6, "gru_after": 7, "lstm": 9}
+_PARAM_COPIES = 6
+
+
+def memory_estimate(cfg: DictConfig, data: "Splits", members: int) -> tuple[float, int]:
+    """Bytes a stack of ``members`` runs of ``cfg`` needs at least (model, optimizer state,
+    training activations, evaluation batches), and the parameters of one member: the model is
+    built on PyTorch's ``meta`` device, which allocates nothing."""
+    with torch.device("meta"):
+        params = sum(p.numel() for p in SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units),
+                                                                 data.corpus).parameters())
+    units = int(cfg.cell.units)
+    floats = _STEP_FLOATS.get(str(cfg.cell.name), 9) * units + int(data.corpus.output_size) * 2
+    train_frames = int(cfg.train.batch_size) * max(data.lengths["train"] or [0])  # (padded to the longest)
+    eval_frames = max([0] + [len(b) * max(data.lengths[s][i] for i in b) for s in Splits.NAMES
+                             for b in data.eval_batches[s] if b])
+    per_member = 4 * (_PARAM_COPIES * params + floats * (train_frames + eval_frames))
+    return float(per_member * members + 4 * params), params
+
+
+def check_memory(cfg: DictConfig, data: "Splits", members: int) -> None:
+    """Refuse (:class:`ConfigError`) a stack that will not fit in the memory available, naming
+    the estimate and what is available, before anything is allocated."""
+    from .memory import check_fits
+
+    need, params = memory_estimate(cfg, data, members)
+    stack = f" x {members} stacked runs" if members > 1 else ""
+    check_fits(need, f"cell.units={int(cfg.cell.units)} ({cfg.cell.name}: {params:,} parameters{stack}, "
+                     f"with optimizer state, activations and evaluation batches)",
+               "use fewer units (cell.units), fewer runs per stack (hydra.launcher.max_members), a smaller "
+                     "train.batch_size or train.eval_batch_frames, or a machine with more memory")
 
 
 def _score_best(members: list[_Member], proto: SequenceModel, data: Splits, device) -> None:

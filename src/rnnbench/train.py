@@ -57,7 +57,8 @@ METRIC_FIELDS = [
     "skipped_updates", "eval_seconds",
 ]
 # Options whose value here means "behave as before the option existed".
-NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False, "train.order_seed": None}
+NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False, "train.order_seed": None,
+                    "dataset.max_piece_frames": 100_000}  # (= data.scores.MAX_PIECE_FRAMES)
 # Keys that may change between a run and its resumption (they extend or steer it, not change it).
 # search.halving only decides when a draw stops, as train.max_epochs does: a run's numbers up to
 # that point do not depend on it.

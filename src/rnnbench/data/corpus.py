@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, qname, single_line
 
 SPLITS = ("train", "valid", "test")
 
@@ -117,7 +117,7 @@ def log_skipped(logger: logging.Logger, label: str, skipped: Sequence[Mapping], 
     """
     if not skipped:
         return
-    items = [f"{s['file']} ({s['reason']})" for s in skipped[:shown]]
+    items = [f"{qname(s['file'])} ({single_line(s['reason'])})" for s in skipped[:shown]]
     more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
     logger.warning("%s: %d file(s) skipped: %s%s (all listed in the corpus's skipped list)", label,
                    len(skipped), "; ".join(items), more)

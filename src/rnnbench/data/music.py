@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, qname
 from .corpus import SPLITS, Corpus, register_dataset_kind
 from .sources import MUSIC_FILES, locate
 
@@ -56,11 +57,66 @@ def _check_roll(arr: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _mat_unpacked_bytes(path: Path) -> int:
+    """Bytes a MATLAB v5 file holds once its compressed variables are inflated, counted by
+    streaming zlib without keeping the output (a few kilobytes of zeros can inflate to
+    gigabytes, which ``scipy.io.loadmat`` would allocate); 0 when it is not a v5 file (scipy
+    then names the problem)."""
+    import struct
+    import zlib
+
+    total = 0
+    with open(path, "rb") as f:
+        head = f.read(128)
+        if len(head) < 128 or head[126:128] not in (b"IM", b"MI"):
+            return 0
+        end = "<" if head[126:128] == b"IM" else ">"
+        while True:
+            tag = f.read(8)
+            if len(tag) < 8:
+                return total
+            kind, size = struct.unpack(end + "II", tag)
+            if kind & 0xFFFF0000:  # (a small data element: tag and data in 8 bytes)
+                continue
+            if kind != 15:  # miCOMPRESSED
+                total += size
+                f.seek(size + (-size % 8), os.SEEK_CUR)
+                continue
+            z, left = zlib.decompressobj(), size
+            while left > 0:
+                chunk = f.read(min(left, 1 << 16))
+                if not chunk:
+                    return total
+                left -= len(chunk)
+                data = z.decompress(chunk, 1 << 20)
+                total += len(data)
+                while z.unconsumed_tail:
+                    total += len(z.decompress(z.unconsumed_tail, 1 << 20))
+                    if total > 1 << 46:
+                        return total
+            if z.eof is False:
+                return total
+
+
 def load_mat(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
-    """Read a ``.mat`` piano-roll file; raise :class:`DataError` naming the file on any problem."""
+    """Read a ``.mat`` piano-roll file; raise :class:`DataError` naming the file on any problem
+    (also before loading one that would inflate beyond the memory available)."""
     import scipy.io
 
+    from ..errors import ConfigError
+    from ..memory import check_fits
+
     path = Path(path)
+    try:
+        unpacked = _mat_unpacked_bytes(path)
+    except (OSError, zlib.error) as exc:
+        raise DataError(f"{qname(path)}: not a readable MATLAB v5 piano-roll file ({type(exc).__name__}: {exc}). "
+                        f"The file may be truncated or of another format; delete it and fetch it again.") from exc
+    try:  # (scipy holds the inflated data and its arrays at once; the rolls are then copied as uint8)
+        check_fits(3 * unpacked, f"{qname(path)}: its variables ({unpacked:,} bytes once decompressed)",
+                   "it is far larger than a piano-roll corpus; check the file")
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
     try:
         mat = scipy.io.loadmat(str(path))
     except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
@@ -83,10 +139,19 @@ def load_mat(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
 
 
 def notes_to_roll(steps: Sequence[Sequence[int]], where: str = "sequence") -> np.ndarray:
-    """Turn a list of per-step MIDI note lists into a ``(T, 88)`` uint8 roll."""
+    """Turn a list of per-step MIDI note lists into a ``(T, 88)`` uint8 roll; :class:`DataError`
+    naming ``where`` and the step when it is not a list of lists of whole MIDI note numbers."""
+    if not isinstance(steps, (list, tuple)):
+        raise DataError(f"{where}: expected a sequence as a list of time steps, found {type(steps).__name__}")
     roll = np.zeros((len(steps), N_KEYS), dtype=np.uint8)
     for t, notes in enumerate(steps):
+        if not isinstance(notes, (list, tuple, set, frozenset)):
+            raise DataError(f"{where}, step {t}: expected a list of MIDI note numbers, found {type(notes).__name__} "
+                            f"{notes!r:.40}")
         for n in notes:
+            if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, float, np.integer, np.floating)) \
+                    or not float(n).is_integer():
+                raise DataError(f"{where}, step {t}: MIDI note {n!r:.40} is not a whole MIDI note number (21..108)")
             j = int(n) - LOWEST_MIDI
             if not 0 <= j < N_KEYS:
                 raise DataError(f"{where}, step {t}: MIDI note {n} is outside the 88-key range 21..108")
@@ -117,6 +182,8 @@ def load_pickle(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         if split not in obj:
             raise DataError(f"{path}: missing key {split!r} (found {sorted(map(str, obj))})")
         seqs = obj[split]
+        if not isinstance(seqs, (list, tuple)):
+            raise DataError(f"{path}: {split} should be a list of sequences, found {type(seqs).__name__}")
         splits[split] = [
             _check_roll(notes_to_roll(s, f"{path}: {split}[{i}]"), f"{path}: {split}[{i}]") for i, s in enumerate(seqs)
         ]

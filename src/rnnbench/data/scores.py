@@ -117,7 +117,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, WriteError, qname
 from ..fileio import atomic_write
 from .corpus import SPLITS, check_split_group, group_keys, log_skipped, register_dataset_kind, split_groups
 from .music import LOWEST_MIDI, N_KEYS, MusicCorpus
@@ -154,6 +154,12 @@ _KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
+# The longest piece kept, in frames (dataset.max_piece_frames).  A few bytes of MIDI can announce
+# hundreds of millions of ticks; such a piece is skipped by name before its roll is allocated.
+# 100,000 frames is some 7 hours of quarter notes at 240 per minute, 88 bytes a frame (8.8 MB).
+MAX_PIECE_FRAMES = 100_000
+
+
 class SkipPiece(Exception):
     """A piece (or file) that is read but holds nothing usable."""
 
@@ -172,6 +178,7 @@ class RollSettings:
     chord_symbols: str = "ignore"
     expand_repeats: bool = True
     trim: bool = True
+    max_piece_frames: int = MAX_PIECE_FRAMES
 
     def __post_init__(self):
         def bad(key, value, what):
@@ -193,6 +200,9 @@ class RollSettings:
         for key in ("expand_repeats", "trim"):
             if not isinstance(getattr(self, key), bool):
                 bad(key, getattr(self, key), "true or false")
+        m = self.max_piece_frames
+        if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 2**40:
+            bad("max_piece_frames", m, "an integer of frames between 1 and 2**40 (a longer piece is skipped by name)")
         object.__setattr__(self, "step", float(self.step))
 
 
@@ -265,7 +275,11 @@ def notes_to_frames(notes: np.ndarray, settings: RollSettings) -> tuple[np.ndarr
         first = np.floor((onset + EPS) / step)
         stop = np.maximum(np.ceil((end - EPS) / step), first + 1)
         keep = np.ones(len(notes), dtype=bool)
-    first, stop = first.astype(np.int64), stop.astype(np.int64)
+    if not (np.isfinite(onset).all() and np.isfinite(end).all()):
+        raise SkipPiece("a note with a non-finite onset or duration")
+    first_f, stop_f = first, stop
+    with np.errstate(invalid="ignore"):  # (an absurd value is checked below, before it is used)
+        first, stop = first.astype(np.int64), stop.astype(np.int64)
     keys = notes[:, 2].astype(np.int64) + counts["shift"] - LOWEST_MIDI
     outside = (keys < 0) | (keys >= N_KEYS)
     if settings.out_of_range == "fold":
@@ -277,6 +291,11 @@ def notes_to_frames(notes: np.ndarray, settings: RollSettings) -> tuple[np.ndarr
         keep &= ~outside
     if not keep.any():
         raise SkipPiece("no note sounds at a frame (all notes shorter than the time step or out of range)")
+    span = float(stop_f[keep].max() - (first_f[keep].min() if settings.trim else 0.0))
+    if not span <= settings.max_piece_frames:  # (checked in floats, before any integer cast or allocation)
+        what = f"{span:,.0f} frames" if math.isfinite(span) else "a non-finite length"
+        raise SkipPiece(f"{what} long (its notes span {float(end[keep].max()) - (float(onset[keep].min()) if settings.trim else 0.0):,.6g} "
+                        f"quarter notes), longer than dataset.max_piece_frames={settings.max_piece_frames:,}")
     first, stop, keys = first[keep], stop[keep], keys[keep]
     start = int(first.min()) if settings.trim else 0
     roll = np.zeros((int(stop.max()) - start, N_KEYS), dtype=np.uint8)
@@ -674,8 +693,11 @@ def _file_sha256(path: Path) -> str:
 
 
 def cache_key(sources: Sequence[tuple[str, Path]], settings: RollSettings) -> str:
+    keyed = asdict(settings)
+    if keyed["max_piece_frames"] == MAX_PIECE_FRAMES:  # (the default keeps the caches built before it existed)
+        del keyed["max_piece_frames"]
     desc = {
-        "format": FORMAT_VERSION, "music21": music21_version(), "settings": asdict(settings),
+        "format": FORMAT_VERSION, "music21": music21_version(), "settings": keyed,
         "sources": [[rel, p.stat().st_size, _file_sha256(p)] for rel, p in sources],
     }
     if any(p.suffix.lower() in MIDI_SUFFIXES for _, p in sources):
@@ -820,8 +842,12 @@ def _build_lock(cache_path: Path | None):
     except ImportError:  # not POSIX: no lock, parallel builds just repeat the work
         yield
         return
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache_path.with_suffix(".lock"), "a") as lock:
+    try:
+        lock = open(cache_path.with_suffix(".lock"), "a")
+    except OSError:  # (a read-only cache folder: the build goes on without the lock, and without saving)
+        yield
+        return
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -863,7 +889,7 @@ def build_score_corpus(
         label = f"music21 corpus {corpus!r}"
     else:
         root, sources = folder_sources(path)
-        label = str(Path(path).expanduser())
+        label = qname(Path(path).expanduser())
     if limit is not None:
         sources = sources[:limit]
     if not sources:
@@ -871,6 +897,13 @@ def build_score_corpus(
 
     key = cache_key(sources, settings)
     cache_path = Path(cache_dir or default_cache_dir()) / "scores" / f"{_safe_name(name)}-{key[:16]}.npz"
+    if cache:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the cache is an optimisation: without it the scores are read every time
+            log.warning("%s: cannot create the score cache folder (%s); reading the scores without a cache",
+                        qname(cache_path.parent), exc.strerror or exc)
+            cache = False
     pieces = _load_pieces(cache_path, key) if cache else None
     from_cache = pieces is not None
     if pieces is None:
@@ -882,7 +915,11 @@ def build_score_corpus(
                 log.info("%s: reading %d files (cache %s)", label, len(sources), cache_path if cache else "off")
                 pieces = parse_sources(sources, settings, label)
                 if pieces.ids and cache:
-                    _save_pieces(cache_path, pieces, key, dict(source=label, settings=asdict(settings)))
+                    try:
+                        _save_pieces(cache_path, pieces, key, dict(source=label, settings=asdict(settings)))
+                    except WriteError as exc:  # (read-only or full: the corpus is built, only not kept)
+                        log.warning("%s; the corpus is used without being cached", exc)
+                        cache = False
     if not from_cache:
         log.info("%s: %d pieces from %d files in %.1f s, %d skipped", label, len(pieces.ids), len(sources),
                  pieces.build_seconds, len(pieces.skipped))
@@ -893,9 +930,19 @@ def build_score_corpus(
     else:
         log.info("%s: %d pieces from %d files, from the cache %s (built in %.1f s; %d skipped)", label,
                  len(pieces.ids), len(sources), cache_path, pieces.build_seconds, len(pieces.skipped))
+    too_long = [i for i, r in enumerate(pieces.rolls) if len(r) > settings.max_piece_frames]
+    if too_long:  # (a cache built before dataset.max_piece_frames existed may hold one)
+        gone = set(too_long)
+        pieces = PieceSet([x for i, x in enumerate(pieces.ids) if i not in gone],
+                          [x for i, x in enumerate(pieces.rolls) if i not in gone],
+                          [x for i, x in enumerate(pieces.info) if i not in gone],
+                          pieces.skipped + [dict(file=pieces.ids[i], reason=f"{len(pieces.rolls[i]):,} frames long, "
+                                                 f"longer than dataset.max_piece_frames={settings.max_piece_frames:,}")
+                                            for i in too_long],
+                          pieces.build_seconds, pieces.music21)
     log_skipped(log, label, pieces.skipped)  # every use, cache hit or not
     if not pieces.ids:
-        shown = "; ".join(f"{s['file']}: {s['reason']}" for s in pieces.skipped[:5])
+        shown = "; ".join(f"{qname(s['file'])}: {s['reason']}" for s in pieces.skipped[:5])
         raise DataError(f"{label}: no usable piece in {len(sources)} score file(s)"
                         + (f" (skipped: {shown}{' ...' if len(pieces.skipped) > 5 else ''})" if shown else ""))
 
@@ -950,6 +997,7 @@ def _scores_from_config(dataset: Mapping, data_root=None) -> ScoreCorpus:
         step=get("step", 1.0), quantize=get("quantize", "sample"), out_of_range=get("out_of_range", "fold"),
         transpose=get("transpose", None), tonic=get("tonic", "profile"), chord_symbols=get("chord_symbols", "ignore"),
         expand_repeats=get("expand_repeats", True), trim=get("trim", True),
+        max_piece_frames=get("max_piece_frames", MAX_PIECE_FRAMES),
     )
     return build_score_corpus(
         str(get("name", "scores")), path=get("path"), corpus=get("corpus"), settings=settings,

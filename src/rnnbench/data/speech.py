@@ -63,7 +63,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, qname
 from .corpus import SPLITS, Corpus, check_split_group, group_keys, log_skipped, register_dataset_kind, split_groups
 from .sources import candidate_roots
 
@@ -121,17 +121,131 @@ def chunk(inputs: np.ndarray, targets: np.ndarray, chunk_steps: int | None) -> l
 
 # --------------------------------------------------------------------------- signal
 
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and the sample rate; :class:`DataError` naming an unreadable file."""
-    import soundfile as sf
+# A recording whose largest deviation from its median exceeds this many times its spread (the
+# largest deviation once the few largest are set aside), with that sample beyond full scale (|x| > 1: possible in float files only), holds a
+# damaged sample: normalised, the rest of the recording would become almost silence.
+SPIKE_RATIO = 1000.0
+SPIKE_COUNT = 4
+# Sample rates accepted, of files and of dataset.sample_rate: below 1 kHz no recording of speech
+# is plausible (a header that lies), and resampling to or from far outside would take the memory
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 1_000_000  # the spread is measured without the largest max(4, N / 1000) deviations
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _wav_data_check(path: str | os.PathLike) -> None:
+    """:class:`DataError` when a RIFF/RIFX WAV (or AIFF) file's header announces more sample bytes than the
+    file holds (a file cut short, which libsndfile would read as a shorter recording without a
+    word).  A data size of 0 or 0xFFFFFFFF (a stream whose length was never written) and files
+    that are not RIFF WAV are left to soundfile."""
+    import struct
 
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) == 12 and head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                return _aiff_data_check(f, path)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return
+            end = "<" if head[:4] == b"RIFF" else ">"
+            size = os.fstat(f.fileno()).st_size
+            block_align = 0
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, clen = struct.unpack(end + "4sI", f.read(8))
+                if cid == b"fmt " and clen >= 14:
+                    fmt = f.read(14)
+                    if len(fmt) < 14:
+                        return  # (a header cut short: soundfile names it)
+                    block_align = struct.unpack(end + "H", fmt[12:14])[0]
+                if cid == b"data":
+                    held = size - pos - 8
+                    if clen not in (0, 0xFFFFFFFF) and clen > held:
+                        frames = (f" ({clen // block_align:,} sample frames; it holds {held // block_align:,})"
+                                  if block_align else "")
+                        raise DataError(f"{qname(path)}: truncated (its header announces {clen:,} bytes of samples, "
+                                        f"the file holds {held:,}{frames})")
+                    return
+                pos += 8 + clen + (clen & 1)
+    except (OSError, struct.error):
+        return  # (soundfile names an unreadable file)
+
+
+def _aiff_data_check(f, path) -> None:
+    """The AIFF/AIFC part of :func:`_wav_data_check`: the COMM chunk's frame count against the
+    sample bytes the SSND chunk holds (libsndfile reads a cut AIFF as a shorter recording)."""
+    import struct
+
+    size = os.fstat(f.fileno()).st_size
+    frames = channels = width = None
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        cid, clen = struct.unpack(">4sI", f.read(8))
+        if cid == b"COMM":
+            comm = f.read(8)
+            if len(comm) < 8:
+                return
+            channels, frames, bits = struct.unpack(">HIH", comm)
+            width = (bits + 7) // 8
+        elif cid == b"SSND" and frames is not None:
+            held = max(0, size - pos - 16)  # (after the chunk header, its offset and block size)
+            announced = frames * channels * width
+            if announced > held:
+                raise DataError(f"{qname(path)}: truncated (its header announces {frames:,} sample frames, "
+                                f"{announced:,} bytes; the file holds {held:,} ({held // max(1, channels * width):,} "
+                                f"sample frames))")
+            return
+        pos += 8 + clen + (clen & 1)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Mono float32 samples (soundfile's [-1, 1] scale) and the sample rate.
+
+    :class:`DataError` naming the file and the reason when it cannot be read, is truncated (a
+    WAV header announcing more samples than the file holds), holds no samples, holds non-finite
+    samples (NaN, infinite, or beyond float32's range), has channels that cancel out in the mono
+    mix-down, or holds a sample far outside its own spread (:data:`SPIKE_RATIO`)."""
+    import soundfile as sf
+
+    name = qname(path)
+    _wav_data_check(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float64", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
-        raise DataError(f"{path}: unreadable audio file ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{name}: unreadable audio file ({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
     if data.shape[0] == 0:
-        raise DataError(f"{path}: audio file holds no samples")
+        raise DataError(f"{name}: audio file holds no samples")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # (resampling 1 Hz to 8 kHz would take 8,000 times its size)
+        raise DataError(f"{name}: its header announces a sample rate of {rate:,} Hz; expected audio between "
+                        f"{MIN_SAMPLE_RATE:,} and {MAX_SAMPLE_RATE:,} Hz")
+    finite = np.isfinite(data)
+    if not finite.all():
+        first = np.argwhere(~finite)[0]
+        raise DataError(f"{name}: holds {int((~finite).sum()):,} non-finite sample(s) (NaN or infinite), the first "
+                        f"at sample {int(first[0]):,}" + (f" of channel {int(first[1])}" if data.shape[1] > 1 else "")
+                        + f" ({data[tuple(first)]!r}); expected finite numbers")
+    big = np.abs(data) > _FLOAT32_MAX
+    if big.any():
+        i = int(np.argwhere(big)[0][0])
+        raise DataError(f"{name}: sample {i:,} is {data[np.argwhere(big)[0][0], np.argwhere(big)[0][1]]:.3g}, beyond "
+                        f"the float32 range; expected audio samples (soundfile's scale: [-1, 1])")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if data.shape[1] > 1 and not mono.std() > SILENCE_STD and (data.std(axis=0) > SILENCE_STD).any():
+        raise DataError(f"{name}: its {data.shape[1]} channels cancel out in the mono mix-down (the mean of the "
+                        f"channels is silent although a channel alone is not: channels in opposite phase); "
+                        f"expected channels that add up, e.g. keep one channel of the file")
+    dev = np.abs(mono - np.median(mono))
+    peak_at = int(dev.argmax())
+    k = max(SPIKE_COUNT, len(dev) // 1000)  # the spread leaves out the k largest deviations
+    if abs(mono[peak_at]) > 1.0 and len(dev) > k:
+        spread = float(np.partition(dev, len(dev) - 1 - k)[len(dev) - 1 - k])
+        if dev[peak_at] > SPIKE_RATIO * spread:
+            raise DataError(f"{name}: sample {peak_at:,} is {mono[peak_at]:.3g}, beyond full scale and "
+                            + (f"{dev[peak_at] / spread:.3g} times" if spread > 0 else "infinitely many times")
+                            + f" the recording's own spread ({spread:.3g}: the largest |sample - median| after the "
+                            f"{k} largest): a damaged sample, next to which normalisation would make the rest of the "
+                            f"recording near-silence; expected no sample more than {SPIKE_RATIO:g} times the spread")
     return np.ascontiguousarray(mono, dtype=np.float32), int(rate)
 
 
@@ -171,6 +285,8 @@ def normalize(x: np.ndarray, method: str = "standard") -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if method == "none":
         return x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("holds non-finite samples (NaN or infinite): nothing to normalise")
     std = x.std()
     if not std > SILENCE_STD:
         raise ValueError("silent recording (all samples equal): nothing to normalise")
@@ -247,6 +363,11 @@ class SpeechOptions:
                 raise ConfigError(f"config value dataset.{key}={v!r} is invalid: expected true or false")
             return v
 
+        rate = cfg.get("sample_rate", cls.sample_rate)
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int)
+                                 or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE):
+            raise ConfigError(f"config value dataset.sample_rate={rate!r} is invalid: expected an integer between "
+                              f"{MIN_SAMPLE_RATE:,} and {MAX_SAMPLE_RATE:,} (Hz) or null")
         method = cfg.get("normalize", cls.normalize)
         if method not in NORMALIZATIONS:
             raise ConfigError(f"config value dataset.normalize={method!r} is invalid: expected one of {NORMALIZATIONS}")
@@ -288,7 +409,7 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
     only the files kept are read; a file found unusable among them is left out and the rule
     applied again to the rest.
     """
-    where = f"dataset {name!r}" + (f" ({source})" if source else "")
+    where = f"dataset {name!r}" + (f" ({qname(source)})" if source else "")
     if splitter is None:
         fixed = {s: _even_subset(list(files.get(s, [])), opts.max_utterances) for s in SPLITS}  # type: ignore[union-attr]
         if not fixed["train"]:
@@ -302,7 +423,7 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
     dup = sorted(n for n, k in counts.items() if k > 1)
     if dup:
         raise DataError(f"{where}: {len(dup)} file(s) listed twice (in two splits, or twice in one): "
-                        f"{_listing(dup)}; expected every file in one split only")
+                        f"{_listing([qname(n) for n in dup])}; expected every file in one split only")
 
     raw: dict[str, tuple[np.ndarray, int]] = {}  # read, not yet processed
     items: dict[str, list] = {}  # name -> framed pieces
@@ -329,16 +450,18 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
             try:
                 raw[f.name] = read_audio(f.path)
             except DataError as exc:
-                unreadable.append(f"{f.name} ({str(exc).split(': ', 1)[-1]})")
-                left_out[f.name] = str(exc).split(": ", 1)[-1]
+                reason = str(exc).removeprefix(f"{qname(f.path)}: ")
+                unreadable.append(f"{qname(f.name)} ({reason})")
+                left_out[f.name] = reason
         if unreadable and not opts.skip_bad_files:
-            raise DataError(f"{where}: {len(unreadable)} audio file(s) could not be read: {_listing(unreadable)}. "
-                            f"Repair or remove them, or set dataset.skip_bad_files=true to leave them out.")
+            raise DataError(f"{where}: {len(unreadable)} audio file(s) could not be read or used: "
+                            f"{_listing(unreadable)}. Repair or remove them, or set dataset.skip_bad_files=true to "
+                            f"leave them out.")
         todo = [f for f in todo if f.name in raw]
         # Sample rates: one common rate, reached by resampling only when allowed.
         by_rate: dict[int, list[str]] = {}
         for f in todo:
-            by_rate.setdefault(raw[f.name][1], []).append(f.name)
+            by_rate.setdefault(raw[f.name][1], []).append(qname(f.name))
         if target is None:
             if len(by_rate) > 1:
                 detail = "; ".join(f"{r} Hz: {_listing(n, 3)}" for r, n in sorted(by_rate.items()))
@@ -356,20 +479,20 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
             if rate != target:
                 resampled[rate] = resampled.get(rate, 0) + 1
             x = resample(x, rate, target)
+            if num_steps(len(x)) == 0:  # (before normalising: a short file is short, whatever its samples)
+                short.append(f.name)
+                left_out[f.name] = (f"shorter than {INPUT_SAMPLES + OUTPUT_SAMPLES} samples at {target} Hz "
+                                    f"({len(x)} samples: no step to predict)")
+                continue
             try:
                 x = normalize(x, opts.normalize)
             except ValueError as exc:
-                silent.append(f"{f.name} ({exc})")
+                silent.append(f"{qname(f.name)} ({exc})")
                 left_out[f.name] = str(exc)
                 continue
             inputs, targets = frame_signal(x)
             if opts.max_steps:
                 inputs, targets = inputs[: opts.max_steps], targets[: opts.max_steps]
-            if len(inputs) == 0:
-                short.append(f.name)
-                left_out[f.name] = (f"shorter than {INPUT_SAMPLES + OUTPUT_SAMPLES} samples at {target} Hz "
-                                    f"(no step to predict)")
-                continue
             items[f.name] = chunk(inputs, targets, opts.chunk_steps)
         if silent and not opts.skip_bad_files:
             raise DataError(f"{where}: {len(silent)} silent audio file(s): {_listing(silent)}. "

@@ -107,6 +107,12 @@ def sample_run(run_dir, out_dir, *, num: int = 1, length: int = 200, temperature
         raise ConfigError(f"length={length!r} is invalid: expected an integer >= 1 (frames)")
     if not (temperature > 0 and np.isfinite(temperature)):
         raise ConfigError(f"temperature={temperature!r} is invalid: expected a positive number")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed={seed!r} is invalid: expected an integer from 0 to 2**63 - 1")
+    from ..memory import check_fits
+
+    check_fits(num * length * 88 * 40, f"{num} sample(s) of {length:,} frames (--num {num} --length {length})",
+               "ask for fewer or shorter samples")  # (per sample and frame: the roll, its notes and picture)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_config(run_dir)
     if cfg.dataset.task != "music":

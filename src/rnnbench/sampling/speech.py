@@ -14,13 +14,14 @@ spectrogram (the primer shaded).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..data.speech import INPUT_SAMPLES, OUTPUT_SAMPLES, speech_corpus_stub, unframe
-from ..errors import RnnbenchError
+from ..errors import ConfigError, RnnbenchError
 from ..fileio import atomic_write
 from ..runs import load_config, load_model
 
@@ -101,12 +102,18 @@ def write_plot(path: Path, x: np.ndarray, rate: int, title: str, primer_seconds:
 def sample_run(run_dir, out_dir, *, num: int = 1, length: int | None = None, temperature: float = 1.0,
                seed: int = 0, primer: bool = False) -> list[Path]:
     """Write ``num`` generated waveforms (WAV + PNG) of ``length`` steps (default: 2 s) into ``out_dir``."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ConfigError(f"num={num!r} is invalid: expected an integer >= 1")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+        raise ConfigError(f"length={length!r} is invalid: expected an integer >= 1 (steps of 10 samples)")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"temperature={temperature!r} is invalid: expected a positive finite number")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed={seed!r} is invalid: expected an integer from 0 to 2**63 - 1")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_config(run_dir)
     if cfg.dataset.get("task") != "speech":
         raise RnnbenchError(f"{run_dir}: task {cfg.dataset.get('task')!r} is not speech")
-    if num < 1:
-        raise RnnbenchError(f"--num must be >= 1, got {num}")
     if primer or cfg.dataset.get("sample_rate") is None:
         from ..data import load_dataset
 
@@ -116,6 +123,11 @@ def sample_run(run_dir, out_dir, *, num: int = 1, length: int | None = None, tem
     _, model = load_model(run_dir, corpus=corpus)
     rate = int(corpus.sample_rate)
     steps = int(length) if length is not None else int(DEFAULT_SECONDS * rate) // OUTPUT_SAMPLES
+    from ..memory import check_fits
+
+    # the waveforms (float32), their float64 copy for the WAV and the picture's spectrogram
+    check_fits(num * (INPUT_SAMPLES + OUTPUT_SAMPLES * steps) * 4 * 6,
+               f"{num} sample(s) of {steps:,} steps (--num {num} --length {steps})", "ask for fewer or shorter samples")
     gen = torch.Generator().manual_seed(int(seed))
 
     primer_wave, primer_steps, primer_names = None, 0, []
@@ -135,10 +147,11 @@ def sample_run(run_dir, out_dir, *, num: int = 1, length: int | None = None, tem
     paths: list[Path] = []
     cell = cfg.cell.name
     for i, x in enumerate(waves):
-        stem = out_dir / f"sample{'_primed' if primer else ''}_seed{seed}_{i:02d}"
+        # (named like music's samples: the temperature is in the name, so two temperatures never overwrite)
+        stem = f"sample_T{temperature:g}_seed{seed}_{i:02d}" + ("_primed" if primer else "")
         title = (f"{cfg.dataset.name} / {cell} ({int(cfg.cell.units)} units): {steps} steps, "
                  f"T={temperature:g}, seed {seed}" + (f", primer {primer_names[i]}" if primer else ""))
-        paths.append(write_wav(stem.with_suffix(".wav"), x, rate))
-        paths.append(write_plot(stem.with_suffix(".png"), x, rate, title,
+        paths.append(write_wav(out_dir / f"{stem}.wav", x, rate))  # (not with_suffix: "T0.8" holds a dot)
+        paths.append(write_plot(out_dir / f"{stem}.png", x, rate, title,
                                 (INPUT_SAMPLES + OUTPUT_SAMPLES * primer_steps) / rate if primer else 0.0))
     return paths
