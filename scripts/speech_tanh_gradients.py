@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     corpus = load_dataset(cfg.dataset, cfg.get("data_root"))
     torch.manual_seed(int(cfg.seed))
-    model = StackedModel(SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units), corpus), 1)
+    model = StackedModel(SequenceModel.for_corpus(cfg.cell, int(cfg.cell.units), corpus), 1)
     seqs = corpus["train"]
     print(f"{cfg.dataset.name} {cfg.cell.name}-{cfg.cell.units}, initial weights of seed {cfg.seed}")
     for noise in args.noise:

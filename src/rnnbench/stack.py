@@ -585,7 +585,7 @@ def memory_estimate(cfg: DictConfig, data: "Splits", members: int) -> tuple[floa
     training activations, evaluation batches), and the parameters of one member: the model is
     built on PyTorch's ``meta`` device, which allocates nothing."""
     with torch.device("meta"):
-        params = sum(p.numel() for p in SequenceModel.for_corpus(cfg.cell.name, int(cfg.cell.units),
+        params = sum(p.numel() for p in SequenceModel.for_corpus(cfg.cell, int(cfg.cell.units),
                                                                  data.corpus).parameters())
     units = int(cfg.cell.units)
     floats = _STEP_FLOATS.get(str(cfg.cell.name), 9) * units + int(data.corpus.output_size) * 2
