@@ -217,8 +217,10 @@ class StackedModel(nn.Module):
             return nll.view(K, T, B).permute(1, 0, 2)
         if type(head) is GaussianMixtureHead:  # (GaussianMixtureHead.nll, batched over members)
             out = torch.baddbmm(v["head.linear.bias"].unsqueeze(1), hk, v["head.linear.weight"].transpose(1, 2))
-            nll = mixture.stacked_nll(out, targets.reshape(T * B, -1), head.components, head.min_scale,
-                                      head.chunk_frames)
+            y = targets.reshape(T * B, -1)
+            done = None if torch.is_grad_enabled() else fused.mixture_nll(out, y, head.components, head.min_scale)
+            nll = done[0] if done is not None else mixture.stacked_nll(out, y, head.components, head.min_scale,
+                                                                         head.chunk_frames)
             return nll.view(K, T, B).permute(1, 0, 2)
         hp = {n: w for n, w in v.items() if n.startswith("head.")}
         hk = hk.view(K, T, B, -1)
@@ -259,9 +261,9 @@ class StackedModel(nn.Module):
             logits = torch.baddbmm(bo.unsqueeze(1), hk, Wo.transpose(1, 2))
             real = batch.mask.reshape(T * B)
             # d(sum over members of loss_total / frames) / d logits: padded frames get none
-            if gmm:
-                nll, dlogits = mixture.stacked_nll_and_grad(logits, targets.reshape(T * B, -1), head.components,
-                                                            head.min_scale, real.to(logits.dtype) / batch.frames)
+            if gmm:  # (one fused pass per frame: mixture.stacked_nll_and_grad is the same in torch operations)
+                nll, dlogits = fused.mixture_nll(logits, targets.reshape(T * B, -1), head.components, head.min_scale,
+                                                 real.to(logits.dtype) / batch.frames)
             else:
                 nll, dlogits = ops.bernoulli_nll(logits, targets.reshape(T * B, -1).to(logits.dtype).contiguous(),
                                                  True)
