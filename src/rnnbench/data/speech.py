@@ -169,6 +169,8 @@ def resample(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
 def normalize(x: np.ndarray, method: str = "standard") -> np.ndarray:
     """Per-utterance normalisation; raises ``ValueError`` on a silent signal."""
     x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():  # (float files can hold them; the mixture's targets must be finite)
+        raise ValueError(f"{int((~np.isfinite(x)).sum())} non-finite samples (NaN or infinity)")
     if method == "none":
         return x.astype(np.float32)
     std = x.std()
@@ -251,7 +253,8 @@ class SpeechOptions:
         if method not in NORMALIZATIONS:
             raise ConfigError(f"config value dataset.normalize={method!r} is invalid: expected one of {NORMALIZATIONS}")
         min_scale = cfg.get("min_scale", cls.min_scale)
-        if isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or not min_scale > 0:
+        if (isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or not min_scale > 0
+                or not np.isfinite(min_scale)):
             raise ConfigError(f"config value dataset.min_scale={min_scale!r} is invalid: expected a positive number")
         return cls(
             sample_rate=opt_int("sample_rate"), resample=opt_bool("resample"), normalize=method,
@@ -372,7 +375,7 @@ def build_speech_corpus(name: str, files: Mapping[str, list[AudioFile]] | Sequen
                 continue
             items[f.name] = chunk(inputs, targets, opts.chunk_steps)
         if silent and not opts.skip_bad_files:
-            raise DataError(f"{where}: {len(silent)} silent audio file(s): {_listing(silent)}. "
+            raise DataError(f"{where}: {len(silent)} silent or non-finite audio file(s): {_listing(silent)}. "
                             f"Remove them, or set dataset.skip_bad_files=true to leave them out.")
         if splitter is None or not (unreadable or silent or short):
             break  # (a fixed split is never redrawn; a rule is drawn again without the files just left out)
