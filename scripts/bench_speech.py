@@ -20,12 +20,13 @@ product is timed before every job (``bench_member_frame.gemm_gflops``) and print
 the GFLOP/s of the training step (its dense multiply-adds, forward and both backward products).
 
 The projection: the converged speech protocol, both corpora x 3 cells x 5 seeds x 10
-learning-rate draws, successive halving at epochs 10, 20 and 40 (``hparams_search=paper_lr_halving``:
-10 draws, then 5, 3, 2 per seed, the fewest it keeps), every run going E epochs (an upper bound:
-early stopping ends runs sooner), each epoch training and evaluating validation, the training split
-every 10th epoch, one run per core on ``--cores`` cores (the runs are independent; one run per
-core at speech size, as the speech experiment runs them).  Printed in core-hours and wall hours
-for E = 50, 100 and 200, from this checkout's measured seconds (and the old code's, with ``--old``).
+learning-rate draws with successive halving as this checkout's ``hparams_search=paper_lr_halving``
+sets it (read from the config; counted at the fewest draws it keeps), every run going E epochs (an
+upper bound: early stopping ends runs sooner), each epoch training and evaluating validation, the
+training split every 10th epoch, a member-epoch costing what a lone run's epoch cost here (a stack
+of draws costs about the same per member at speech size), the runs spread evenly over ``--cores``
+cores.  Printed in core-hours and wall hours for E = 50, 100 and 200, from this checkout's
+measured seconds (and the old code's, with ``--old``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 UNITS = {"tanh": 400, "gru": 227, "lstm": 195}
 GATES = {"tanh": 1, "gru": 3, "lstm": 4}
 FRAMES = {"fsdd": {"train": 834_924, "valid": 104_899}, "yesno": {"train": 196_248, "valid": 50_356}}
-HALVING = ((10, 10), (20, 5), (40, 3))  # (up to epoch, draws running per seed); then 2
 
 
 def macs_per_frame(cell: str, D: int = 20, head_out: int = 420) -> int:
@@ -77,15 +77,34 @@ def one_job(src: str | None, corpus: str, cell: str, out: Path, data_root: str, 
             "skipped": row.get("skipped_updates", "")}
 
 
-def project(parts: dict, corpus: str, epochs: int, cores: int) -> tuple[float, float]:
+def halving_schedule(draws: int = 10) -> list[tuple[int, int]]:
+    """``[(last epoch, draws running up to it), ...]`` per seed under this checkout's
+    ``hparams_search=paper_lr_halving`` (the fewest draws it keeps: every draw behind the margin
+    stops), the last entry running to any epoch."""
+    import math
+
+    from hydra import compose, initialize_config_dir
+
+    from rnnbench.search import halving_settings
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        h = halving_settings(compose("train", overrides=["experiment=chung2014_speech",
+                                                         "hparams_search=paper_lr_halving"]))
+    out, n = [], draws
+    for e in h["epochs"]:
+        out.append((e, n))
+        n = max(h["min_keep"], math.ceil(h["keep"] * n))
+    return out + [(10 ** 9, n)]
+
+
+def project(parts: dict, corpus: str, epochs: int, cores: int, schedule) -> tuple[float, float]:
     """(core-hours, wall hours) of one corpus x cell of the protocol: 5 seeds x 10 draws with halving."""
     valid_s = parts["eval"] * FRAMES[corpus]["valid"] / (FRAMES[corpus]["valid"] + FRAMES[corpus]["train"])
     train_pass_s = parts["eval"] - valid_s  # (epoch 1 evaluates both splits: split by frames)
     member_epochs, prev = 0, 0
-    for upto, running in HALVING:
+    for upto, running in schedule:
         member_epochs += running * max(0, min(epochs, upto) - prev)
         prev = upto
-    member_epochs += 2 * max(0, epochs - prev)
     runs = 10
     core_s = 5 * (member_epochs * (parts["train"] + valid_s)
                   + runs * ((1 + epochs // 10) * train_pass_s + parts["rest"]))
@@ -137,8 +156,12 @@ def main(argv=None) -> int:
                               f"{gf:>6.1f} {r['eval']:>7.1f} {r['rest']:>7.1f} {r['updates']:>8} {r['skipped']:>7} "
                               f"{ratio:>7}", flush=True)
     print()
-    print(f"# projected speech study (both corpora measured above x 3 cells x 5 seeds x 10 draws, halving at "
-          f"10/20/40 to 5/3/2 draws, every run E epochs: an upper bound), one run per core on {args.cores} cores")
+    schedule = halving_schedule()
+    steps = ", ".join(f"{n} draws to epoch {e}" for e, n in schedule[:-1]) + f", then {schedule[-1][1]}"
+    print(f"# projected speech study (the corpora measured above x 3 cells x 5 seeds x 10 draws; halving "
+          f"(paper_lr_halving, the fewest draws it keeps): {steps}; every run E epochs: an upper bound, early "
+          f"stopping ends runs sooner; each member-epoch costs what a lone run's epoch cost above), "
+          f"one run per core on {args.cores} cores")
     print(f"{'code':<5}{'E':>5}{'core-hours':>12}{'wall hours':>12}")
     for v, _ in versions:
         for e in (50, 100, 200):
@@ -147,7 +170,7 @@ def main(argv=None) -> int:
                 for cell in args.cells:
                     runs = results[(v, corpus, cell)]
                     med = {k: statistics.median(r[k] for r in runs) for k in ("train", "eval", "rest")}
-                    c, w = project(med, corpus, e, args.cores)
+                    c, w = project(med, corpus, e, args.cores, schedule)
                     core, wall = core + c, wall + w
             print(f"{v:<5}{e:>5}{core:>12.1f}{wall:>12.1f}")
     return 0
