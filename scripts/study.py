@@ -1,7 +1,21 @@
-"""The converged music study: the learning-rate search, then more seeds at each selected rate.
+"""The converged studies: the learning-rate search, then more seeds at each selected rate.
 
-    python scripts/study.py                       # 4 datasets x 3 cells, 2 pairs at a time
+    python scripts/study.py                       # music: 4 datasets x 3 cells, 2 pairs at a time
     python scripts/study.py --datasets jsb --cells gru --jobs 1
+    python scripts/study.py --task speech         # speech: YESNO and FSDD x 3 cells, then the tanh variants
+
+``--task speech`` runs the same protocol with ``experiment=chung2014_speech`` (the paper's speech
+sizes, the mixture head) on YESNO and FSDD, stacked as the music study is (successive halving is a
+stack's decision), under ``RUNS/search`` and ``RUNS/seeds``; then, for the 400-unit tanh RNN that
+cannot train under the paper's weight noise (docs/speech.md), two labelled variants that never
+enter the faithful Table 2:
+
+* ``RUNS/tanh_sigma0.02/{search,seeds}``: the whole protocol for tanh at ``train.weight_noise=0.02``;
+* ``RUNS/tanh_diagnostics``: seed 0 at that variant's selected draw with ``train.weight_noise`` 0
+  and 0.04, and 0.075 with ``dataset.chunk_steps=50``: where training breaks, and why.
+
+``--variants none`` skips them; ``train.max_epochs=200`` (or any override) after ``--`` applies
+to every command.
 
 For every dataset x cell pair, one after another on each of ``--jobs`` workers:
 
@@ -36,7 +50,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-COST = {"musedata": 0, "nottingham": 1, "piano": 2, "jsb": 3}  # the longest first
+COST = {"musedata": 0, "nottingham": 1, "piano": 2, "jsb": 3, "fsdd": 0, "yesno": 1}  # the longest first
+DATASETS = {"music": ["jsb", "nottingham", "musedata", "piano"], "speech": ["yesno", "fsdd"]}
+TANH_SIGMA = 0.02  # the speech tanh variant's weight noise
+TANH_DIAGNOSTICS = {"sigma0": ["train.weight_noise=0"], "sigma0.04": ["train.weight_noise=0.04"],
+                    "sigma0.075_chunk50": ["train.weight_noise=0.075", "dataset.chunk_steps=50"]}
 
 
 def selected_draw(search_dir: Path, dataset: str, cell: str) -> int | None:
@@ -55,12 +73,17 @@ def selected_draw(search_dir: Path, dataset: str, cell: str) -> int | None:
     return None if best is None else best[1]
 
 
-def run_pair(dataset: str, cell: str, args) -> str:
-    root = Path(args.runs)
+def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tuple = ()) -> str:
+    """Search, selection and seeds of one dataset x cell under ``root`` (default ``--runs``), with
+    ``extra`` overrides on top of the study's own."""
+    root = Path(args.runs) if root is None else root
+    tag = "" if root == Path(args.runs) else f"{root.name}: "
     log = root / "logs" / f"{dataset}-{cell}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     exe = str(Path(sys.executable).with_name("rnnbench-train"))
-    common = [f"dataset={dataset}", f"cell={cell}", "hydra.launcher.n_jobs=1", *args.extra]
+    common = [f"dataset={dataset}", f"cell={cell}", "hydra/launcher=stacked", "hydra.launcher.n_jobs=1",
+              *args.extra, *extra]
+    experiment = f"experiment=chung2014_{args.task}"
     with open(log, "a") as f:
         def call(cmd):
             f.write(f"\n$ {' '.join(cmd)}\n")
@@ -71,26 +94,53 @@ def run_pair(dataset: str, cell: str, args) -> str:
             f.flush()
             return rc
 
-        search = [exe, "-m", "experiment=chung2014_music", "hparams_search=paper_lr_halving", *common,
+        search = [exe, "-m", experiment, "hparams_search=paper_lr_halving", *common,
                   f"hydra.sweep.dir={root / 'search'}"]
         if call(search) != 0:
-            return f"{dataset}/{cell}: search failed (see {log})"
+            return f"{tag}{dataset}/{cell}: search failed (see {log})"
         draw = selected_draw(root / "search", dataset, cell)
         if draw is None:
-            return f"{dataset}/{cell}: no draw finished (see {log})"
+            return f"{tag}{dataset}/{cell}: no draw reached a best epoch (see {log})"
         if not args.seeds:
-            return f"{dataset}/{cell}: draw {draw} selected"
-        seeds = [exe, "-m", "experiment=chung2014_music", *common, f"search.draw={draw}",
+            return f"{tag}{dataset}/{cell}: draw {draw} selected"
+        seeds = [exe, "-m", experiment, *common, f"search.draw={draw}",
                  "seed=" + ",".join(str(s) for s in args.seeds), "train.order_seed=0",
                  f"hydra.sweep.dir={root / 'seeds'}"]
         if call(seeds) != 0:
-            return f"{dataset}/{cell}: seeds failed (see {log})"
-        return f"{dataset}/{cell}: draw {draw} selected, seeds {args.seeds} done"
+            return f"{tag}{dataset}/{cell}: seeds failed (see {log})"
+        return f"{tag}{dataset}/{cell}: draw {draw} selected, seeds {args.seeds} done"
+
+
+def run_tanh_variants(dataset: str, args) -> list[str]:
+    """The speech tanh RNN at weight noise ``TANH_SIGMA`` (the whole protocol), then the seed-0
+    diagnostics at that variant's selected draw.  Labelled folders, never the faithful Table 2."""
+    variant = Path(args.runs) / f"tanh_sigma{TANH_SIGMA}"
+    lines = [run_pair(dataset, "tanh", args, variant, (f"train.weight_noise={TANH_SIGMA}",))]
+    draw = selected_draw(variant / "search", dataset, "tanh")
+    if draw is None:
+        return lines + [f"tanh_diagnostics: {dataset}: no selected draw at sigma {TANH_SIGMA}"]
+    root = Path(args.runs) / "tanh_diagnostics"
+    log = root / "logs" / f"{dataset}-tanh.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    exe = str(Path(sys.executable).with_name("rnnbench-train"))
+    with open(log, "a") as f:
+        for name, overrides in TANH_DIAGNOSTICS.items():
+            cmd = [exe, f"experiment=chung2014_{args.task}", f"dataset={dataset}", "cell=tanh", f"search.draw={draw}",
+                   "seed=0", *args.extra, *overrides,
+                   f"hydra.run.dir={root / dataset / 'tanh' / f'{name}_draw{draw}'}"]
+            f.write(f"\n$ {' '.join(cmd)}\n")
+            f.flush()
+            rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+            # (exit 3: diverged, which is what some of these show)
+            lines.append(f"tanh_diagnostics: {dataset} {name} at draw {draw}: exit {rc}")
+    return lines
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", nargs="*", default=["jsb", "nottingham", "musedata", "piano"])
+    ap.add_argument("--task", choices=sorted(DATASETS), default="music")
+    ap.add_argument("--datasets", nargs="*", default=None, help="default: the task's (music: jsb nottingham "
+                    "musedata piano; speech: yesno fsdd)")
     ap.add_argument("--cells", nargs="*", default=["tanh", "gru", "lstm"])
     ap.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3, 4])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="pairs trained at a time")
@@ -98,14 +148,26 @@ def main(argv=None) -> int:
     ap.add_argument("--order", choices=["longest-first", "cheapest-first"], default="cheapest-first",
                     help="cheapest-first: whole datasets (search and seeds) are done early; longest-first: "
                          "the jobs finish closer together")
+    ap.add_argument("--variants", choices=["tanh", "none"], default="tanh",
+                    help="speech only: after the faithful study, the tanh RNN at weight noise "
+                         f"{TANH_SIGMA} and its diagnostics (default), or none")
     ap.add_argument("extra", nargs="*", help="further rnnbench-train overrides for every command")
     args = ap.parse_args(argv)
+    if args.datasets is None:
+        args.datasets = DATASETS[args.task]
+    default_runs = os.path.join(os.environ.get("RNNBENCH_RUNS", "runs"), "sweeps", "study")
+    if args.task == "speech" and args.runs == default_runs:
+        args.runs = default_runs + "_speech"
     sign = -1 if args.order == "cheapest-first" else 1
     pairs = sorted(((d, c) for d in args.datasets for c in args.cells), key=lambda p: sign * COST.get(p[0], 9))
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for line in pool.map(lambda p: run_pair(*p, args), pairs):
             print(f"[{time.time() - t0:7.0f} s] {line}", flush=True)
+        if args.task == "speech" and args.variants == "tanh" and "tanh" in args.cells:
+            for lines in pool.map(lambda d: run_tanh_variants(d, args), sorted(args.datasets, key=lambda d: sign * COST.get(d, 9))):
+                for line in lines:
+                    print(f"[{time.time() - t0:7.0f} s] {line}", flush=True)
     print(f"study done in {(time.time() - t0) / 3600:.2f} h; next: rnnbench-report {args.runs}/search {args.runs}/seeds")
     return 0
 

@@ -229,7 +229,8 @@ def test_a_sweep_with_no_ended_run_is_reported_not_a_crash(tmp_path):
     out = tmp_path / "report"
     write_report([sweep], out)
     text = (out / "report.md").read_text()
-    assert "Runs not finished (4)" in text and text.count("| gru | running |") == 2 and text.count("| tanh | diverged |") == 2
+    assert "Runs not finished (2)" in text and text.count("| gru | running |") == 2
+    assert "Runs that diverged before a best epoch (2)" in text and text.count("| tanh | diverged |") == 2
 
 
 def test_table2_says_why_a_cell_has_no_number(tmp_path):
@@ -250,3 +251,96 @@ def test_table2_says_why_a_cell_has_no_number(tmp_path):
     assert t2.loc["test (paper)", "tanh"] == "9.10"  # the paper's number stands beside it
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "`diverged`: every run of the cell" in text and "`not finished`" in text
+
+
+def test_runs_that_diverged_after_their_best_epoch_are_said_so_not_unfinished(tmp_path):
+    """The converged music study's Nottingham tanh seeds that overflowed after their best epoch are
+    results (scored, marked †): the report and the command's summary line say "diverged after their
+    best epoch", never "not finished"."""
+    sweep = tmp_path / "s"
+    fake_run(sweep, "nottingham", "tanh", 1, 0, 1.3e-3, valid=3.66, test=3.82, status="diverged")
+    fake_run(sweep, "nottingham", "tanh", 1, 1, 1.3e-3, valid=3.70, test=3.85, status="diverged")
+    fake_run(sweep, "nottingham", "gru", 1, 0, 1.3e-3, valid=3.6, test=3.7)
+    out = tmp_path / "rep"
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.report", str(sweep), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    text = (out / "report.md").read_text()
+    assert "Runs that diverged after their best epoch (2)" in text and "not finished" not in text
+    last = p.stdout.strip().splitlines()[-1]
+    assert "2 diverged after their best epoch (scored)" in last and "0 not finished" in last
+
+
+def test_tables_print_learning_rates_with_three_significant_digits(tmp_path):
+    """0.001299 is 0.00130 in every Markdown and LaTeX table, never 0.001 (the csv keeps 6 digits)."""
+    from rnnbench.report import formatted
+
+    sweep = tmp_path / "s"
+    for draw, lr in ((0, 0.001521), (1, 0.001299), (2, 2.64e-5)):
+        fake_run(sweep, "jsb", "gru", draw, 0, lr, valid=8.0 + draw, test=8.1)
+    fake_run(sweep, "jsb", "tanh", 1, 0, 0.001299, valid=8.0, test=8.2)
+    best = select_best(collect_runs([sweep]))
+    assert list(formatted(best)["lr"]) == ["0.00130", "0.00152"]
+    write_report([sweep], tmp_path / "rep")
+    md = (tmp_path / "rep" / "selected_runs.md").read_text()
+    assert "| 0.00130 |" in md and "| 0.00152 |" in md
+    tex = (tmp_path / "rep" / "selected_runs.tex").read_text()
+    assert "0.00130" in tex and "0.00152" in tex
+    assert "0.001299" in (tmp_path / "rep" / "selected_runs.csv").read_text()
+
+
+def test_figures_read_alone(tmp_path, monkeypatch):
+    """Each figure names its datasets and what it shows, has one legend for the whole figure, gives
+    each cell's selected learning rate and the seed drawn, marks sparse curves point by point, and
+    names a cell that has no curve (the quick study: a chorales panel of 3-epoch runs)."""
+    import rnnbench.figures as figures
+
+    figs = []
+    monkeypatch.setattr(figures, "_save", lambda fig, out, stem: figs.append(fig) or [])
+    sweep = tmp_path / "quick"
+    for cell in ("tanh", "gru", "lstm"):
+        for draw, lr in enumerate((0.001521, 0.001299)):
+            fake_run(sweep, "chorales", cell, draw, 0, lr, valid=9.0 + draw, test=9.1, epochs=3)
+    fake_run(sweep, "jsb", "gru", 0, 0, 0.001521, valid=8.5, test=8.6, epochs=60)
+    fake_run(sweep, "jsb", "tanh", 0, 0, 0.001521, valid=float("nan"), test=float("nan"), status="diverged", epochs=0)
+    write_report([sweep], tmp_path / "rep")
+    assert len(figs) == 2
+    for fig, what in zip(figs, ("parameter updates", "seconds of training")):
+        title = fig._suptitle.get_text().replace("\n", " ")
+        assert "JSB Chorales" in title and "Bach chorales" in title and what in title and "seed 0" in title
+        assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert {"tanh-100", "GRU-46", "LSTM-36"} <= set(labels) and any("validation" in x for x in labels)
+        jsb, chorales = sorted(fig.axes, key=lambda ax: "Bach" in ax.get_title())
+        assert "Bach chorales" in chorales.get_title() and "learning rate: tanh 0.00152, GRU 0.00152, LSTM 0.00152" \
+            in chorales.get_title()
+        assert "GRU 0.00152" in jsb.get_title() and "tanh diverged" in jsb.get_title()
+        curves = [line for line in chorales.get_lines() if len(line.get_xdata()) > 1]
+        assert curves and all(line.get_marker() not in (None, "None", "") for line in curves)
+        dense = [line for line in jsb.get_lines() if len(line.get_xdata()) == 60 and line.get_linestyle() == "-"]
+        assert dense and all(line.get_marker() in (None, "None", "") for line in dense)
+
+
+REPO = Path(__file__).resolve().parents[1]
+# each committed report folder and the sweeps its README's command reads (results/music/README.md,
+# results/speech/README.md)
+COMMITTED_REPORTS = {
+    "results/music/report": ["results/music/runs/search", "results/music/runs/seeds"],
+    "results/speech/report_2026-12-02": ["results/speech/runs/speech", "results/speech/runs/speech_fsdd"],
+    "results/speech/report": ["results/speech/runs/speech_budget"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("report", sorted(COMMITTED_REPORTS))
+def test_committed_reports_regenerate_byte_for_byte(report, tmp_path):
+    """``rnnbench-report`` on the committed runs rewrites every file of the committed report as it is
+    (tables, report.md and figures), and writes nothing the committed folder lacks."""
+    out = tmp_path / "report"
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.report", *COMMITTED_REPORTS[report], "--out", str(out)],
+                       cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    committed = {f.name: f.read_bytes() for f in (REPO / report).iterdir() if f.is_file()}
+    made = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    assert sorted(made) == sorted(committed)
+    assert [name for name in sorted(made) if made[name] != committed[name]] == []

@@ -181,6 +181,27 @@ def test_changed_config_refuses_to_resume(toy_cfg, tmp_path):
     assert train(fresh, tmp_path / "r")["lr"] == 0.5
 
 
+def test_a_run_resumes_across_a_change_of_halving_or_of_the_fingerprint_rule(toy_cfg, tmp_path):
+    """search.halving only decides when a draw stops: a run made under other halving settings, or
+    whose stored fingerprint was computed by an older rule (one that still counted search.halving),
+    resumes; its config.yaml is the evidence.  Another learning rate is still refused."""
+    halving = {"search": {"halving": {"epochs": [10, 20, 40], "keep": 0.5, "min_keep": 2, "margin": 0.05}}}
+    run = tmp_path / "r"
+    train(OmegaConf.merge(toy_cfg, halving, {"train": {"max_epochs": 1}}), run)
+    for name in ("summary.json",):  # as written by the older rule: another hash of the same config
+        s = json.loads((run / name).read_text())
+        s["fingerprint"] = "0123456789abcdef"
+        (run / name).write_text(json.dumps(s))
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    ckpt["fingerprint"] = "0123456789abcdef"
+    torch.save(ckpt, run / "last.pt")
+    later = {"search": {"halving": {"epochs": [10, 20], "keep": 0.5, "min_keep": 3, "margin": 0.05}}}
+    summary = train(OmegaConf.merge(toy_cfg, later, {"train": {"max_epochs": 2}}), run)
+    assert summary["epochs"] == 2 and len(read_metrics(run)) == 2
+    with pytest.raises(ConfigError, match="different configuration"):
+        train(OmegaConf.merge(toy_cfg, later, {"optim": {"lr": 0.5}, "train": {"max_epochs": 3}}), run)
+
+
 def test_nan_marks_the_run_diverged(toy_cfg, tmp_path, monkeypatch):
     from rnnbench.stack import StackedModel
 

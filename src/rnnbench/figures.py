@@ -1,7 +1,14 @@
-"""Figures like the paper's Figures 2-3: learning curves of each cell's selected run."""
+"""Figures like the paper's Figures 2-3: learning curves of each cell's selected run.
+
+Each figure reads on its own: a title naming the datasets and what is drawn, the dataset and each
+cell's selected learning rate in every panel's title, one legend for the whole figure (cells by
+colour, validation and training NLL by line style), the seed in the title, and markers wherever a
+curve has few points (a train curve evaluated every 10th epoch, a 3-epoch quick study).
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -9,10 +16,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
+
+from .report import format_lr  # noqa: E402
 
 COLORS = {"tanh": "tab:blue", "gru": "tab:red", "lstm": "tab:green", "gru_after": "tab:orange"}
+CELL_NAMES = {"tanh": "tanh", "gru": "GRU", "lstm": "LSTM", "gru_after": "GRU (reset after)"}
 TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de",
-          "fsdd": "FSDD (speech)", "yesno": "YESNO (speech)"}
+          "fsdd": "FSDD (speech)", "yesno": "YESNO (speech)", "chorales": "Bach chorales (music21)",
+          "folk": "O'Neill's Irish tunes (music21)"}
+SPARSE = 40  # a curve with at most this many points is drawn with a marker at each
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
@@ -21,35 +35,109 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     paths = []
     for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
         paths.append(atomic_write(out / f"{stem}.{ext}",
-                                  lambda p, ext=ext, meta=meta: fig.savefig(p, format=ext, metadata=meta, dpi=120)))
+                                  lambda p, ext=ext, meta=meta: fig.savefig(p, format=ext, metadata=meta, dpi=120,
+                                                                            bbox_inches="tight")))
     plt.close(fig)
     return paths
 
 
-def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order) -> list[Path]:
+def cell_label(cell: str, info: dict | None = None) -> str:
+    """``GRU-46`` (with the units when known)."""
+    name = CELL_NAMES.get(cell, cell)
+    units = (info or {}).get("units")
+    return f"{name}-{int(units)}" if units is not None and not pd.isna(units) else name
+
+
+def _seeds_text(info: dict) -> str:
+    """Which seed the curves are of, and of how many at each selected rate: "seed 0 (of 5 per rate)"."""
+    seeds = sorted({int(i["seed"]) for i in info.values() if i.get("seed") is not None and not pd.isna(i["seed"])})
+    if not seeds:
+        return ""
+    text = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+    counts = sorted({int(i["seeds"]) for i in info.values() if i.get("seeds") is not None and not pd.isna(i["seeds"])})
+    if counts and max(counts) > 1:
+        text += f" of the {counts[0] if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'} at each selected rate"
+    return text
+
+
+def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
+                info: dict[tuple[str, str], dict] | None = None) -> list[Path]:
+    """Draw the figures of :func:`curves_figures` and write each as ``<stem>.png`` and ``.pdf``."""
+    paths = []
+    for stem, fig in curves_figures(curves, order, info):
+        paths += _save(fig, out, stem)
+    return paths
+
+
+def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
+                   info: dict[tuple[str, str], dict] | None = None) -> list[tuple[str, plt.Figure]]:
     """One panel per dataset; train (dashed, at the epochs it was evaluated: every
     ``train.eval_train_every`` epochs and the best one) and validation (solid, every epoch) NLL per
-    cell, against updates and against wall-clock seconds of training."""
+    cell, against updates and against wall-clock seconds of training.
+
+    ``info[(dataset, cell)]`` may give the run drawn: ``lr``, ``seed``, ``units``, ``seeds`` (how
+    many seeds the selected rate has), ``task`` and ``best_epoch``; they go into the titles and the
+    legend.  ``no_result`` (e.g. "diverged") names a cell that has no curve, in its panel's title."""
     datasets, cells = order
-    paths = []
-    for xkey, xlabel, stem in (("updates", "parameter updates", "curves_updates"),
-                               ("wall_seconds", "wall-clock seconds (training only)", "curves_seconds")):
-        fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
+    info = info or {}
+    drawn = [c for c in cells if any((d, c) in curves and not curves[(d, c)].empty for d in datasets)]
+    tasks = {i["task"] for i in info.values() if i.get("task")}
+    unit = "NLL per 10-sample step (nats)" if tasks == {"speech"} else "NLL per time step (nats)"
+    names = ", ".join(TITLES.get(d, d) for d in datasets)
+    seeds = _seeds_text({k: v for k, v in info.items() if k in curves})
+    figures = []
+    for xkey, xlabel, stem, what in (
+            ("updates", "parameter updates", "curves_updates", "against parameter updates (as the paper's Figure 2)"),
+            ("wall_seconds", "seconds of training (evaluation not counted)", "curves_seconds",
+             "against seconds of training (as the paper's Figure 3)")):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(max(4.6 * len(datasets), 9.0), 4.2), squeeze=False)
         for ax, dataset in zip(axes[0], datasets):
+            rates, notes = [], []
             for cell in cells:
                 m = curves.get((dataset, cell))
                 if m is None or m.empty:
+                    if info.get((dataset, cell), {}).get("no_result"):  # e.g. every run diverged at once
+                        notes.append(f"{CELL_NAMES.get(cell, cell)} {info[(dataset, cell)]['no_result']}")
                     continue
+                i = info.get((dataset, cell), {})
+                color = COLORS.get(cell)
                 v = m.dropna(subset=["valid_nll"])
-                ax.plot(v[xkey], v["valid_nll"], color=COLORS.get(cell), label=f"{cell} valid")
+                ax.plot(v[xkey], v["valid_nll"], color=color, marker="o" if len(v) <= SPARSE else None, ms=3)
                 t = m.dropna(subset=["train_nll"])  # (every train.eval_train_every epochs, and the best one)
-                ax.plot(t[xkey], t["train_nll"], color=COLORS.get(cell), ls="--", marker=".", ms=3, alpha=0.7,
-                        label=f"{cell} train")
-            ax.set_title(TITLES.get(dataset, dataset))
+                ax.plot(t[xkey], t["train_nll"], color=color, ls="--", marker="o" if len(t) <= SPARSE else ".",
+                        ms=3.5, mfc="white", alpha=0.8)
+                best = i.get("best_epoch")
+                if best is not None and not pd.isna(best):
+                    b = v[v["epoch"] == int(best)] if "epoch" in v else v.iloc[0:0]
+                    if not b.empty:
+                        ax.plot(b[xkey], b["valid_nll"], color=color, marker="*", ms=11, mec="black", mew=0.6,
+                                ls="none", zorder=5)
+                if i.get("lr") is not None:
+                    rates.append(f"{CELL_NAMES.get(cell, cell)} {format_lr(i['lr'])}")
+            ax.set_title(TITLES.get(dataset, dataset) + ("\nlearning rate: " + ", ".join(rates) if rates else "")
+                         + ("; " + ", ".join(notes) + " (no curve)" if notes else ""), fontsize=9.5)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("NLL per time step (nats)")
+            if ax is axes[0][0]:
+                ax.set_ylabel(unit)
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))
             ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        paths += _save(fig, out, stem)
-    return paths
+        cell_handles = [Line2D([], [], color=COLORS.get(c), lw=2, label=cell_label(c, next(
+            (info[(d, c)] for d in datasets if info.get((d, c), {}).get("units")), None))) for c in drawn]
+        style_handles = [Line2D([], [], color="black", label="validation NLL (every epoch)"),
+                         Line2D([], [], color="black", ls="--", marker="o", ms=3.5, mfc="white",
+                                label="training NLL, no weight noise (every 10th epoch by default, and the best)"),
+                         Line2D([], [], color="black", marker="*", ms=11, ls="none", mec="black",
+                                label="best validation epoch (the weights scored)")]
+        # two rows, cells above and line styles below (the legend fills column by column)
+        ncol = max(len(cell_handles), len(style_handles))
+        blank = Line2D([], [], alpha=0, label=" ")
+        cell_handles += [blank] * (ncol - len(cell_handles))
+        style_handles += [blank] * (ncol - len(style_handles))
+        handles = [h for pair in zip(cell_handles, style_handles) for h in pair]
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        title = f"{names}: training and validation NLL of each cell's selected run {what}" + (
+            f"; {seeds}" if seeds else "")
+        fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=11)
+        fig.tight_layout(rect=(0, 0.13, 1, 1))
+        figures.append((stem, fig))
+    return figures

@@ -42,6 +42,11 @@ DATASET_TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata":
                   "fsdd": "FSDD (for Ubisoft A)", "yesno": "YESNO (for Ubisoft B)"}
 
 
+def format_lr(lr) -> str:
+    """A learning rate with 3 significant digits, trailing zeros kept: 0.00152, 0.00130, 2.64e-05."""
+    return "" if lr is None or pd.isna(lr) else f"{float(lr):#.3g}"
+
+
 def _order(values: Iterable[str], preferred: list[str]) -> list[str]:
     values = list(dict.fromkeys(values))
     return [v for v in preferred if v in values] + sorted(v for v in values if v not in preferred)
@@ -416,24 +421,34 @@ def _latex(df: pd.DataFrame) -> str:
             if v is None or (not isinstance(v, str) and pd.isna(v)):
                 return ""
             if isinstance(v, float):
-                return f"{v:.3g}" if col == "lr" or (v != 0 and abs(v) < 0.01) else f"{v:.2f}"
+                return format_lr(v) if col == "lr" else f"{v:.3g}" if v != 0 and abs(v) < 0.01 else f"{v:.2f}"
             return str(v)
         return f
 
     return df.to_latex(index=False, escape=True, formatters={c: fmt(str(c)) for c in df.columns}, na_rep="")
 
 
+def _cell_text(v, col: str, floatfmt: str = ".4f") -> str:
+    """One table cell as the Markdown tables print it: learning rates with 3 significant digits
+    (0.00152, 0.00130), other floats with ``floatfmt``, missing values empty."""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else format_lr(v) if col == "lr" else format(v, floatfmt)
+    return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+
+
+def formatted(df: pd.DataFrame, floatfmt: str = ".4f") -> pd.DataFrame:
+    """The table as strings, formatted as in the report's Markdown tables (for notebooks)."""
+    cols = [str(c) for c in df.columns]
+    return pd.DataFrame([[_cell_text(v, c, floatfmt) for v, c in zip(row, cols)] for row in df.itertuples(index=False)],
+                        columns=cols)
+
+
 def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     """A GitHub Markdown table without the optional tabulate dependency."""
-    def fmt(v, col):
-        if isinstance(v, float):
-            return "" if math.isnan(v) else format(v, ".3g" if col == "lr" else floatfmt)
-        return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
-
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(fmt(v, c) for v, c in zip(row, cols)) + " |")
+        lines.append("| " + " | ".join(_cell_text(v, c, floatfmt) for v, c in zip(row, cols)) + " |")
     return "\n".join(lines)
 
 
@@ -445,6 +460,25 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
         return read_checked(run_dir)
     except RunFileError:
         return pd.DataFrame()
+
+
+def selected_curves(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame, best: pd.DataFrame):
+    """What the figures draw: the metrics of each dataset x cell's selected run (the lowest seed at
+    the selected rate), the (datasets, cells) order, and per pair the rate, seed, units, seeds,
+    task and best epoch -- or ``no_result`` ("diverged", "not finished") for a pair without a run
+    to draw.  ``curves, order, info`` as :func:`rnnbench.figures.plot_curves` takes them."""
+    sweep_dirs = [Path(s) for s in sweep_dirs]
+    curves, info = {}, {}
+    for r in best.itertuples():
+        sweep = next(s for s in sweep_dirs if s.name == r.sweep)
+        curves[(r.dataset, r.cell)] = read_metrics(sweep / r.run)
+        row = runs[(runs["sweep"] == r.sweep) & (runs["run"] == r.run)].iloc[0]
+        info[(r.dataset, r.cell)] = {"lr": r.lr, "seed": row.get("seed"), "seeds": r.seeds, "units": r.units,
+                                     "task": row.get("task"), "best_epoch": row.get("best_epoch")}
+    for key, why in _unscored(runs, best).items():
+        info[key] = {"no_result": why}
+    cells = _order(list(best.cell) + [c for _, c in info], CELL_ORDER)
+    return curves, (_order(best.dataset, DATASET_ORDER), cells), info
 
 
 # the files write_report may write, by stem (one per table, one per figure)
@@ -467,6 +501,12 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     best = select_best(runs)
     missing = missing_runs(sweep_dirs, runs)
     problems = runs[~runs["status"].isin(ENDED + ("unreadable",))][["sweep", "run", "dataset", "cell", "status"]]
+    # a run that diverged after its best epoch has a result (its best-validation weights, scored);
+    # one that diverged before any has none; the rest are still training, stopped or not started
+    after_best = _scored(runs)[problems.index] & (runs.loc[problems.index, "status"] == "diverged")
+    diverged_after = problems[after_best]
+    diverged_before = problems[~after_best & (problems["status"] == "diverged")]
+    unfinished = problems[problems["status"] != "diverged"]
     unreadable = runs[runs["status"] == "unreadable"][["sweep", "run", "problem"]] if "problem" in runs else \
         runs.iloc[0:0][["sweep", "run"]]
     pruned = pruned_runs(runs)
@@ -482,12 +522,13 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
                          "(`stop_reason` max_epochs or time_budget), not by early stopping.", ""]
         if t2.isin(["diverged"]).any().any():
             sections += ["`diverged`: every run of the cell ended with a non-finite loss or gradient before a best "
-                         "epoch, so it has no number (see Runs not finished).", ""]
+                         "epoch, so it has no number (see Runs that diverged before a best epoch).", ""]
         if t2.isin(["not finished"]).any().any():
             sections += ["`not finished`: the cell's runs are still training or stopped unfinished; no number yet.", ""]
         if best["diverged_after_best"].any():
             sections += ["`†`: a selected run (of some seed) diverged (a non-finite loss or gradient) after its "
-                         "best epoch; its best-validation weights are reported, as for a run that stopped early.", ""]
+                         "best epoch; its best-validation weights are reported, as for a run that stopped early "
+                         "(see Runs that diverged after their best epoch).", ""]
         diffs = paired_differences(runs, best)
         if not diffs.empty:
             written += _write_table(diffs, out, "differences")
@@ -515,16 +556,25 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     if not pruned.empty:
         written += _write_table(pruned, out, "pruned")
         sections += [f"## Runs stopped by successive halving ({len(pruned)})", "", _markdown(pruned), ""]
-    if not problems.empty:
-        sections += [f"## Runs not finished ({len(problems)})", "", _markdown(problems), ""]
+    if not diverged_after.empty:
+        sections += [f"## Runs that diverged after their best epoch ({len(diverged_after)})", "",
+                     "A non-finite loss or gradient ended them after their best validation epoch: that epoch's "
+                     "weights are scored and count like those of a run that stopped early (`†` in Table 2 where "
+                     "one is a selected run).", "", _markdown(diverged_after), ""]
+    if not diverged_before.empty:
+        sections += [f"## Runs that diverged before a best epoch ({len(diverged_before)})", "",
+                     "A non-finite loss or gradient ended them before any epoch had a finite validation NLL: "
+                     "they have no result.", "", _markdown(diverged_before), ""]
+    if not unfinished.empty:
+        sections += [f"## Runs not finished ({len(unfinished)})", "", _markdown(unfinished), ""]
     if not best.empty:
-        curves = {}
-        for r in best.itertuples():
-            sweep = next(s for s in sweep_dirs if s.name == r.sweep)
-            curves[(r.dataset, r.cell)] = read_metrics(sweep / r.run)
-        written += plot_curves(curves, out, order=(_order(best.dataset, DATASET_ORDER), _order(best.cell, CELL_ORDER)))
-        sections += ["## Learning curves of the selected runs", "", "![updates](curves_updates.png)", "",
-                     "![seconds](curves_seconds.png)", ""]
+        curves, order, info = selected_curves(sweep_dirs, runs, best)
+        written += plot_curves(curves, out, order=order, info=info)
+        sections += ["## Learning curves of the selected runs", "",
+                     "Training and validation NLL of the selected run (the lowest seed at the selected learning "
+                     "rate) of each cell, against parameter updates (the paper's Figure 2) and against seconds "
+                     "of training (Figure 3); the star marks the best validation epoch, whose weights are scored.",
+                     "", "![updates](curves_updates.png)", "", "![seconds](curves_seconds.png)", ""]
     written.append(atomic_write_text(out / "report.md", "\n".join(sections)))
     # a table or figure an earlier report wrote into ``out`` and this one has not (no runs missing
     # any more, say) would contradict report.md: remove it (only the report's own file names)
@@ -535,4 +585,5 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
             if stale.name not in names and stale.is_file():
                 stale.unlink()
     return {"written": written, "runs": runs, "best": best, "missing": missing, "problems": problems,
+            "diverged_after_best": diverged_after, "diverged_before_best": diverged_before, "unfinished": unfinished,
             "pruned": pruned, "unreadable": unreadable}

@@ -56,11 +56,13 @@ METRIC_FIELDS = [
     "skipped_updates", "eval_seconds",
 ]
 # Options whose value here means "behave as before the option existed".
-NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False, "train.order_seed": None, "search.halving": None}
+NEUTRAL_DEFAULTS = {"train.skip_nonfinite": False, "train.order_seed": None}
 # Keys that may change between a run and its resumption (they extend or steer it, not change it).
+# search.halving only decides when a draw stops, as train.max_epochs does: a run's numbers up to
+# that point do not depend on it.
 RESUMABLE_KEYS = ("train.max_epochs", "train.max_minutes", "train.resume", "train.threads", "train.device",
                   "train.log_every", "train.eval_max_waste", "train.eval_batch_frames", "train.eval_train_every", "data_root",
-                  "dataset.download")
+                  "dataset.download", "search.halving")
 
 
 # --------------------------------------------------------------------------- config
@@ -314,11 +316,21 @@ class Run:
         return None
 
     def _refuse_another_config(self, fingerprint: str | None) -> None:
-        if fingerprint != self.fingerprint:
+        """Refuse a run directory made with another configuration.  A stored fingerprint that differs
+        is checked once more against the run's own ``config.yaml`` under today's rule: a key that
+        became resumable (as ``search.halving`` did) changes every fingerprint, not the run."""
+        if fingerprint != self.fingerprint and not self._same_config_as_stored():
             raise ConfigError(
                 f"{self.run_dir} holds a run with a different configuration (fingerprint {fingerprint}, "
                 f"now {self.fingerprint}); use another run directory, or train.resume=false to start it afresh"
             )
+
+    def _same_config_as_stored(self) -> bool:
+        stored = self.run_dir / "config.yaml"
+        try:
+            return stored.is_file() and config_fingerprint(OmegaConf.load(stored)) == self.fingerprint
+        except Exception:  # (an unreadable config.yaml is no evidence either way: refuse as before)
+            return False
 
     def ended_without_checkpoint(self) -> dict | None:
         """For a run that wrote epochs but has no ``last.pt`` (nor ``last.prev.pt``): its stored

@@ -23,11 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, RnnbenchError) as exc:
         print(f"rnnbench-report: error: {exc}", file=sys.stderr)
         return 2
-    runs, missing, problems = result["runs"], result["missing"], result["problems"]
+    runs, missing = result["runs"], result["missing"]
     print((out / "report.md").read_text())
     unreadable = result.get("unreadable")
+    after, before = result["diverged_after_best"], result["diverged_before_best"]
     print(f"{len(runs)} runs read; {int((runs['status'] == 'finished').sum())} finished, "
-          f"{int((runs['status'] == 'pruned').sum())} pruned, {len(problems)} not finished, {len(missing)} missing"
+          f"{int((runs['status'] == 'pruned').sum())} pruned, "
+          f"{f'{len(after)} diverged after their best epoch (scored), ' if len(after) else ''}"
+          f"{f'{len(before)} diverged before a best epoch, ' if len(before) else ''}"
+          f"{len(result['unfinished'])} not finished, {len(missing)} missing"
           f"{f', {len(unreadable)} unreadable' if unreadable is not None and len(unreadable) else ''}.  Written to {out}/")
     return 0
 

@@ -1,0 +1,46 @@
+"""scripts/study.py --task speech end to end on tiny YESNO-shaped recordings: the faithful search
+and seeds, the labelled tanh variant at weight noise 0.02 and its diagnostics; run again, it trains
+nothing more."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from test_speech import yesno_fixture
+
+
+@pytest.mark.slow
+def test_the_speech_study_runs_its_protocol_and_variants_then_resumes_to_nothing(tmp_path):
+    wavs = tmp_path / "waves_yesno"
+    yesno_fixture(wavs)
+    runs = tmp_path / "study"
+    cmd = [sys.executable, str(REPO / "scripts" / "study.py"), "--task", "speech", "--datasets", "yesno",
+           "--cells", "tanh", "--jobs", "1", "--runs", str(runs), "--",
+           f"dataset.path={wavs}", "cell.units=4", "train.max_epochs=2", "train.batch_size=4"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    def summaries(folder):
+        return {p.parent.relative_to(runs).as_posix(): json.loads(p.read_text()) for p in sorted(folder.rglob("summary.json"))}
+
+    search, seeds = summaries(runs / "search"), summaries(runs / "seeds")
+    assert len(search) == 10 and all(s["task"] == "speech" and s["weight_noise"] == 0.075 for s in search.values())
+    assert len(seeds) == 4 and sorted(s["seed"] for s in seeds.values()) == [1, 2, 3, 4]
+    variant = summaries(runs / "tanh_sigma0.02")
+    assert len(variant) == 14 and {s["weight_noise"] for s in variant.values()} == {0.02}
+    diagnostics = summaries(runs / "tanh_diagnostics")
+    assert sorted(p.split("/")[-1] for p in diagnostics) == ["sigma0.04_draw0", "sigma0.075_chunk50_draw0", "sigma0_draw0"]
+    assert sorted(s["weight_noise"] for s in diagnostics.values()) == [0.0, 0.04, 0.075]
+    chunked = next(p for p in diagnostics if "chunk50" in p)
+    assert "chunk_steps: 50" in (runs / chunked / "config.yaml").read_text()
+    assert "tanh_diagnostics: yesno sigma0.04" in out.stdout
+
+    before = {p: (s["epochs"], s["updates"]) for p, s in summaries(runs).items()}
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {p: (s["epochs"], s["updates"]) for p, s in summaries(runs).items()} == before
