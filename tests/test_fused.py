@@ -255,3 +255,35 @@ def test_a_first_build_is_not_on_the_training_clock(toy_cfg, tmp_path, monkeypat
     with open(tmp_path / "run" / "metrics.csv") as f:
         first = next(csv.DictReader(f))
     assert float(first["wall_seconds"]) < 1.5
+
+
+@pytest.mark.parametrize("components", [20, 3])
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_fused_mixture_nll_equals_the_head(dtype, tol, components, simd):
+    """The one-pass mixture NLL and its closed-form gradient against the torch operations of
+    GaussianMixtureHead (float64 reference; autograd on it): raw scales from -90 to 25 (softplus'
+    threshold, 20, on both sides), targets far in the tails, padded frames (weight 0) included;
+    without a weight (evaluation) the NLL alone."""
+    from rnnbench import mixture
+
+    C, D, K, M = components, 10, 3, 40
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(K, M, C + 2 * C * D, generator=g, dtype=torch.float64) * 3
+    out[0, 0, C + C * D:C + C * D + 8] = torch.tensor([25.0, 20.5, 20.0, 19.9, 0.0, -20.0, -30.0, -90.0])
+    out = out.to(dtype)  # (the reference sees the same rounded numbers)
+    y = (torch.randn(M, D, generator=g, dtype=torch.float64) * 2).to(dtype)
+    y[1] = 40.0
+    w = torch.rand(M, generator=g, dtype=torch.float64).to(dtype)
+    w[-3:] = 0
+    a = out.double().clone().requires_grad_()
+    ref = mixture.stacked_nll(a, y.double(), C, 1e-3)
+    (ref * w.double()).sum().backward()
+    nll, grad = fused.mixture_nll(out, y, C, 1e-3, w)
+    assert nll.dtype == grad.dtype == dtype
+    torch.testing.assert_close(nll.double(), ref.detach(), rtol=tol, atol=tol * 10)
+    torch.testing.assert_close(grad.double(), a.grad, rtol=tol, atol=tol * a.grad.abs().max().item())
+    torch.testing.assert_close(mixture.stacked_nll_and_grad(out.double(), y.double(), C, 1e-3, w.double())[1],
+                               a.grad, rtol=1e-12, atol=1e-14)  # (the torch-operations twin)
+    nll_only, none = fused.mixture_nll(out, y, C, 1e-3)
+    assert none is None
+    torch.testing.assert_close(nll_only, nll, rtol=0, atol=0)

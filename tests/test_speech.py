@@ -230,6 +230,24 @@ def test_silent_file_is_named(folder):
         load_dataset(folder_cfg(folder), None)
 
 
+def test_a_non_finite_file_is_named(folder):
+    """A float WAV holding NaN or infinity would give the mixture head non-finite targets: the file
+    is refused by name (or left out with skip_bad_files), never trained on."""
+    x = tone(800, 300)
+    x[100], x[200] = np.nan, np.inf
+    write(folder / "broken_float.wav", x, subtype="FLOAT")
+    with pytest.raises(DataError, match=r"broken_float.wav \(holds 2 non-finite sample"):
+        load_dataset(folder_cfg(folder), None)
+    corpus = load_dataset(folder_cfg(folder, skip_bad_files=True), None)
+    assert [s["file"] for s in corpus.skipped] == ["broken_float.wav"]
+
+
+@pytest.mark.parametrize("value", [0, -1e-3, float("inf"), float("nan"), "small"])
+def test_a_bad_min_scale_is_refused_naming_key_and_value(folder, value):
+    with pytest.raises(ConfigError, match=r"dataset.min_scale=.* is invalid"):
+        load_dataset(folder_cfg(folder, min_scale=value), None)
+
+
 @needs_torchaudio
 def test_mixed_rates_refused_or_resampled(folder):
     write(folder / "wide.wav", tone(1600, 300, rate=16000), rate=16000)

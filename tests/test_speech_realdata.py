@@ -81,3 +81,53 @@ def test_one_epoch_on_an_fsdd_subset_learns(real_root, tmp_path):
     assert summary["units"] == 227 and summary["params_recurrent"] == 168_888
     assert summary["status"] == "finished"
     assert summary["valid_nll"] < 14.19  # 10 * 0.5 * log(2 pi e): a unit Gaussian per sample
+
+
+COMMITTED_SPEECH = REPO / "results" / "speech" / "runs" / "speech_fsdd" / "fsdd"
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_committed_speech_runs_resume_into_the_hand_written_step(real_root, tmp_path, cell):
+    """A committed FSDD run (draw 0) still resumes: its last.pt (where it kept one) passes the run's
+    checks under its own configuration, and from its weights the hand-written mixture step gives autograd's loss and
+    gradient on real utterances (float32, weight noise included)."""
+    import shutil
+
+    import torch
+    from omegaconf import OmegaConf
+    from torch.func import functional_call
+
+    from rnnbench import fused
+    from rnnbench.data import iterate
+    from rnnbench.stack import StackedModel, _MemberNLL
+    from rnnbench.train import Run, Splits
+
+    if not fused.load():
+        pytest.skip("fused extension unavailable")
+    src = COMMITTED_SPEECH / cell / "search.draw=0"
+    run_dir = tmp_path / cell
+    shutil.copytree(src, run_dir)
+    cfg = OmegaConf.merge(OmegaConf.load(src / "config.yaml"), {"data_root": str(real_root)})
+    run = Run(cfg, run_dir)
+    if (src / "last.pt").is_file():  # (stopped early: resumable with more patience or epochs)
+        ckpt = run.checkpoint("cpu")
+        assert ckpt is not None and run.state.epoch >= 1
+        gen = torch.Generator().set_state(ckpt["noise_rng"])
+    else:  # (ended at its epoch cap without last.pt: kept as it is; its best weights here)
+        assert run.checkpoint("cpu") is None and run.ended_without_checkpoint()["status"] == "finished"
+        ckpt = torch.load(src / "best.pt", weights_only=False)
+        gen = torch.Generator().manual_seed(0)
+    data = Splits(OmegaConf.merge(cfg, {"dataset": {"max_utterances": 20}}))
+    from rnnbench.model import SequenceModel
+
+    proto = SequenceModel.for_corpus(cell, int(cfg.cell.units), data.corpus)
+    stack = StackedModel(proto, 1, inits=[ckpt["model"]])
+    w = stack.noisy_weights([gen], float(cfg.train.weight_noise))
+    for batch in iterate(data.seqs["train"], [[0], [1]]):
+        loss, grad = stack.loss_and_grad(batch, w.detach())
+        member, v = _MemberNLL(proto), stack.views(w)
+        want = functional_call(member, {f"model.{n}": t[0] for n, t in v.items()},
+                               (batch.inputs, batch.targets))[batch.mask].sum()
+        (want_grad,) = torch.autograd.grad(want / batch.frames, w)
+        torch.testing.assert_close(loss, want.detach().view(1), rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-4, atol=1e-4 * want_grad.abs().max().item())

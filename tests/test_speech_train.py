@@ -137,3 +137,38 @@ def test_speech_samples_at_two_temperatures_keep_their_files_and_bad_values_are_
                             *args], capture_output=True, text=True)
         assert p.returncode == 2 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)
         assert not (tmp_path / "bad").exists()
+
+
+# --------------------------------------------------------------------------- the hand-written mixture step
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_speech_training_is_the_same_with_either_implementation(speech_cfg, tmp_path, cell, simd):
+    """Two epochs with weight noise, clipping and RMSProp: the fused kernels with the hand-written
+    mixture head (at each SIMD level this CPU has) give the numbers of the reference loop and
+    autograd."""
+    from rnnbench import fused
+
+    cfg = OmegaConf.merge(speech_cfg, {"cell": {"name": cell}})
+    results = {}
+    for impl in ("fused", "python"):
+        fused.set_impl(impl)
+        try:
+            results[impl] = train(cfg, tmp_path / impl)
+        finally:
+            fused.set_impl(None)
+    assert results["fused"]["updates"] == results["python"]["updates"] > 0
+    for key in ("train_nll", "valid_nll", "test_nll"):
+        assert results["fused"][key] == pytest.approx(results["python"][key], rel=1e-4)
+
+
+def test_stacked_speech_runs_equal_runs_alone(speech_cfg, tmp_path):
+    from rnnbench.stack import train_stack
+
+    cfgs = [OmegaConf.merge(speech_cfg, {"optim": {"lr": lr}, "cell": {"name": "lstm"}}) for lr in (1e-2, 3e-3)]
+    alone = [train(c, tmp_path / f"alone{k}") for k, c in enumerate(cfgs)]
+    stacked = train_stack(cfgs, [tmp_path / f"stack{k}" for k in range(len(cfgs))])
+    assert alone[0]["valid_nll"] != alone[1]["valid_nll"]
+    for a, s in zip(alone, stacked):
+        assert s["stacked_members"] == 2 and s["updates"] == a["updates"]
+        for key in ("train_nll", "valid_nll", "test_nll"):
+            assert s[key] == pytest.approx(a[key], rel=2e-5)

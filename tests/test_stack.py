@@ -366,3 +366,83 @@ def test_hand_written_training_step_equals_autograd(cell, inputs, dtype, rows, s
     tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-7}
     torch.testing.assert_close(loss, want_loss.detach(), **tol)
     torch.testing.assert_close(grad, want_grad, **tol)
+
+
+def _mixture_case(cell, dtype, rows, components, K=3, T=9):
+    """K members with a mixture head (different weights each; member 1's raw scales of component
+    0-2 above softplus' threshold, 20), a padded batch of ``rows`` sequences, noisy weights."""
+    from rnnbench.data.batching import Batch
+    from rnnbench.model import SequenceModel
+    from rnnbench.stack import StackedModel
+
+    torch.manual_seed(0)
+    C, D = components, 10
+    models = [SequenceModel(cell, 20, 5, D, head="gmm", head_kwargs={"components": C}).to(dtype) for _ in range(K)]
+    with torch.no_grad():
+        models[1].head.linear.bias[C + C * D:C + C * D + 3 * D] = 25.0
+    stack = StackedModel(models[0], K, inits=[m.state_dict() for m in models])
+    x = torch.randn(T, rows, 20, dtype=dtype)
+    y = torch.randn(T, rows, D, dtype=dtype) * 2
+    mask = torch.ones(T, rows, dtype=torch.bool)
+    mask[6:, rows - 1] = False  # the last sequence is 6 frames long
+    batch = Batch(x, y, mask, torch.tensor([T, 6][2 - rows:]), torch.arange(rows))
+    return stack, batch
+
+
+def _per_member_autograd(stack, batch, w):
+    """Each member alone through the reference cell and GaussianMixtureHead.nll, with autograd."""
+    from torch.func import functional_call
+
+    from rnnbench.stack import _MemberNLL
+
+    member, v = _MemberNLL(stack.proto), stack.views(w)
+    loss = torch.stack([functional_call(member, {f"model.{n}": t[k] for n, t in v.items()},
+                                        (batch.inputs, batch.targets))[batch.mask].sum() for k in range(w.shape[0])])
+    (grad,) = torch.autograd.grad((loss / batch.frames).sum(), w)
+    return loss.detach(), grad
+
+
+@pytest.mark.parametrize("components", [20, 3])
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_hand_written_mixture_step_equals_autograd(cell, dtype, rows, components, simd):
+    """The mixture head's closed-form gradient (responsibilities, no autograd graph) in
+    StackedModel.loss_and_grad gives the summed NLL of the real frames and the gradient that
+    autograd gives on each member alone (reference cell, GaussianMixtureHead.nll), padded frames
+    included; the stack's evaluation (frame_nll, the same forward) gives the same NLL."""
+    if not fused.load():
+        pytest.skip("fused extension unavailable")
+    stack, batch = _mixture_case(cell, dtype, rows, components)
+    w = stack.noisy_weights([torch.Generator().manual_seed(k) for k in range(3)], 0.075)
+    want_loss, want_grad = _per_member_autograd(stack, batch, w)
+    loss, grad = stack.loss_and_grad(batch, w.detach())
+    tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-5}
+    torch.testing.assert_close(loss, want_loss, **tol)
+    torch.testing.assert_close(grad, want_grad, rtol=tol["rtol"], atol=tol["atol"] * want_grad.abs().max().item())
+    with torch.no_grad():
+        nll = stack.frame_nll(batch.inputs, batch.targets, w.detach())
+    torch.testing.assert_close(nll.permute(1, 0, 2)[:, batch.mask].sum(1), want_loss, **tol)
+
+
+def test_mixture_evaluation_in_chunks_equals_one_pass():
+    from rnnbench import mixture
+
+    g = torch.Generator().manual_seed(0)
+    out, y = torch.randn(3, 50, 3 + 2 * 3 * 10, generator=g, dtype=torch.float64), torch.randn(50, 10, generator=g)
+    with torch.no_grad():
+        whole = mixture.stacked_nll(out, y, 3, 1e-3)
+        parts = mixture.stacked_nll(out, y, 3, 1e-3, chunk_rows=21)  # 7 frames of 3 members at a time
+    torch.testing.assert_close(parts, whole, rtol=0, atol=0)
+
+
+def test_a_non_finite_mixture_target_takes_the_general_path():
+    """A NaN target: the hand-written step steps aside and autograd gives what it always gave (the
+    trainer then stops the run as diverged), never a silently different number."""
+    from rnnbench.stack import training_step
+
+    stack, batch = _mixture_case("gru", torch.float64, 2, 20)
+    batch.targets[2, 0, 3] = float("nan")
+    assert stack.loss_and_grad(batch, stack.flat.detach()) is None
+    loss, grad, norm = training_step(stack, batch, [torch.Generator().manual_seed(0)] * 3, 0.0, 1.0)
+    assert not torch.isfinite(loss).any() and not torch.isfinite(norm).any()

@@ -393,3 +393,22 @@ def bernoulli_nll(logits: Tensor, targets: Tensor) -> Tensor | None:
     if not use_fused(logits):
         return None
     return _BernoulliNLL.apply(logits, targets.to(logits.dtype))
+
+
+# --------------------------------------------------------------------------- mixture-of-Gaussians output
+
+def mixture_nll(out: Tensor, targets: Tensor, components: int, min_scale: float,
+                weight: Tensor | None = None) -> tuple[Tensor, Tensor | None] | None:
+    """Per-frame NLL ``(K, M)`` of K members' mixture-head outputs ``out`` ``(K, M, C + 2 C D)``
+    against ``targets`` ``(M, D)`` (``GaussianMixtureHead.nll``, rnnbench/mixture.py), in one pass
+    per frame on the CPU; with ``weight`` ``(M,)`` also the gradient of ``sum(weight * nll)`` with
+    respect to ``out`` (closed form, no autograd; ``mixture.stacked_nll_and_grad`` is the same in
+    torch operations).  ``None`` where the extension is not used.  Not differentiable: under
+    autograd the caller uses ``mixture.stacked_nll``."""
+    if not use_fused(out):
+        return None
+    grad = weight is not None
+    w = weight.to(out.dtype).contiguous() if grad else out.new_empty(0)
+    nll, g = torch.ops.rnnbench.mixture_nll(out.contiguous(), targets.to(out.dtype).contiguous(), w,
+                                            int(components), float(min_scale), grad)
+    return nll, (g if grad else None)

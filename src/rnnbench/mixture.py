@@ -101,3 +101,70 @@ class GaussianMixtureHead(nn.Module):
         sigma = scale.reshape(-1, K, D)[rows, k] * temperature
         noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device="cpu").to(mu.device)
         return (mu + sigma * noise).reshape(*lead, D)
+
+
+
+# --------------------------------------------------------------------------- stacked, hand-written
+
+# torch's softplus returns x itself above this (its default threshold), and its gradient there is 1
+SOFTPLUS_THRESHOLD = 20.0
+
+
+def _terms(out: Tensor, target: Tensor, components: int, min_scale: float):
+    """What :meth:`GaussianMixtureHead._nll` computes from the linear layer's output, for every
+    member at once: ``out`` ``(K, N, C + 2 C D)``, ``target`` ``(N, D)`` shared by the members.
+    Returns ``logsumexp`` ``(K, N)`` and the terms its gradient needs."""
+    C, D = components, target.shape[-1]
+    a, mean, raw = out.split([C, C * D, C * D], dim=-1)
+    log_w = F.log_softmax(a, dim=-1)
+    raw = raw.unflatten(-1, (C, D))
+    scale = min_scale + F.softplus(raw)
+    z = (target.unsqueeze(-2) - mean.unflatten(-1, (C, D))) / scale
+    log_comp = -(0.5 * z.square() + scale.log()).sum(-1) - 0.5 * D * LOG_2PI
+    joint = log_w + log_comp
+    return torch.logsumexp(joint, dim=-1), joint, log_w, raw, scale, z
+
+
+def stacked_nll(out: Tensor, target: Tensor, components: int, min_scale: float, chunk_rows: int = 65536) -> Tensor:
+    """Per-frame NLL ``(K, N)`` of K members' head outputs ``out`` ``(K, N, C + 2 C D)`` against
+    ``target`` ``(N, D)``: :meth:`GaussianMixtureHead.nll`, batched over members (differentiable;
+    without gradients, ``chunk_rows`` member-frames at a time)."""
+    target = target.to(out.dtype)
+    K, N = out.shape[:2]
+    step = max(1, chunk_rows // max(K, 1))
+    if torch.is_grad_enabled() or N <= step:
+        return -_terms(out, target, components, min_scale)[0]
+    return torch.cat([-_terms(out[:, i:i + step], target[i:i + step], components, min_scale)[0]
+                      for i in range(0, N, step)], dim=1)
+
+
+@torch.no_grad()
+def stacked_nll_and_grad(out: Tensor, target: Tensor, components: int, min_scale: float,
+                         weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-frame NLL ``(K, N)`` as :func:`stacked_nll`, and the gradient of ``sum(weight * nll)``
+    with respect to ``out`` ``(K, N, O)`` in closed form (no autograd graph).  ``weight`` ``(N,)``
+    weighs each frame (0 for padding).  With the responsibilities ``g = softmax_c(joint)``, the
+    mixture weights ``pi = softmax(a)`` and ``z = (y - mean) / s``:
+
+    * d/d a_c = pi_c - g_c;
+    * d/d mean_cd = -g_c z_cd / s_cd;
+    * d/d raw_cd = g_c (1 - z_cd^2) / s_cd * softplus'(raw_cd) (sigmoid; 1 above torch's threshold).
+    """
+    target = target.to(out.dtype)
+    C = components
+    K, N, O = out.shape
+    D = target.shape[-1]
+    lse, joint, log_w, raw, scale, z = _terms(out, target, C, min_scale)
+    w = weight.to(out.dtype).view(N, 1)
+    g = joint.sub_(lse.unsqueeze(-1)).exp_().mul_(w)  # weighted responsibilities (K, N, C)
+    grad = torch.empty_like(out)
+    ga, gm, gr = grad.split([C, C * D, C * D], dim=-1)
+    ga.copy_(log_w.exp_().mul_(w).sub_(g))
+    gc = g.unsqueeze(-1)
+    q = z.div(scale)  # z / s
+    gm.view(K, N, C, D).copy_(q.mul(gc).neg_())
+    # g (1 - z^2) / s = g (1 / s - z q)
+    ds = scale.reciprocal_().sub_(z.mul_(q)).mul_(gc)
+    slope = torch.where(raw > SOFTPLUS_THRESHOLD, 1.0, torch.sigmoid(raw))
+    gr.view(K, N, C, D).copy_(ds.mul_(slope))
+    return lse.neg_(), grad

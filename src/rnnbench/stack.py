@@ -40,10 +40,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from . import fused
+from . import fused, mixture
 from .cells import GRUCell, PeepholeLSTMCell, TanhCell, has_fused
 from .data import iterate
 from .errors import ConfigError
+from .mixture import GaussianMixtureHead
 from .model import BernoulliHead, SequenceModel
 from .progress import EpochProgress
 from .search import halving_decision, halving_settings
@@ -215,6 +216,13 @@ class StackedModel(nn.Module):
                 y = targets.reshape(1, T * B, -1)
                 nll = F.softplus(logits, threshold=50.0).sum(-1) - (y * logits).sum(-1)
             return nll.view(K, T, B).permute(1, 0, 2)
+        if type(head) is GaussianMixtureHead:  # (GaussianMixtureHead.nll, batched over members)
+            out = torch.baddbmm(v["head.linear.bias"].unsqueeze(1), hk, v["head.linear.weight"].transpose(1, 2))
+            y = targets.reshape(T * B, -1)
+            done = None if torch.is_grad_enabled() else fused.mixture_nll(out, y, head.components, head.min_scale)
+            nll = done[0] if done is not None else mixture.stacked_nll(out, y, head.components, head.min_scale,
+                                                                         head.chunk_frames)
+            return nll.view(K, T, B).permute(1, 0, 2)
         hp = {n: w for n, w in v.items() if n.startswith("head.")}
         hk = hk.view(K, T, B, -1)
         return vmap(lambda q, x: functional_call(_HeadNLL(head), q, (x, targets)), in_dims=(0, 0), out_dims=1)(hp, hk)
@@ -224,11 +232,15 @@ class StackedModel(nn.Module):
         mean per frame with respect to ``flat`` ``(K, P)``, by a hand-written backward pass through
         the fused kernels: what :func:`torch.autograd.grad` gives on :meth:`frame_nll` (tested), with
         no autograd graph, no per-parameter gradient concatenation and no Python autograd functions.
-        ``None`` where it does not apply (another cell or head, no extension, not on the CPU)."""
+        ``None`` where it does not apply (another cell or head, no extension, not on the CPU, a
+        non-finite target: autograd on :meth:`frame_nll` then gives what it always gave)."""
         cell, head = self.proto.cell, self.proto.head
         kind = _HAND_WRITTEN.get(type(cell))
         inputs, targets = batch.inputs, batch.targets
-        if kind is None or type(head) is not BernoulliHead or not fused.use_fused(inputs):
+        if kind is None or type(head) not in (BernoulliHead, GaussianMixtureHead) or not fused.use_fused(inputs):
+            return None
+        gmm = type(head) is GaussianMixtureHead
+        if gmm and not bool(torch.isfinite(targets).all()):
             return None
         ops = torch.ops.rnnbench
         with torch.no_grad():
@@ -248,11 +260,16 @@ class StackedModel(nn.Module):
             hk = hs.view(T, K, B, H).permute(1, 0, 2, 3).reshape(K, T * B, H)
             Wo, bo = v["head.linear.weight"], v["head.linear.bias"]
             logits = torch.baddbmm(bo.unsqueeze(1), hk, Wo.transpose(1, 2))
-            nll, dlogits = ops.bernoulli_nll(logits, targets.reshape(T * B, -1).to(logits.dtype).contiguous(), True)
             real = batch.mask.reshape(T * B)
-            loss_total = nll[:, real].sum(1)
             # d(sum over members of loss_total / frames) / d logits: padded frames get none
-            dlogits.mul_((real.to(dlogits.dtype) / batch.frames).view(1, T * B, 1))
+            if gmm:  # (one fused pass per frame: mixture.stacked_nll_and_grad is the same in torch operations)
+                nll, dlogits = fused.mixture_nll(logits, targets.reshape(T * B, -1), head.components, head.min_scale,
+                                                 real.to(logits.dtype) / batch.frames)
+            else:
+                nll, dlogits = ops.bernoulli_nll(logits, targets.reshape(T * B, -1).to(logits.dtype).contiguous(),
+                                                 True)
+                dlogits.mul_((real.to(dlogits.dtype) / batch.frames).view(1, T * B, 1))
+            loss_total = nll[:, real].sum(1)
             grad = torch.empty_like(flat)
             g = self.views(grad)
             g["head.linear.weight"].copy_(torch.bmm(dlogits.transpose(1, 2), hk))

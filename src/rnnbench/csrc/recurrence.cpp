@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -1148,6 +1149,172 @@ std::tuple<at::Tensor, at::Tensor> bernoulli_nll(const at::Tensor& logits, const
   return {nll, g};
 }
 
+// ---------------------------------------------------------------- mixture-of-Gaussians output
+// The speech head (rnnbench/mixture.py): each frame's output row holds C mixture logits a, C*D means
+// mu and C*D raw scales r (component by component), and the target y has D values.  With
+// s = min_scale + softplus(r) (softplus(r) = r above 20, torch's threshold), z = (y - mu) / s,
+//     joint_c = log_softmax(a)_c - sum_d (z^2 / 2 + log s) - D log(2 pi) / 2,  nll = -logsumexp(joint);
+// and, with the responsibilities g = softmax(joint) and pi = softmax(a), the gradient of w * nll:
+//     d/da = w (pi - g),  d/dmu = -w g z / s,  d/dr = w g (1 - z^2) / s * softplus'(r)
+// (softplus' = sigmoid, 1 above the threshold).  The element-wise terms of the C*D means and scales
+// are one vectorized pass (mixture_terms_*); the C-long reductions and the gradient pass follow.
+constexpr double kSoftplusThreshold = 20.0;
+
+// t = z^2/2 + log s, z, q = 1/s and sp' (softplus' of r) for n elements, yt the target tiled per component.
+template <typename T>
+void mixture_terms_generic(const T* mu, const T* r, const T* yt, T min_scale, int64_t n, T* t, T* z, T* q, T* sl) {
+  for (int64_t i = 0; i < n; ++i) {
+    const bool big = r[i] > T(kSoftplusThreshold);
+    const T e = std::exp(r[i]);
+    const T s = min_scale + (big ? r[i] : std::log1p(e));
+    const T zi = (yt[i] - mu[i]) / s;
+    t[i] = T(0.5) * zi * zi + std::log(s);
+    z[i] = zi;
+    q[i] = T(1) / s;
+    sl[i] = big ? T(1) : e / (e + T(1));
+  }
+}
+
+#ifdef RNNBENCH_X86
+AVX2 void mixture_terms_avx2(const float* mu, const float* r, const float* yt, float min_scale, int64_t n, float* t,
+                             float* z, float* q, float* sl) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f),
+               half = _mm256_set1_ps(0.5f), thr = _mm256_set1_ps(float(kSoftplusThreshold)),
+               ms = _mm256_set1_ps(min_scale);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = tail_mask(n - i < 8 ? n - i : 8);
+    const __m256 rv = _mm256_maskload_ps(r + i, m);
+    const __m256 e = exp256(_mm256_or_ps(rv, sign));  // exp(-|r|), in (0, 1]
+    const __m256 u = _mm256_add_ps(one, e);
+    const __m256 d = _mm256_sub_ps(u, one);  // log1p(e) = log(u) e / (u - 1), exact where u rounds to 1
+    const __m256 lp = _mm256_blendv_ps(_mm256_div_ps(_mm256_mul_ps(log256(u), e), d), e,
+                                       _mm256_cmp_ps(d, zero, _CMP_EQ_OQ));
+    const __m256 big = _mm256_cmp_ps(rv, thr, _CMP_GT_OQ);
+    const __m256 s = _mm256_add_ps(ms, _mm256_blendv_ps(_mm256_add_ps(_mm256_max_ps(rv, zero), lp), rv, big));
+    const __m256 qv = _mm256_div_ps(one, s);
+    const __m256 zv = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(yt + i, m), _mm256_maskload_ps(mu + i, m)), qv);
+    _mm256_maskstore_ps(t + i, m, _mm256_fmadd_ps(_mm256_mul_ps(half, zv), zv, log256(s)));
+    _mm256_maskstore_ps(z + i, m, zv);
+    _mm256_maskstore_ps(q + i, m, qv);
+    const __m256 ru = _mm256_div_ps(one, u);  // sigmoid(|r|)
+    const __m256 sg = _mm256_blendv_ps(_mm256_mul_ps(e, ru), ru, _mm256_cmp_ps(rv, zero, _CMP_GE_OQ));
+    _mm256_maskstore_ps(sl + i, m, _mm256_blendv_ps(sg, one, big));
+  }
+}
+
+AVX512 void mixture_terms_avx512(const float* mu, const float* r, const float* yt, float min_scale, int64_t n,
+                                 float* t, float* z, float* q, float* sl) {
+  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps(), sign = _mm512_set1_ps(-0.0f),
+               half = _mm512_set1_ps(0.5f), thr = _mm512_set1_ps(float(kSoftplusThreshold)),
+               ms = _mm512_set1_ps(min_scale);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask16(n - i);
+    const __m512 rv = _mm512_maskz_loadu_ps(m, r + i);
+    const __m512 e = exp512(_mm512_or_ps(rv, sign));  // exp(-|r|), in (0, 1]
+    const __m512 u = _mm512_add_ps(one, e);
+    const __m512 d = _mm512_sub_ps(u, one);
+    const __m512 lp = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(d, zero, _CMP_EQ_OQ),
+                                           _mm512_mul_ps(_mm512_mul_ps(log512(u), e), rcp512(d)), e);
+    const __mmask16 big = _mm512_cmp_ps_mask(rv, thr, _CMP_GT_OQ);
+    const __m512 s = _mm512_add_ps(ms, _mm512_mask_blend_ps(big, _mm512_add_ps(_mm512_max_ps(rv, zero), lp), rv));
+    const __m512 qv = rcp512(s);
+    const __m512 zv = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, yt + i), _mm512_maskz_loadu_ps(m, mu + i)), qv);
+    // (masked-off lanes hold s = min_scale + log 2: log512 of it is finite)
+    _mm512_mask_storeu_ps(t + i, m, _mm512_fmadd_ps(_mm512_mul_ps(half, zv), zv, log512(s)));
+    _mm512_mask_storeu_ps(z + i, m, zv);
+    _mm512_mask_storeu_ps(q + i, m, qv);
+    const __m512 ru = rcp512(u);
+    const __m512 sg = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(rv, zero, _CMP_GE_OQ), _mm512_mul_ps(e, ru), ru);
+    _mm512_mask_storeu_ps(sl + i, m, _mm512_mask_blend_ps(big, sg, one));
+  }
+}
+#endif
+
+void mixture_terms(const double* mu, const double* r, const double* yt, double min_scale, int64_t n, double* t,
+                   double* z, double* q, double* sl) {
+  mixture_terms_generic<double>(mu, r, yt, min_scale, n, t, z, q, sl);
+}
+void mixture_terms(const float* mu, const float* r, const float* yt, float min_scale, int64_t n, float* t, float* z,
+                   float* q, float* sl) {
+#ifdef RNNBENCH_X86
+  if (level() >= kAVX512) return mixture_terms_avx512(mu, r, yt, min_scale, n, t, z, q, sl);
+  if (level() >= kAVX2) return mixture_terms_avx2(mu, r, yt, min_scale, n, t, z, q, sl);
+#endif
+  mixture_terms_generic<float>(mu, r, yt, min_scale, n, t, z, q, sl);
+}
+
+// out (K, M, C + 2 C D) of K members for M frames, targets (M, D) shared by the members: the NLL of
+// every frame (K, M) and, with ``grad``, the gradient of sum over frames of weight * nll with respect
+// to out (K, M, C + 2 C D), weight (M) (0 for padded frames).
+std::tuple<at::Tensor, at::Tensor> mixture_nll(const at::Tensor& out, const at::Tensor& targets,
+                                               const at::Tensor& weight, int64_t C, double min_scale, bool grad) {
+  check(out, "out", 3); check(targets, "targets", 2);
+  const int64_t K = out.size(0), M = out.size(1), O = out.size(2), D = targets.size(1);
+  TORCH_CHECK(C >= 1 && D >= 1 && O == C + 2 * C * D, "mixture_nll: out must be (K, M, C + 2 C D) for targets (M, D)");
+  TORCH_CHECK(targets.size(0) == M, "mixture_nll: targets must have one row per frame");
+  TORCH_CHECK(targets.scalar_type() == out.scalar_type(), "mixture_nll: targets and out must have one dtype");
+  TORCH_CHECK(min_scale > 0, "mixture_nll: min_scale must be positive");
+  if (grad) {
+    check(weight, "weight", 1);
+    TORCH_CHECK(weight.size(0) == M && weight.scalar_type() == out.scalar_type(), "mixture_nll: weight must be (M,)");
+  }
+  auto nll = at::empty({K, M}, out.options());
+  auto g = grad ? at::empty_like(out) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "mixture_nll", [&] {
+    using T = scalar_t;
+    const int64_t n = C * D;
+    std::vector<T> buf(5 * n + 3 * C);
+    T *yt = buf.data(), *t = yt + n, *z = t + n, *q = z + n, *sl = q + n, *ea = sl + n, *ej = ea + C, *jt = ej + C;
+    const T ms = T(min_scale), half_log2pi = T(0.5 * D * std::log(2.0 * M_PI));
+    const T* op = out.data_ptr<T>();
+    const T* yp = targets.data_ptr<T>();
+    const T* wp = grad ? weight.data_ptr<T>() : nullptr;
+    T* np = nll.data_ptr<T>();
+    T* gp = grad ? g.data_ptr<T>() : nullptr;
+    for (int64_t f = 0; f < M; ++f) {
+      for (int64_t c = 0; c < C; ++c) std::memcpy(yt + c * D, yp + f * D, D * sizeof(T));
+      for (int64_t k = 0; k < K; ++k) {
+        const T* l = op + (k * M + f) * O;
+        mixture_terms(l + C, l + C + n, yt, ms, n, t, z, q, sl);
+        T ma = l[0];
+        for (int64_t c = 1; c < C; ++c) ma = std::max(ma, l[c]);
+        T sa = T(0);
+        for (int64_t c = 0; c < C; ++c) sa += (ea[c] = std::exp(l[c] - ma));
+        const T lsa = ma + std::log(sa);
+        T mj = -std::numeric_limits<T>::infinity();
+        for (int64_t c = 0; c < C; ++c) {
+          T acc = T(0);
+          for (int64_t d = 0; d < D; ++d) acc += t[c * D + d];
+          jt[c] = (l[c] - lsa) + (-acc - half_log2pi);
+          mj = std::max(mj, jt[c]);
+        }
+        if (std::isinf(mj)) mj = T(0);  // (all -inf: logsumexp -inf; +inf: inf)
+        T sj = T(0);
+        for (int64_t c = 0; c < C; ++c) sj += (ej[c] = std::exp(jt[c] - mj));
+        const T lse = mj + std::log(sj);
+        np[k * M + f] = -lse;
+        if (!grad) continue;
+        T* gr = gp + (k * M + f) * O;
+        const T w = wp[f];
+        const T wa = w / sa, wj = w / sj;
+        for (int64_t c = 0; c < C; ++c) {
+          const T gc = ej[c] * wj;  // w times the responsibility of component c
+          gr[c] = ea[c] * wa - gc;
+          T* gm = gr + C + c * D;
+          T* gs = gr + C + n + c * D;
+          const T *zc = z + c * D, *qc = q + c * D, *sc = sl + c * D;
+          for (int64_t d = 0; d < D; ++d) {
+            const T gq = gc * qc[d];
+            gm[d] = -gq * zc[d];
+            gs[d] = gq * (T(1) - zc[d] * zc[d]) * sc[d];
+          }
+        }
+      }
+    }
+  });
+  return {nll, g};
+}
+
 // ---------------------------------------------------------------- RMSProp over stacked members
 // One update of torch.optim.RMSprop (momentum 0, not centred) on K members' flat weights p (K, P)
 // with gradients g and running averages sq of the same shape, member k's learning rate lr[k] (a
@@ -1250,6 +1417,8 @@ TORCH_LIBRARY(rnnbench, m) {
   m.def("sparse_proj(Tensor W, Tensor b, Tensor rows, Tensor cols, Tensor vals, int T, int B) -> Tensor", &sparse_proj);
   m.def("sparse_proj_backward(Tensor dxw, Tensor rows, Tensor cols, Tensor vals, int K, int D) -> Tensor", &sparse_proj_backward);
   m.def("bernoulli_nll(Tensor logits, Tensor targets, bool grad) -> (Tensor, Tensor)", &bernoulli_nll);
+  m.def("mixture_nll(Tensor out, Tensor targets, Tensor weight, int C, float min_scale, bool grad) -> (Tensor, Tensor)",
+        &mixture_nll);
   m.def("float_kernels() -> str", &float_kernels);
   m.def("set_float_kernels(str name) -> str", &set_float_kernels);
   m.def("rmsprop_step(Tensor(a!) p, Tensor g, Tensor(b!) sq, Tensor lr, Tensor update, float alpha, float eps) -> ()",

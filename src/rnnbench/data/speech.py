@@ -283,10 +283,10 @@ def resample(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
 def normalize(x: np.ndarray, method: str = "standard") -> np.ndarray:
     """Per-utterance normalisation; raises ``ValueError`` on a silent signal."""
     x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():  # (float files can hold them; the mixture's targets must be finite)
+        raise ValueError(f"{int((~np.isfinite(x)).sum())} non-finite samples (NaN or infinity)")
     if method == "none":
         return x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise ValueError("holds non-finite samples (NaN or infinite): nothing to normalise")
     std = x.std()
     if not std > SILENCE_STD:
         raise ValueError("silent recording (all samples equal): nothing to normalise")
@@ -372,7 +372,8 @@ class SpeechOptions:
         if method not in NORMALIZATIONS:
             raise ConfigError(f"config value dataset.normalize={method!r} is invalid: expected one of {NORMALIZATIONS}")
         min_scale = cfg.get("min_scale", cls.min_scale)
-        if isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or not min_scale > 0:
+        if (isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or not min_scale > 0
+                or not np.isfinite(min_scale)):
             raise ConfigError(f"config value dataset.min_scale={min_scale!r} is invalid: expected a positive number")
         return cls(
             sample_rate=opt_int("sample_rate"), resample=opt_bool("resample"), normalize=method,
