@@ -109,3 +109,19 @@ def simd(request):
     before = fused.set_kernels(request.param)
     yield request.param
     fused.set_kernels(before)
+
+
+def train_both_ways(cfg, tmp_path) -> dict:
+    """The run of ``cfg`` trained through the fused kernels and through the reference loop (and
+    autograd): ``{"fused": summary, "python": summary}``."""
+    from rnnbench import fused
+    from rnnbench.train import train
+
+    results = {}
+    for impl in ("fused", "python"):
+        fused.set_impl(impl)
+        try:
+            results[impl] = train(cfg, tmp_path / impl)
+        finally:
+            fused.set_impl(None)
+    return results

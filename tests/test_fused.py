@@ -4,6 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from conftest import train_both_ways
 from rnnbench import fused
 from rnnbench.cells import make_cell
 from rnnbench.train import train
@@ -166,13 +167,7 @@ def test_training_is_the_same_with_either_implementation(toy_cfg, tmp_path, cell
     """Weight noise, clipping and RMSProp included: two epochs give the same numbers (the fused
     kernels at each SIMD level this CPU has against the reference loop)."""
     cfg = OmegaConf.merge(toy_cfg, {"cell": {"name": cell}, "train": {"max_epochs": 2}})
-    results = {}
-    for impl in ("fused", "python"):
-        fused.set_impl(impl)
-        try:
-            results[impl] = train(cfg, tmp_path / impl)
-        finally:
-            fused.set_impl(None)
+    results = train_both_ways(cfg, tmp_path)
     for key in ("train_nll", "valid_nll", "test_nll"):
         assert results["fused"][key] == pytest.approx(results["python"][key], rel=1e-4)
 

@@ -146,16 +146,9 @@ def test_speech_training_is_the_same_with_either_implementation(speech_cfg, tmp_
     """Two epochs with weight noise, clipping and RMSProp: the fused kernels with the hand-written
     mixture head (at each SIMD level this CPU has) give the numbers of the reference loop and
     autograd."""
-    from rnnbench import fused
+    from conftest import train_both_ways
 
-    cfg = OmegaConf.merge(speech_cfg, {"cell": {"name": cell}})
-    results = {}
-    for impl in ("fused", "python"):
-        fused.set_impl(impl)
-        try:
-            results[impl] = train(cfg, tmp_path / impl)
-        finally:
-            fused.set_impl(None)
+    results = train_both_ways(OmegaConf.merge(speech_cfg, {"cell": {"name": cell}}), tmp_path)
     assert results["fused"]["updates"] == results["python"]["updates"] > 0
     for key in ("train_nll", "valid_nll", "test_nll"):
         assert results["fused"][key] == pytest.approx(results["python"][key], rel=1e-4)

@@ -441,6 +441,7 @@ def help_text(argv: list[str]) -> str:
     import textwrap
 
     from ..schema import OptimSchema, schema_fields
+    from ..train import _get
 
     args = hydra_args([a for a in argv if a not in ("--help", "-h")])
     rest = [a for a in argv if a not in ("--help", "-h")]
@@ -470,14 +471,6 @@ def help_text(argv: list[str]) -> str:
     except Exception:
         pass
 
-    def value_of(dotted: str, node: dict) -> Any:
-        cur: Any = node
-        for part in dotted.split("."):
-            if not isinstance(cur, dict) or part not in cur:
-                return None
-            cur = cur[part]
-        return cur
-
     def entry(k: str, type_: str, value: Any, text: str) -> None:
         out.append(f"  {k}  ({type_}, default {_show(value)})")
         out.append(textwrap.fill(text or "-", width=100, initial_indent=" " * 6, subsequent_indent=" " * 6))
@@ -493,7 +486,7 @@ def help_text(argv: list[str]) -> str:
         out.append(f"{g}={option}: {head}" if head else f"{g}={option}:")
         for k, v in (task.get(g) or {}).items():
             dotted = f"{g}.{k}"
-            shown = value_of(dotted, resolved) if resolved else v
+            shown = _get(resolved, dotted) if resolved else v
             entry(dotted, _typename(shown), shown, comments.get(k) or GROUP_KEY_HELP.get(dotted, ""))
         for k, what in optional_keys(cfg).items():
             if k.startswith(g + ".") and k.split(".", 1)[1] not in (task.get(g) or {}):
@@ -507,7 +500,7 @@ def help_text(argv: list[str]) -> str:
             section = top
             out.append("")
             out.append(f"{top}:" if top else "run:")
-        shown = value_of(k, resolved) if resolved else value_of(k, task)
+        shown = _get(resolved, k) if resolved else _get(task, k)
         entry(k, f.metadata["type"], shown, f.metadata["help"]
               + (f" (values: {f.metadata['expected']})" if f.metadata.get("expected") and k not in optim_keys
                  and "null" not in f.metadata["type"] and f.metadata["type"] not in ("bool",) else ""))
