@@ -120,8 +120,9 @@ def test_sweep_progress_is_worded_plainly(tmp_path):
     dirs = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
     for d, status in zip(dirs, ("running", "finished", "running")):
         d.mkdir()
-        (d / "summary.json").write_text(json.dumps({"status": status, "epochs": 4, "wall_seconds": 30.0,
-                                                     "eval_seconds": 10.0}))
+        (d / "summary.json").write_text(json.dumps({  # (a finished run's summary has its result: read_summary checks)
+            "status": status, "epochs": 4, "wall_seconds": 30.0, "eval_seconds": 10.0, "best_epoch": 4,
+            "valid_nll": 8.5, "lr": 1e-3, "units": 46, "dataset": "jsb", "cell": "gru"}))
     p = Progress([{"label": "jsb/gru seed 0 (2 runs)", "dirs": dirs[:2], "max_epochs": 20},
                   {"label": "jsb/lstm seed 0 (1 run)", "dirs": dirs[2:], "max_epochs": 20}], 2)
     assert p.stack_line(0) == "stack 1 of 2, jsb/gru seed 0 (2 runs): 1 of 2 runs finished, epoch 4 of 20, ~3 min left"
