@@ -156,3 +156,28 @@ def test_keeping_the_previous_version_after_a_killed_write_leaves_no_temporary(t
     atomic_write_bytes(last, b"epoch 4", keep_previous="last.prev.pt")
     assert last.read_text() == "epoch 4" and prev.read_text() == "epoch 3"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_small_checkpoint_that_runs_out_of_memory_is_named_as_damaged(tmp_path, monkeypatch):
+    """Random bytes can announce a tensor of any size (torch.load then raises MemoryError): a file
+    far smaller than the memory left is damaged, named in one line; a file too large for what is
+    left may be sound, and the MemoryError goes on."""
+    import torch
+
+    import rnnbench.memory as memory
+    from rnnbench.errors import RunFileError
+    from rnnbench.fileio import read_torch
+
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"\x80\x02garbled" * 100)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(torch, "load", no_memory)
+    monkeypatch.setattr(memory, "available_bytes", lambda: (1 << 30, "MemAvailable"))
+    with pytest.raises(RunFileError, match=r"last.pt.*damaged or not a checkpoint \(its 900 bytes announce"):
+        read_torch(path)
+    monkeypatch.setattr(memory, "available_bytes", lambda: (1000, "MemAvailable"))
+    with pytest.raises(MemoryError):
+        read_torch(path)

@@ -220,7 +220,15 @@ def read_torch(path: str | os.PathLike, map_location=None, remedy: str | None = 
         raise RunFileError(path, "damaged (empty file)", remedy)
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
-    except MemoryError:
+    except MemoryError as exc:
+        # garbled bytes can announce a tensor of any size: a file far smaller than the memory left
+        # that cannot be loaded in it is damaged; a file as large as the memory left may be sound
+        from .memory import available_bytes
+
+        left, _ = available_bytes()
+        if left is not None and size * 4 < left:
+            raise RunFileError(path, f"damaged or not a checkpoint (its {size:,} bytes announce more than the "
+                                     f"memory left)", remedy) from exc
         raise
     except Exception as exc:  # (torch raises RuntimeError, UnpicklingError, EOFError, KeyError, ...)
         raise RunFileError(path, f"damaged or not a checkpoint ({_describe(exc)})", remedy) from exc
