@@ -38,6 +38,7 @@ it by name with :func:`register_cell` still works.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Callable
@@ -145,7 +146,11 @@ def make_cell(cell: str | Mapping, input_size: int, hidden_size: int) -> "Recurr
 def has_fused(cell: "RecurrentCell") -> bool:
     """Whether the cell's ``fused`` computes its own ``step``: a subclass that rewrites ``step``
     of a shipped cell, but not ``fused``, runs the reference loop, not its parent's kernel."""
-    cls = type(cell)
+    return _class_has_fused(type(cell))
+
+
+@functools.lru_cache(maxsize=None)  # (asked at every forward pass and update: once per class)
+def _class_has_fused(cls: type) -> bool:
     f = _owner(cls, "fused")
     return f is not RecurrentCell and issubclass(f, _owner(cls, "step"))
 
