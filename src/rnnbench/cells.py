@@ -78,6 +78,18 @@ def cell_class(cell: str | Mapping) -> type["RecurrentCell"]:
             raise ConfigError(f"unknown cell {name!r}; expected one of {sorted(CELLS)}, or a cell file with "
                               f"_target_: <module>.<RecurrentCell subclass>")
         return CELLS[name]
+    if isinstance(target, str):
+        return _checked_target(target, str(name))
+    return _import_and_check(target, name)
+
+
+@functools.lru_cache(maxsize=None)  # (imported and checked once per process: every run, stack and worker asks)
+def _checked_target(target: str, name: str) -> type["RecurrentCell"]:
+    return _import_and_check(target, name)
+
+
+def _import_and_check(target, name) -> type["RecurrentCell"]:
+    from .errors import ConfigError
     from .targets import import_target
 
     where = f"cell._target_={target!r} (cell/{name}.yaml)"
