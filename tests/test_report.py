@@ -517,3 +517,84 @@ def test_two_sweeps_of_one_name_are_kept_apart(tmp_path):
     missing = missing_runs([a, b], runs)
     assert sorted(zip(missing["sweep"], missing["cell"])) == [(str(a), "tanh"), (str(b), "gru"), (str(b), "lstm")]
     write_report([a, b], tmp_path / "rep")  # (the curves find each selected run in its own sweep)
+
+
+# ----------------------------------------------------------------------------- labelled variants (issue 26)
+
+def _variant(run: Path, weight_noise=None, chunk_steps=None, task="speech"):
+    """Make a fake run a speech run at another weight noise and/or cut into chunks."""
+    s = json.loads((run / "summary.json").read_text())
+    s["task"] = task
+    if weight_noise is not None:
+        s["weight_noise"] = weight_noise
+    (run / "summary.json").write_text(json.dumps(s))
+    if chunk_steps is not None:
+        text = (run / "config.yaml").read_text().replace("dataset:\n  name:", f"dataset:\n  chunk_steps: {chunk_steps}\n  name:")
+        (run / "config.yaml").write_text(text)
+    return run
+
+
+def test_variant_label():
+    from rnnbench.report import variant_label
+
+    assert variant_label(0.075, None, "speech") == ""
+    assert variant_label(0.02, None, "speech") == "σ=0.02"
+    assert variant_label(0.075, 50, "speech") == "50-step chunks"
+    assert variant_label(0, 50, "speech") == "σ=0, 50-step chunks"
+    assert variant_label(0.075, 50, "music") == ""  # (music pieces are never chunked by this key)
+
+
+def test_a_tanh_that_diverged_and_its_sigma_variant(tmp_path):
+    """The speech study's shape: the faithful tanh diverges before any best epoch (Table 2 says
+    so, and the gated cells beat it without an interval), a σ=0.02 tanh trains (its own rows,
+    claims judged on intervals, never in Table 2), and a one-seed diagnostic in chunks."""
+    main, var, diag = tmp_path / "search", tmp_path / "tanh_sigma0.02", tmp_path / "tanh_diagnostics"
+    for seed in (0, 1, 2):
+        for cell, base in (("gru", -9.0), ("lstm", -9.5)):
+            _variant(fake_run(main, "yesno", cell, 0, seed, 1e-3, valid=base + 0.01 * seed, test=base + 0.1 * seed))
+        _variant(fake_run(main, "yesno", "tanh", 0, seed, 1e-3, valid=float("nan"), test=float("nan"),
+                          status="diverged", epochs=0))
+        _variant(fake_run(var, "yesno", "tanh", 0, seed, 1e-3, valid=-5.0 + 0.01 * seed, test=-5.0 + 0.1 * seed),
+                 weight_noise=0.02)
+    _variant(fake_run(diag, "yesno", "tanh", 0, 0, 1e-3, valid=-4.0, test=-4.0), weight_noise=0.075, chunk_steps=50)
+    for sweep in (main, var, diag):
+        for s in sweep.rglob("summary.json"):  # (a diverged run has no best epoch)
+            d = json.loads(s.read_text())
+            if d["status"] == "diverged":
+                d["best_epoch"] = None
+                s.write_text(json.dumps(d))
+    out = tmp_path / "report"
+    p = _report_cli(main, var, diag, "--out", out)
+    assert p.returncode == 0, p.stderr
+    t2 = pd.read_csv(out / "table2.csv")
+    assert list(t2.columns) == ["dataset", "split", "tanh", "gru", "lstm"]  # no variant column in Table 2
+    assert t2.loc[t2.split == "test", "tanh"].iloc[0] == "diverged"
+    v = pd.read_csv(out / "variants.csv", dtype={"result": str}).fillna({"result": ""})
+    assert v[["cell", "variant", "seeds"]].to_dict("records") == [
+        {"cell": "tanh", "variant": "σ=0.02", "seeds": 3}, {"cell": "tanh", "variant": "50-step chunks", "seeds": 1}]
+    assert v.loc[0, "test_nll"] == pytest.approx(-4.9)
+    cl = pd.read_csv(out / "claims.csv").fillna("")
+    assert list(cl.claim) == ["GRU beats tanh", "LSTM beats tanh", "gated beats tanh",
+                              "GRU ≈ LSTM (|difference| < 0.1 nats)",
+                              "GRU beats tanh (σ=0.02)", "LSTM beats tanh (σ=0.02)", "gated beats tanh (σ=0.02)",
+                              "GRU beats tanh (50-step chunks)", "LSTM beats tanh (50-step chunks)",
+                              "gated beats tanh (50-step chunks)"]
+    assert list(cl.verdict[:3]) == ["holds (tanh diverged)"] * 3
+    assert list(cl.verdict[4:7]) == ["holds", "holds", "holds"]
+    assert cl.verdict[7].startswith("inconclusive (one seed)")
+    assert cl.paper[0] == "yes (+6.74)"  # (Ubisoft B: other data, the paper's own verdict)
+    d = pd.read_csv(out / "differences.csv")
+    assert "tanh (σ=0.02) - gru" in set(d.pair) and "tanh - gru" not in set(d.pair)
+    for stem in ("curves_updates", "curves_seconds", "curves_variants_updates", "curves_variants_seconds"):
+        assert (out / f"{stem}.png").is_file()
+    runs = pd.read_csv(out / "runs.csv", dtype={"variant": str}).fillna({"variant": ""})
+    assert set(runs.variant) == {"", "σ=0.02", "50-step chunks"} and set(runs.cell) == {"tanh", "gru", "lstm"}
+    report = (out / "report.md").read_text()
+    assert "## Labelled variants (never in Table 2)" in report
+
+
+def test_a_sweep_without_variants_has_no_variant_column(fake_sweep, tmp_path):
+    write_report([fake_sweep], tmp_path / "rep")
+    assert "variant" not in pd.read_csv(tmp_path / "rep" / "runs.csv").columns
+    assert "variant" not in pd.read_csv(tmp_path / "rep" / "selected_runs.csv").columns
+    assert not (tmp_path / "rep" / "variants.csv").exists()

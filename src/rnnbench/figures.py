@@ -70,11 +70,12 @@ def _seeds_text(info: dict) -> str:
 
 
 def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
-                info: dict[tuple[str, str], dict] | None = None) -> list[Path]:
-    """Draw the figures of :func:`curves_figures` and write each as ``<stem>.png`` and ``.pdf``."""
+                info: dict[tuple[str, str], dict] | None = None, prefix: str = "curves") -> list[Path]:
+    """Draw the figures of :func:`curves_figures` and write each as ``<stem>.png`` and ``.pdf``
+    (``<prefix>_updates``, ``<prefix>_seconds``)."""
     paths = []
     for stem, fig in curves_figures(curves, order, info):
-        paths += _save(fig, out, stem)
+        paths += _save(fig, out, prefix + stem[len("curves"):])
     return paths
 
 

@@ -39,8 +39,45 @@ PAPER_TABLE2_TEST = {
 OTHER_DATA = {"fsdd": "Ubisoft A", "yesno": "Ubisoft B"}
 DATASET_ORDER = ["nottingham", "jsb", "musedata", "piano", "fsdd", "yesno"]
 CELL_ORDER = ["tanh", "gru", "lstm", "gru_after"]
+PAPER_WEIGHT_NOISE = 0.075  # the paper's weight noise (std), every cell and task
 DATASET_TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de",
                   "fsdd": "FSDD (for Ubisoft A)", "yesno": "YESNO (for Ubisoft B)"}
+
+
+def variant_label(weight_noise, chunk_steps=None, task=None) -> str:
+    """What sets a run apart from the paper's protocol, for the report to label it: a weight noise
+    other than 0.075 ("σ=0.02"), speech cut into chunks ("50-step chunks"); "" for a faithful run.
+    A labelled variant is compared with the faithful cells but never enters Table 2."""
+    parts = []
+    try:
+        wn = float(weight_noise)
+    except (TypeError, ValueError):
+        wn = math.nan
+    if math.isfinite(wn) and abs(wn - PAPER_WEIGHT_NOISE) > 1e-12:
+        parts.append(f"σ={wn:g}")
+    if task == "speech" and chunk_steps not in (None, "", 0) and not pd.isna(chunk_steps):
+        parts.append(f"{int(chunk_steps)}-step chunks")
+    return ", ".join(parts)
+
+
+def variant_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with each labelled variant's cell renamed ``"<cell> (<variant>)"`` (e.g. "tanh (σ=0.02)"),
+    so that it is selected and compared as a cell of its own; ``base_cell`` keeps the cell."""
+    if runs.empty or "variant" not in runs:
+        return runs
+    runs = runs.copy()
+    v = runs["variant"].fillna("").astype(str)
+    runs["base_cell"] = runs["cell"]
+    runs.loc[v != "", "cell"] = [f"{c} ({x})" for c, x in zip(runs.loc[v != "", "cell"], v[v != ""])]
+    return runs
+
+
+def base_cell(cell: str) -> str:
+    return str(cell).split(" (", 1)[0]
+
+
+def is_variant(cell: str) -> bool:
+    return " (" in str(cell)
 
 
 def format_lr(lr) -> str:
@@ -96,10 +133,16 @@ def collect_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
                 row.update(status="not started", dataset=OmegaConf.select(cfg, "dataset.name", default=None),
                            cell=OmegaConf.select(cfg, "cell.name", default=None),
                            seed=OmegaConf.select(cfg, "seed", default=None))
+            row["variant"] = variant_label(
+                row.get("weight_noise", OmegaConf.select(cfg, "train.weight_noise", default=None)),
+                OmegaConf.select(cfg, "dataset.chunk_steps", default=None),
+                row.get("task", OmegaConf.select(cfg, "dataset.task", default=None)))
             rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    if "variant" in df and (df["variant"].fillna("") == "").all():
+        df = df.drop(columns="variant")  # (only sweeps holding a labelled variant carry the column)
     df["draw"] = df["draw"].astype("Int64")
     return df.sort_values(["sweep", "dataset", "cell", "draw", "seed", "run"], na_position="last").reset_index(drop=True)
 
@@ -323,16 +366,29 @@ def select_best(runs: pd.DataFrame) -> pd.DataFrame:
             "diverged_after_best": int((chosen["status"] == "diverged").sum()),
             "batch_size": int(chosen["batch_size"].iloc[0]), "run": chosen["run"].iloc[0],
             "sweep": chosen["sweep"].iloc[0],
+            **({"variant": chosen["variant"].fillna("").iloc[0]} if "variant" in chosen else {}),
         })
     best = pd.DataFrame(rows)
     if best.empty:
         return best
-    best["paper_test"] = [PAPER_TABLE2_TEST.get(d, {}).get(c, math.nan) for d, c in zip(best.dataset, best.cell)]
+    best["paper_test"] = [math.nan if is_variant(c) else PAPER_TABLE2_TEST.get(d, {}).get(c, math.nan)
+                          for d, c in zip(best.dataset, best.cell)]
     best["diff"] = [t - p if d not in OTHER_DATA else math.nan
                     for d, t, p in zip(best.dataset, best.test_nll, best.paper_test)]
     key = {d: i for i, d in enumerate(_order(best.dataset, DATASET_ORDER))}
-    ckey = {c: i for i, c in enumerate(_order(best.cell, CELL_ORDER))}
+    ckey = {c: i for i, c in enumerate(_cell_order(best.cell))}
     return best.sort_values(["dataset", "cell"], key=lambda s: s.map(key if s.name == "dataset" else ckey)).reset_index(drop=True)
+
+
+def _cell_order(cells: Iterable[str]) -> list[str]:
+    """Cells in the report's order: the faithful ones (the paper's three first), then the labelled
+    variants, by their cell's place, weight-noise variants before chunked ones, then by label."""
+    cells = list(dict.fromkeys(cells))
+    faithful = _order([c for c in cells if not is_variant(c)], CELL_ORDER)
+    bases = _order(list(dict.fromkeys(base_cell(x) for x in cells)), CELL_ORDER)
+    variants = sorted((c for c in cells if is_variant(c)),  # (weight-noise variants before chunked ones)
+                      key=lambda c: (bases.index(base_cell(c)), "chunks" in c, c))
+    return faithful + variants
 
 
 def _unscored(runs: pd.DataFrame | None, best: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -391,6 +447,36 @@ def table2(best: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def variants_table(best: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The labelled variants (cells named ``"<cell> (<variant>)"``), one row per dataset x variant:
+    the selected draw's NLLs over its seeds, as in ``selected_runs``; a variant without a result
+    says why ("diverged", "not finished")."""
+    if runs.empty or not runs["cell"].map(is_variant).any():
+        return pd.DataFrame()
+    rows = []
+    chosen = best[best["cell"].map(is_variant).astype(bool)] if not best.empty else best
+    for (dataset, cell), group in runs[runs["cell"].map(is_variant).astype(bool)].groupby(["dataset", "cell"]):
+        hit = chosen[(chosen.dataset == dataset) & (chosen.cell == cell)] if not chosen.empty else chosen
+        row = {"dataset": dataset, "cell": base_cell(cell), "variant": cell[len(base_cell(cell)) + 2:-1],
+               "units": int(group["units"].dropna().iloc[0]) if group["units"].notna().any() else None}
+        if hit.empty:
+            row["result"] = "diverged" if (group["status"] == "diverged").all() else "not finished"
+        else:
+            h = hit.iloc[0]
+            row.update(result="", lr=h.lr, draw=h.draw, seeds=int(h.seeds), draws_compared=int(h.draws_compared),
+                       train_nll=h.train_nll, valid_nll=h.valid_nll, test_nll=h.test_nll, test_std=h.test_std,
+                       test_ci95_low=h.test_ci95_low, test_ci95_high=h.test_ci95_high, best_epoch=int(h.best_epoch),
+                       epochs=int(h.epochs), stop_reason=h.stop_reason, stopped_by_budget=int(h.stopped_by_budget),
+                       diverged_after_best=int(h.diverged_after_best), sweep=h.sweep)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    key = {d: i for i, d in enumerate(_order(df.dataset, DATASET_ORDER))}
+    order = _cell_order(f"{c} ({v})" for c, v in zip(df.cell, df.variant))
+    df["_k"] = [order.index(f"{c} ({v})") for c, v in zip(df.cell, df.variant)]
+    return df.sort_values(["dataset", "_k"], key=lambda s: s.map(key) if s.name == "dataset" else s
+                          ).drop(columns="_k").reset_index(drop=True)
+
+
 def table1(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     seen = runs.dropna(subset=["params_recurrent"]).drop_duplicates(["task", "cell", "units"])
@@ -419,12 +505,16 @@ def _pairs(cells: Iterable[str]) -> list[tuple[str, str]]:
 
 def paired_differences(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: test NLL of cell a minus cell b at their selected rates, paired by seed, with a
-    95% t-interval (positive: b is better), beside the paper's difference."""
+    95% t-interval (positive: b is better), beside the paper's difference.  A labelled variant
+    (``"tanh (σ=0.02)"``) is compared with every faithful cell but its own (variant first)."""
     rows = []
     ok = runs[_scored(runs)]
     for dataset in _order(best.dataset, DATASET_ORDER):
         sub = best[best.dataset == dataset].set_index("cell")
-        for a, b in _pairs(sub.index):
+        faithful = [c for c in sub.index if not is_variant(c)]
+        pairs = _pairs(faithful) + [(v, c) for v in _cell_order(sub.index) if is_variant(v)
+                                    for c in _order(faithful, CELL_ORDER) if c != base_cell(v)]
+        for a, b in pairs:
             per = {c: ok[(ok.dataset == dataset) & (ok.cell == c) & (ok.lr == sub.loc[c, "lr"])].set_index("seed")["test_nll"]
                    for c in (a, b)}
             seeds = sorted(set(per[a].index) & set(per[b].index))
@@ -432,9 +522,10 @@ def paired_differences(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
                 continue
             mean, _, half = ci95(per[a].loc[seeds].to_numpy() - per[b].loc[seeds].to_numpy())
             paper = PAPER_TABLE2_TEST.get(dataset, {})
+            pa, pb = base_cell(a), base_cell(b)
             rows.append({"dataset": dataset, "pair": f"{a} - {b}", "seeds": len(seeds), "difference": mean,
                          "ci95_low": mean - half, "ci95_high": mean + half,
-                         "paper_difference": (paper[a] - paper[b]) if {a, b} <= set(paper) else math.nan})
+                         "paper_difference": (paper[pa] - paper[pb]) if {pa, pb} <= set(paper) else math.nan})
     return pd.DataFrame(rows)
 
 
@@ -444,48 +535,91 @@ def _verdict_better(low: float, high: float) -> str:
     return "holds" if low > 0 else "fails" if high < 0 else "inconclusive"
 
 
-def claims(diffs: pd.DataFrame) -> pd.DataFrame:
+def claims(diffs: pd.DataFrame, unscored: dict[tuple[str, str], str] | None = None,
+           scored: dict[str, dict[str, int]] | None = None) -> pd.DataFrame:
     """The paper's claims judged per dataset on the 95% intervals of the paired differences.
 
     "GRU beats tanh" / "LSTM beats tanh" hold when the interval of tanh - cell lies above 0 and fail
     when it lies below; "gated beats tanh" holds when both hold and fails when either fails.
     "GRU ≈ LSTM" holds when the interval of GRU - LSTM lies within ±0.1 nats and fails when it
     lies outside it.  Otherwise: inconclusive.  The paper's column applies the same rules to its
-    single numbers (Table 2).
+    single numbers (Table 2).  A labelled variant of tanh (``"tanh (σ=0.02)"``) gets the same
+    claims against the faithful cells, after them ("GRU beats tanh (σ=0.02)").  Where ``unscored``
+    says every faithful tanh run of a dataset diverged before a best epoch while a gated cell has a
+    result (``scored``: dataset -> {cell: seeds}), "GRU beats tanh" holds there without an
+    interval: "holds (tanh diverged)".
     """
     rows = []
-    for dataset in list(dict.fromkeys(diffs["dataset"])) if not diffs.empty else []:
-        d = diffs[diffs.dataset == dataset].set_index("pair")
-        verdicts = {}
-        for pair in d.index:  # "GRU beats tanh", "LSTM beats tanh", then any cell of one's own
-            if not pair.startswith("tanh - "):
+    diverged = {d for (d, c), why in (unscored or {}).items() if c == "tanh" and why == "diverged"}
+    scored = scored or {}
+    datasets = set(diffs["dataset"]) if not diffs.empty else set()
+    for dataset in _order(datasets | {d for d in diverged if scored.get(d)}, DATASET_ORDER):
+        d = diffs[diffs.dataset == dataset].set_index("pair") if not diffs.empty else pd.DataFrame()
+        tanhs = list(dict.fromkeys(p.split(" - ", 1)[0] for p in d.index
+                                   if base_cell(p.split(" - ", 1)[0]) == "tanh"))
+        faithful = [t for t in tanhs if not is_variant(t)]
+        if dataset in diverged and not faithful:
+            rows += _diverged_tanh_rows(dataset, scored[dataset])
+        for tanh in faithful + ["gru - lstm"] + [t for t in tanhs if is_variant(t)]:
+            if tanh == "gru - lstm":  # (after the faithful tanh's claims, before its variants')
+                if tanh in d.index:
+                    rows.append(_about_equal_row(dataset, d.loc[tanh]))
                 continue
-            cell, r = pair[len("tanh - "):], d.loc[pair]
-            verdicts[cell] = _verdict_better(r.ci95_low, r.ci95_high)
-            rows.append({"dataset": dataset, "claim": f"{cell.upper()} beats tanh", "seeds": int(r.seeds),
-                         "evidence": _interval(r), "verdict": verdicts[cell],
-                         "paper": _paper_says(r.paper_difference, lambda x: x > 0)})
-        if {"gru", "lstm"} <= set(verdicts):
-            v = [verdicts["gru"], verdicts["lstm"]]
-            combined = "holds" if all(x == "holds" for x in v) else "fails" if "fails" in v else "inconclusive"
-            paper = [d.loc[f"tanh - {c}", "paper_difference"] for c in ("gru", "lstm")]
-            rows.append({"dataset": dataset, "claim": "gated beats tanh", "seeds": int(d.loc["tanh - gru", "seeds"]),
-                         "evidence": "both rows above", "verdict": combined,
-                         "paper": "" if any(math.isnan(x) for x in paper) else ("yes" if all(x > 0 for x in paper) else "no")})
-        if "gru - lstm" in d.index:
-            r = d.loc["gru - lstm"]
-            if math.isnan(r.ci95_low):
-                verdict = "inconclusive (one seed)"
-            elif -EQUAL_WITHIN < r.ci95_low and r.ci95_high < EQUAL_WITHIN:
-                verdict = "holds"
-            elif r.ci95_low > EQUAL_WITHIN or r.ci95_high < -EQUAL_WITHIN:
-                verdict = "fails"
-            else:
-                verdict = "inconclusive"
-            rows.append({"dataset": dataset, "claim": f"GRU ≈ LSTM (|difference| < {EQUAL_WITHIN} nats)",
-                         "seeds": int(r.seeds), "evidence": _interval(r), "verdict": verdict,
-                         "paper": _paper_says(r.paper_difference, lambda x: abs(x) < EQUAL_WITHIN)})
+            verdicts = {}
+            for pair in d.index:  # "GRU beats tanh", "LSTM beats tanh", then any cell of one's own
+                a, cell = pair.split(" - ", 1)
+                if a != tanh or is_variant(cell):
+                    continue
+                r = d.loc[pair]
+                verdicts[cell] = _verdict_better(r.ci95_low, r.ci95_high)
+                rows.append({"dataset": dataset, "claim": f"{cell.upper()} beats {tanh}", "seeds": int(r.seeds),
+                             "evidence": _interval(r), "verdict": verdicts[cell],
+                             "paper": _paper_says(r.paper_difference, lambda x: x > 0)})
+            if {"gru", "lstm"} <= set(verdicts):
+                v = [verdicts["gru"], verdicts["lstm"]]
+                combined = "holds" if all(x == "holds" for x in v) else "fails" if "fails" in v else "inconclusive"
+                paper = [d.loc[f"{tanh} - {c}", "paper_difference"] for c in ("gru", "lstm")]
+                rows.append({"dataset": dataset, "claim": f"gated beats {tanh}",
+                             "seeds": int(d.loc[f"{tanh} - gru", "seeds"]), "evidence": "both rows above",
+                             "verdict": combined, "paper": "" if any(math.isnan(x) for x in paper)
+                             else ("yes" if all(x > 0 for x in paper) else "no")})
     return pd.DataFrame(rows)
+
+
+def _diverged_tanh_rows(dataset: str, cells: dict[str, int]) -> list[dict]:
+    """The claims against a tanh RNN whose every run diverged before a best epoch: each cell with a
+    result beats it, without an interval (``cells``: cell -> seeds)."""
+    paper, rows, gated = PAPER_TABLE2_TEST.get(dataset, {}), [], []
+    for cell in _order([c for c in cells if c != "tanh" and not is_variant(c)], CELL_ORDER):
+        diff = paper["tanh"] - paper[cell] if {"tanh", cell} <= set(paper) else math.nan
+        rows.append({"dataset": dataset, "claim": f"{cell.upper()} beats tanh", "seeds": int(cells[cell]),
+                     "evidence": f"every tanh run diverged before a best epoch; {cell} has a result",
+                     "verdict": "holds (tanh diverged)", "paper": _paper_says(diff, lambda x: x > 0)})
+        gated += [cell] if cell in ("gru", "lstm") else []
+    if len(gated) == 2:
+        paper_v = [paper.get("tanh", math.nan) - paper.get(c, math.nan) for c in gated]
+        rows.append({"dataset": dataset, "claim": "gated beats tanh", "seeds": int(min(cells[c] for c in gated)),
+                     "evidence": "both rows above", "verdict": "holds (tanh diverged)",
+                     "paper": "" if any(math.isnan(x) for x in paper_v) else ("yes" if all(x > 0 for x in paper_v) else "no")})
+    return rows
+
+
+def _about_equal_row(dataset: str, r) -> dict:
+    if math.isnan(r.ci95_low):
+        verdict = "inconclusive (one seed)"
+    elif -EQUAL_WITHIN < r.ci95_low and r.ci95_high < EQUAL_WITHIN:
+        verdict = "holds"
+    elif r.ci95_low > EQUAL_WITHIN or r.ci95_high < -EQUAL_WITHIN:
+        verdict = "fails"
+    else:
+        verdict = "inconclusive"
+    return {"dataset": dataset, "claim": f"GRU ≈ LSTM (|difference| < {EQUAL_WITHIN} nats)",
+            "seeds": int(r.seeds), "evidence": _interval(r), "verdict": verdict,
+            "paper": _paper_says(r.paper_difference, lambda x: abs(x) < EQUAL_WITHIN)}
+
+
+def _scored_cells(best: pd.DataFrame) -> dict[str, dict[str, int]]:
+    return {d: dict(zip(g.cell, g.seeds)) for d, g in best.groupby("dataset")} if not best.empty else {}
 
 
 def _interval(r) -> str:
@@ -601,13 +735,31 @@ def selected_curves(sweep_dirs: Iterable[str | Path], runs: pd.DataFrame, best: 
                                      "task": row.get("task"), "best_epoch": row.get("best_epoch")}
     for key, why in _unscored(runs, best).items():
         info[key] = {"no_result": why}
-    cells = _order(list(best.cell) + [c for _, c in info], CELL_ORDER)
+    cells = _cell_order(list(best.cell) + [c for _, c in info])
     return curves, (_order(best.dataset, DATASET_ORDER), cells), info
 
 
+def report_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The report's tables from :func:`collect_runs`'s rows, as :func:`write_report` writes them
+    (for notebooks): ``runs`` (labelled variants named as cells of their own), ``best`` (every
+    selected cell), ``table2`` (faithful cells only), ``variants``, ``differences``, ``claims``."""
+    runs = variant_cells(runs)
+    best = select_best(runs)
+    faithful = ~runs["cell"].map(is_variant).astype(bool) if not runs.empty else pd.Series(dtype=bool)
+    best_faithful = best[~best["cell"].map(is_variant).astype(bool)] if not best.empty else best
+    empty = pd.DataFrame()
+    t = {"runs": runs, "best": best, "best_faithful": best_faithful, "faithful_runs": runs[faithful] if len(runs) else runs,
+         "table2": table2(best_faithful, runs[faithful]) if not best_faithful.empty else empty,
+         "variants": variants_table(best, runs) if not best.empty else empty}
+    t["differences"] = paired_differences(runs, best) if not best.empty else empty
+    t["claims"] = (claims(t["differences"], _unscored(runs[faithful], best_faithful), _scored_cells(best_faithful))
+                   if not t["differences"].empty else empty)
+    return t
+
+
 # the files write_report may write, by stem (one per table, one per figure)
-REPORT_FILES = ("table2", "selected_runs", "differences", "claims", "table1", "missing", "pruned",
-                "curves_updates", "curves_seconds")
+REPORT_FILES = ("table2", "selected_runs", "variants", "differences", "claims", "table1", "missing", "pruned",
+                "curves_updates", "curves_seconds", "curves_variants_updates", "curves_variants_seconds")
 
 
 def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
@@ -627,8 +779,10 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     except OSError as exc:  # (under a file, read-only, ...)
         raise WriteError(out, exc) from exc
     written = [atomic_write_text(out / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))]
-    best = select_best(runs)
     missing = missing_runs(sweep_dirs, runs)
+    tables = report_tables(runs)  # (a labelled variant is selected and compared as a cell of its own)
+    runs, best, best_faithful = tables["runs"], tables["best"], tables["best_faithful"]
+    faithful = ~runs["cell"].map(is_variant).astype(bool)
     problems = runs[~runs["status"].isin(ENDED + ("unreadable",))][["sweep", "run", "dataset", "cell", "status"]]
     # a run that diverged after its best epoch has a result (its best-validation weights, scored);
     # one that diverged before any has none; the rest are still training, stopped or not started
@@ -640,13 +794,13 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         runs.iloc[0:0][["sweep", "run"]]
     pruned = pruned_runs(runs)
     sections = ["# Results", ""]
-    if not best.empty:
-        t2 = table2(best, runs)
+    if not best_faithful.empty:
+        t2 = tables["table2"]
         written += _write_table(t2, out, "table2")
         written += _write_table(best, out, "selected_runs")
         sections += ["## Table 2: test NLL per time step, best learning rate on validation", "",
                      _markdown(t2), ""]
-        if best["stopped_by_budget"].any():
+        if best_faithful["stopped_by_budget"].any():
             sections += ["`*`: the selected run (of some seed) was stopped by an epoch or time budget "
                          "(`stop_reason` max_epochs or time_budget), not by early stopping.", ""]
         if t2.isin(["diverged"]).any().any():
@@ -654,16 +808,24 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
                          "epoch, so it has no number (see Runs that diverged before a best epoch).", ""]
         if t2.isin(["not finished"]).any().any():
             sections += ["`not finished`: the cell's runs are still training or stopped unfinished; no number yet.", ""]
-        if best["diverged_after_best"].any():
+        if best_faithful["diverged_after_best"].any():
             sections += ["`†`: a selected run (of some seed) diverged (a non-finite loss or gradient) after its "
                          "best epoch; its best-validation weights are reported, as for a run that stopped early "
                          "(see Runs that diverged after their best epoch).", ""]
-        diffs = paired_differences(runs, best)
+    if not best.empty:
+        variants = tables["variants"]
+        if not variants.empty:
+            written += _write_table(variants, out, "variants")
+            sections += ["## Labelled variants (never in Table 2)", "",
+                         "Runs that depart from the paper's protocol on purpose (another weight noise, speech cut "
+                         "into chunks), selected on validation like any cell and compared with the faithful cells "
+                         "below; Table 2 holds faithful runs only.", "", _markdown(variants), ""]
+        diffs = tables["differences"]
         if not diffs.empty:
             written += _write_table(diffs, out, "differences")
             sections += ["## Paired differences between cells (test NLL, paired by seed, 95% t-interval)", "",
                          "Positive: the second cell is better.", "", _markdown(diffs, ".3f"), ""]
-            cl = claims(diffs)
+            cl = tables["claims"]
             if not cl.empty:
                 written += _write_table(cl, out, "claims")
                 sections += ["## The paper's claims, tested", "", "Verdicts on the 95% intervals above (holds / "
@@ -696,16 +858,22 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
                      "they have no result.", "", _markdown(diverged_before), ""]
     if not unfinished.empty:
         sections += [f"## Runs not finished ({len(unfinished)})", "", _markdown(unfinished), ""]
-    if not best.empty:
+    if not best_faithful.empty:
         damaged: list[dict] = []
-        curves, order, info = selected_curves(sweep_dirs, runs, best, damaged)
+        curves, order, info = selected_curves(sweep_dirs, runs[faithful], best_faithful, damaged)
         written += plot_curves(curves, out, order=order, info=info)
         sections += ["## Learning curves of the selected runs", "",
                      "Training and validation NLL of the selected run (the lowest seed at the selected learning "
                      "rate) of each cell, against parameter updates (the paper's Figure 2) and against seconds "
                      "of training (Figure 3); the star marks the best validation epoch, whose weights are scored.",
                      "", "![updates](curves_updates.png)", "", "![seconds](curves_seconds.png)", ""]
+        if best["cell"].map(is_variant).any():
+            vcurves, vorder, vinfo = selected_curves(sweep_dirs, runs, best, damaged)
+            written += plot_curves(vcurves, out, order=vorder, info=vinfo, prefix="curves_variants")
+            sections += ["The same with the labelled variants beside the faithful cells (never in Table 2):", "",
+                         "![updates](curves_variants_updates.png)", "", "![seconds](curves_variants_seconds.png)", ""]
         if damaged:
+            damaged = list({(d["sweep"], d["run"]): d for d in damaged}.values())
             sections += [f"## Curves left out ({len(damaged)})", "", "The metrics.csv of these selected runs is "
                          "damaged, so their curves are not drawn (their results above come from summary.json).", "",
                          _markdown(pd.DataFrame(damaged)), ""]
