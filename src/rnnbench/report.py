@@ -543,8 +543,9 @@ def claims(diffs: pd.DataFrame, unscored: dict[tuple[str, str], str] | None = No
     when it lies below; "gated beats tanh" holds when both hold and fails when either fails.
     "GRU ≈ LSTM" holds when the interval of GRU - LSTM lies within ±0.1 nats and fails when it
     lies outside it.  Otherwise: inconclusive.  The paper's column applies the same rules to its
-    single numbers (Table 2).  A labelled variant of tanh (``"tanh (σ=0.02)"``) gets the same
-    claims against the faithful cells, after them ("GRU beats tanh (σ=0.02)").  Where ``unscored``
+    single numbers (Table 2).  A labelled variant of tanh (``"tanh (σ=0.02)"``) run with several
+    seeds gets the same claims against the faithful cells, after them ("GRU beats tanh (σ=0.02)");
+    a one-seed variant (a diagnostic) gets none.  Where ``unscored``
     says every faithful tanh run of a dataset diverged before a best epoch while a gated cell has a
     result (``scored``: dataset -> {cell: seeds}), "GRU beats tanh" holds there without an
     interval: "holds (tanh diverged)".
@@ -560,7 +561,10 @@ def claims(diffs: pd.DataFrame, unscored: dict[tuple[str, str], str] | None = No
         faithful = [t for t in tanhs if not is_variant(t)]
         if dataset in diverged and not faithful:
             rows += _diverged_tanh_rows(dataset, scored[dataset])
-        for tanh in faithful + ["gru - lstm"] + [t for t in tanhs if is_variant(t)]:
+        # (a variant of one seed, a diagnostic, is in the variants and differences tables only)
+        judged = [t for t in tanhs if is_variant(t)
+                  and max(int(d.loc[p, "seeds"]) for p in d.index if p.startswith(f"{t} - ")) > 1]
+        for tanh in faithful + ["gru - lstm"] + judged:
             if tanh == "gru - lstm":  # (after the faithful tanh's claims, before its variants')
                 if tanh in d.index:
                     rows.append(_about_equal_row(dataset, d.loc[tanh]))
