@@ -63,7 +63,7 @@ def test_cli_writes_a_parseable_midi_and_a_png(run_dir, tmp_path, capsys):
     for i in range(2):
         primer = tests[i % len(tests)][:music.PRIMER_FRAMES]
         roll = rolls.score_to_roll(out / f"sample_T1_seed3_{i:02d}_primed.mid", step=0.5, trim=False,
-                                length=len(primer) + 24)
+                                   length=len(primer) + 24)
         np.testing.assert_array_equal(roll[:len(primer)], primer)  # the MIDI holds the primer, then the sample
         assert (out / f"sample_T1_seed3_{i:02d}_primed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

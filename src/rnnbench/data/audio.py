@@ -25,8 +25,9 @@ AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "aiff", "aif", "au")
 SILENCE_STD = 1e-7
 
 # A recording whose largest deviation from its median exceeds this many times its spread (the
-# largest deviation once the few largest are set aside), with that sample beyond full scale (|x| > 1: possible in float files only), holds a
-# damaged sample: normalised, the rest of the recording would become almost silence.
+# largest deviation once the few largest are set aside), with that sample beyond full scale
+# (|x| > 1: possible in float files only), holds a damaged sample: normalised, the rest of the
+# recording would become almost silence.
 SPIKE_RATIO = 1000.0
 SPIKE_COUNT = 4  # the spread is measured without the largest max(4, N / 1000) deviations
 # Sample rates accepted, of files and of dataset.sample_rate: below 1 kHz no recording of speech
