@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from rnnbench.data import scores as sc
-from rnnbench.errors import DataError
+from rnnbench.data import midi, rolls, scores as sc
+from rnnbench.errors import ConfigError, DataError
 
 TPQ = 480  # ticks per quarter note in the files built here
 
@@ -59,14 +59,14 @@ def smf(*tracks: bytes, fmt=None, tpq=TPQ, ntracks=None) -> bytes:
 def notes_of(tmp_path, data: bytes, name="t.mid"):
     path = tmp_path / name
     path.write_bytes(data)
-    (notes,) = sc.read_notes(path)
+    (notes,) = rolls.read_notes(path)
     return sorted((float(a), float(b), int(c)) for a, b, c in notes)
 
 
 def roll_rows(tmp_path, data: bytes, name="t.mid", **kw):
     path = tmp_path / name
     path.write_bytes(data)
-    roll = sc.score_to_roll(path, **kw)
+    roll = rolls.score_to_roll(path, **kw)
     return [sorted(int(j) + 21 for j in np.flatnonzero(r)) for r in roll]
 
 
@@ -84,7 +84,7 @@ def test_zero_length_note_at_one_tick_is_dropped_in_either_order(order, tmp_path
     folder.mkdir()
     (folder / "a.mid").write_bytes(data)
     path = folder / "a.mid"
-    (piece,) = sc._parse_source(path, "a.mid", sc.RollSettings())[0]
+    (piece,) = sc._parse_source(path, "a.mid", rolls.RollSettings())[0]
     assert piece[2]["grace_dropped"] == 1 and "unterminated_notes" not in piece[2]
 
 
@@ -140,7 +140,7 @@ def test_note_never_switched_off_lasts_to_the_end_of_its_track_and_is_counted(tm
     assert notes_of(tmp_path, data) == [(0, 3, 60), (1, 1, 64)]
     path = tmp_path / "u.mid"
     path.write_bytes(data)
-    (piece,) = sc._parse_source(path, "u.mid", sc.RollSettings())[0]
+    (piece,) = sc._parse_source(path, "u.mid", rolls.RollSettings())[0]
     assert piece[2]["unterminated_notes"] == 1
 
 
@@ -164,8 +164,8 @@ def test_every_truncation_of_a_file_is_refused_never_read_short(tmp_path):
     data = good_file()
     assert len(notes_of(tmp_path, data)) == 3
     for cut in range(len(data)):
-        with pytest.raises(sc.MidiError):
-            sc.read_midi(data[:cut])
+        with pytest.raises(midi.MidiError):
+            midi.read_midi(data[:cut])
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -177,27 +177,27 @@ def test_every_truncation_of_a_file_is_refused_never_read_short(tmp_path):
     (lambda d: d[:14] + b"\x00\x01\x02\x03" + d[18:], "no chunk header"),
 ])
 def test_damaged_headers_are_refused(damage, message, tmp_path):
-    with pytest.raises(sc.MidiError, match=message or "announces 2 track"):
-        sc.read_midi(damage(good_file()))
+    with pytest.raises(midi.MidiError, match=message or "announces 2 track"):
+        midi.read_midi(damage(good_file()))
 
 
 def test_damaged_tracks_are_refused(tmp_path):
     no_eot = smf(track((0, on(60)), (TPQ, off(60)), eot=False))
-    with pytest.raises(sc.MidiError, match="track 1 ends without an end-of-track event"):
-        sc.read_midi(no_eot)
-    with pytest.raises(sc.MidiError, match="without a status byte"):
-        sc.read_midi(smf(track((0, b"\x3c\x40"))))
-    with pytest.raises(sc.MidiError, match="above 0x7F"):
-        sc.read_midi(smf(track((0, b"\x90\x3c\x90"))))
-    with pytest.raises(sc.MidiError, match="cannot occur in a MIDI file"):
-        sc.read_midi(smf(track((0, b"\xf8"))))
-    with pytest.raises(sc.MidiError, match="longer than 4 bytes"):
-        sc.read_midi(smf(track((0, on(60)))[:8] + b"\xff\xff\xff\xff\x7f" + smf(track())[22:]))
+    with pytest.raises(midi.MidiError, match="track 1 ends without an end-of-track event"):
+        midi.read_midi(no_eot)
+    with pytest.raises(midi.MidiError, match="without a status byte"):
+        midi.read_midi(smf(track((0, b"\x3c\x40"))))
+    with pytest.raises(midi.MidiError, match="above 0x7F"):
+        midi.read_midi(smf(track((0, b"\x90\x3c\x90"))))
+    with pytest.raises(midi.MidiError, match="cannot occur in a MIDI file"):
+        midi.read_midi(smf(track((0, b"\xf8"))))
+    with pytest.raises(midi.MidiError, match="longer than 4 bytes"):
+        midi.read_midi(smf(track((0, on(60)))[:8] + b"\xff\xff\xff\xff\x7f" + smf(track())[22:]))
     # a track chunk whose length is too short for its events: cut off inside a message
     chunk = track((0, on(60)), (TPQ, off(60)))
     short = b"MTrk" + (len(chunk) - 8 - 5).to_bytes(4, "big") + chunk[8:-5]
-    with pytest.raises(sc.MidiError):
-        sc.read_midi(smf(short))
+    with pytest.raises(midi.MidiError):
+        midi.read_midi(smf(short))
 
 
 def test_truncated_file_in_a_folder_is_skipped_by_name_and_logged_every_time(tmp_path, caplog, monkeypatch):
@@ -257,8 +257,8 @@ def test_grace_notes_chord_symbols_and_repeats_match_musicxml(tmp_path):
     mid, xml = two_formats(score, tmp_path, "made")
     expected = [[60], [60], [64], [64], [67], [67], [67], [67]] * 2 + [[72]] * 4  # written out
     assert roll_rows(tmp_path, mid.read_bytes(), "made.mid") == expected
-    assert [sorted(int(j) + 21 for j in np.flatnonzero(r)) for r in sc.score_to_roll(xml)] == expected
-    notated = sc.score_to_roll(xml, expand_repeats=False)
+    assert [sorted(int(j) + 21 for j in np.flatnonzero(r)) for r in rolls.score_to_roll(xml)] == expected
+    notated = rolls.score_to_roll(xml, expand_repeats=False)
     assert len(notated) == 12  # as notated: what only a notated format can give
 
 
@@ -275,10 +275,10 @@ def test_music21_corpus_pieces_give_the_same_roll_from_midi_and_musicxml(name, t
         warnings.simplefilter("ignore")
         score = corpus.parse(name)
     mid, xml = two_formats(score, tmp_path, name.replace("/", "_"))
-    (from_midi,), (from_xml,) = sc.read_notes(mid), sc.read_notes(xml)  # repeats written out (the default)
+    (from_midi,), (from_xml,) = rolls.read_notes(mid), rolls.read_notes(xml)  # repeats written out (the default)
     for settings in (dict(step=1.0), dict(step=0.25), dict(step=0.5, quantize="overlap")):
-        a = sc.notes_to_frames(from_midi, sc.RollSettings(**settings))[0]
-        b = sc.notes_to_frames(from_xml, sc.RollSettings(**settings))[0]
+        a = rolls.notes_to_frames(from_midi, rolls.RollSettings(**settings))[0]
+        b = rolls.notes_to_frames(from_xml, rolls.RollSettings(**settings))[0]
         np.testing.assert_array_equal(a, b, err_msg=f"{name} {settings}")
     assert a.sum() > 100
 
@@ -298,7 +298,7 @@ def test_a_midi_file_announcing_an_absurd_length_is_skipped_before_allocating(tm
         (folder / f"ok{i}.mid").write_bytes(smf(track((0, on(60 + i)), (TPQ * 8, off(60 + i)))))
     allocated = []
     real_zeros = np.zeros
-    monkeypatch.setattr(sc.np, "zeros", lambda shape, *a, **k: allocated.append(shape) or real_zeros(shape, *a, **k))
+    monkeypatch.setattr(rolls.np, "zeros", lambda shape, *a, **k: allocated.append(shape) or real_zeros(shape, *a, **k))
     corpus = sc.build_score_corpus("t", path=folder, cache=False, split=[0.6, 0.2, 0.2])
     assert not [s for s in allocated if isinstance(s, tuple) and s and s[0] > 100_000]
     (skip,) = corpus.skipped
@@ -306,10 +306,10 @@ def test_a_midi_file_announcing_an_absurd_length_is_skipped_before_allocating(tm
                                                     "longer than dataset.max_piece_frames=100,000"}
     assert sum(len(v) for v in corpus.piece_ids.values()) == 5
     # the limit is a setting: raised, the piece is read (at eight quarter notes per frame: 52,084 frames)
-    wide = sc.build_score_corpus("t", path=folder, cache=False, settings=sc.RollSettings(step=8.0))
+    wide = sc.build_score_corpus("t", path=folder, cache=False, settings=rolls.RollSettings(step=8.0))
     assert wide.skipped == [] and max(wide.lengths("train") + wide.lengths("valid") + wide.lengths("test")) == 52_084
-    with pytest.raises(sc.ConfigError, match="dataset.max_piece_frames=0 is invalid"):
-        sc.RollSettings(max_piece_frames=0)
+    with pytest.raises(ConfigError, match="dataset.max_piece_frames=0 is invalid"):
+        rolls.RollSettings(max_piece_frames=0)
 
 
 def test_the_piece_limit_is_a_dataset_setting_and_keeps_the_default_cache_key(tmp_path):
@@ -319,11 +319,11 @@ def test_the_piece_limit_is_a_dataset_setting_and_keeps_the_default_cache_key(tm
 
     (tmp_path / "a.mid").write_bytes(smf(track((0, on(60)), (TPQ * 30, off(60)))))
     src = [("a.mid", tmp_path / "a.mid")]
-    assert sc.cache_key(src, sc.RollSettings()) == sc.cache_key(src, sc.RollSettings(max_piece_frames=100_000))
-    assert sc.cache_key(src, sc.RollSettings()) != sc.cache_key(src, sc.RollSettings(max_piece_frames=10))
+    assert sc.cache_key(src, rolls.RollSettings()) == sc.cache_key(src, rolls.RollSettings(max_piece_frames=100_000))
+    assert sc.cache_key(src, rolls.RollSettings()) != sc.cache_key(src, rolls.RollSettings(max_piece_frames=10))
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         for name in ("scores_folder", "chorales", "folk"):
-            assert compose("train", overrides=[f"dataset={name}"]).dataset.max_piece_frames == sc.MAX_PIECE_FRAMES
+            assert compose("train", overrides=[f"dataset={name}"]).dataset.max_piece_frames == rolls.MAX_PIECE_FRAMES
 
 
 def test_a_skipped_score_with_a_newline_in_its_name_is_one_quoted_log_line(tmp_path, caplog):

@@ -8,7 +8,7 @@ import torch
 
 from conftest import REPO, make_rolls
 from rnnbench.cli.sample import main as sample_main
-from rnnbench.data import scores as sc
+from rnnbench.data import rolls
 from rnnbench.errors import ConfigError, RnnbenchError
 from rnnbench.runs import load_model
 from rnnbench.sampling import music
@@ -20,7 +20,7 @@ def midi_folder(tmp_path_factory):
     """Ten MIDI files of the toy music (a climbing triad), written by our own roll -> MIDI."""
     folder = tmp_path_factory.mktemp("midi")
     for i, roll in enumerate(make_rolls(10, np.random.default_rng(0), min_len=8, max_len=20)):
-        sc.roll_to_midi(roll, folder / f"toy{i:02d}.mid", step=0.5)
+        rolls.roll_to_midi(roll, folder / f"toy{i:02d}.mid", step=0.5)
     return folder
 
 
@@ -62,8 +62,8 @@ def test_cli_writes_a_parseable_midi_and_a_png(run_dir, tmp_path, capsys):
     tests = load_dataset(load_config(run_dir).dataset)["test"]
     for i in range(2):
         primer = tests[i % len(tests)][:music.PRIMER_FRAMES]
-        roll = sc.score_to_roll(out / f"sample_T1_seed3_{i:02d}_primed.mid", step=0.5, trim=False,
-                                length=len(primer) + 24)
+        roll = rolls.score_to_roll(out / f"sample_T1_seed3_{i:02d}_primed.mid", step=0.5, trim=False,
+                                   length=len(primer) + 24)
         np.testing.assert_array_equal(roll[:len(primer)], primer)  # the MIDI holds the primer, then the sample
         assert (out / f"sample_T1_seed3_{i:02d}_primed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -107,7 +107,7 @@ def test_benchmark_runs_are_sampled_too(toy_cfg, tmp_path):
     train(toy_cfg, tmp_path / "run")
     paths = music.sample_run(tmp_path / "run", tmp_path / "out", length=12, primer=True)
     assert [p.suffix for p in paths] == [".mid", ".png"]
-    roll = sc.score_to_roll(paths[0], step=1.0, trim=False, length=12 + 16)
+    roll = rolls.score_to_roll(paths[0], step=1.0, trim=False, length=12 + 16)
     assert roll.shape == (28, 88)
     (tmp_path / "toy.mat").unlink()  # without a primer the data is not needed (a run copied elsewhere)
     assert len(music.sample_run(tmp_path / "run", tmp_path / "out2", length=12)) == 2

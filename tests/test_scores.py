@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from rnnbench.data import load_dataset
-from rnnbench.data import scores as sc
+from rnnbench.data import rolls, scores as sc
 from rnnbench.errors import ConfigError, DataError
 
 ABC_TUNES = """X:1
@@ -79,10 +79,10 @@ def build(folder, **kw):
 def test_hand_written_score_gives_the_expected_roll(score_folder):
     for name in ("sub/duet.musicxml", "duet.mid"):  # MusicXML through music21, MIDI event by event
         path = score_folder / name
-        assert rows(sc.score_to_roll(path, step=1.0)) == EXPECTED_STEP1, name
-        overlap = rows(sc.score_to_roll(path, step=1.0, quantize="overlap"))
+        assert rows(rolls.score_to_roll(path, step=1.0)) == EXPECTED_STEP1, name
+        overlap = rows(rolls.score_to_roll(path, step=1.0, quantize="overlap"))
         assert overlap[4] == [45, 76, 77] and overlap[:4] == EXPECTED_STEP1[:4] and overlap[5:] == EXPECTED_STEP1[5:]
-        half = rows(sc.score_to_roll(path, step=0.5))
+        half = rows(rolls.score_to_roll(path, step=0.5))
         assert len(half) == 16
         assert half[8:16] == [[45, 76], [45, 77], [45, 79], [45, 79], [45, 79], [45, 79], [45], [45]]
         assert half[0] == half[1] == half[2] == half[3] == [48, 55, 72]
@@ -90,36 +90,36 @@ def test_hand_written_score_gives_the_expected_roll(score_folder):
 
 def test_counts_of_dropped_and_moved_notes():
     notes = np.array([[0, 1, 60], [0.5, 0.25, 62], [1, 0, 64], [1, 1, 10], [2, 1, 120]], dtype=float)
-    roll, counts = sc.notes_to_frames(notes, sc.RollSettings())
+    roll, counts = rolls.notes_to_frames(notes, rolls.RollSettings())
     assert counts["short_dropped"] == 1 and counts["grace_dropped"] == 1 and counts["folded"] == 2
     assert rows(roll) == [[60], [22], [108]]  # 10 -> 22 (up one octave), 120 -> 108 (down one)
-    roll, counts = sc.notes_to_frames(notes, sc.RollSettings(out_of_range="drop"))
+    roll, counts = rolls.notes_to_frames(notes, rolls.RollSettings(out_of_range="drop"))
     assert counts["out_of_range_dropped"] == 2 and rows(roll) == [[60]]
-    with pytest.raises(sc.SkipPiece):
-        sc.notes_to_frames(np.array([[0, 0, 60]], dtype=float), sc.RollSettings())
+    with pytest.raises(rolls.SkipPiece):
+        rolls.notes_to_frames(np.array([[0, 0, 60]], dtype=float), rolls.RollSettings())
 
 
 def test_trim_and_transposition():
     g_major = np.array([[4, 1, 67], [5, 1, 71], [6, 1, 74], [7, 1, 67], [8, 2, 55], [8, 2, 43]], dtype=float)
-    roll, _ = sc.notes_to_frames(g_major, sc.RollSettings())
+    roll, _ = rolls.notes_to_frames(g_major, rolls.RollSettings())
     assert len(roll) == 6 and rows(roll)[0] == [67]
-    assert len(sc.notes_to_frames(g_major, sc.RollSettings(trim=False))[0]) == 10
-    assert sc.estimate_key(g_major) == (7, "major")
-    assert sc.final_bass(g_major) == 7
+    assert len(rolls.notes_to_frames(g_major, rolls.RollSettings(trim=False))[0]) == 10
+    assert rolls.estimate_key(g_major) == (7, "major")
+    assert rolls.final_bass(g_major) == 7
     for tonic in ("profile", "final_bass"):
-        roll, counts = sc.notes_to_frames(g_major, sc.RollSettings(transpose="C", tonic=tonic))
+        roll, counts = rolls.notes_to_frames(g_major, rolls.RollSettings(transpose="C", tonic=tonic))
         assert counts["shift"] == 5 and rows(roll)[0] == [72]
     a_minor = np.array([[i, 1, m] for i, m in enumerate([57, 59, 60, 62, 64, 65, 68, 69, 64, 57])], dtype=float)
-    assert sc.estimate_key(a_minor) == (9, "minor")
-    assert [sc.transpose_shift(t) for t in range(12)] == [0, -1, -2, -3, -4, -5, 6, 5, 4, 3, 2, 1]
+    assert rolls.estimate_key(a_minor) == (9, "minor")
+    assert [rolls.transpose_shift(t) for t in range(12)] == [0, -1, -2, -3, -4, -5, 6, 5, 4, 3, 2, 1]
 
 
 def test_chord_symbols_realized(tmp_path):
     path = tmp_path / "one.abc"
     path.write_text(ABC_TUNES.split("\n\n")[0] + "\n")
-    plain = sc.score_to_roll(path)
+    plain = rolls.score_to_roll(path)
     assert rows(plain) == [[60], [62], [64], [65], [67], [67], [67], [67]]
-    chords = sc.score_to_roll(path, chord_symbols="realize")
+    chords = rolls.score_to_roll(path, chord_symbols="realize")
     assert all(set(plain[t].nonzero()[0]) < set(chords[t].nonzero()[0]) for t in range(8))
     assert {(j + 21) % 12 for j in np.flatnonzero(chords[0])} == {0, 4, 7}  # C major triad + melody C
     assert {(j + 21) % 12 for j in np.flatnonzero(chords[5])} == {2, 7, 11}  # G major triad
@@ -127,11 +127,11 @@ def test_chord_symbols_realized(tmp_path):
 
 def test_bad_settings_name_the_field():
     with pytest.raises(ConfigError, match=r"dataset\.step=0"):
-        sc.RollSettings(step=0)
+        rolls.RollSettings(step=0)
     with pytest.raises(ConfigError, match=r"dataset\.quantize='nearest'"):
-        sc.RollSettings(quantize="nearest")
+        rolls.RollSettings(quantize="nearest")
     with pytest.raises(ConfigError, match=r"dataset\.transpose"):
-        sc.RollSettings(transpose="D")
+        rolls.RollSettings(transpose="D")
 
 
 # --------------------------------------------------------------------------- folders, skipped files, cache
@@ -193,7 +193,7 @@ def test_second_build_comes_from_the_cache(score_folder, tmp_path, monkeypatch):
     a = {pid: r for s in first.splits for pid, r in zip(first.piece_ids[s], first.splits[s])}
     b = {pid: r for s in second.splits for pid, r in zip(second.piece_ids[s], second.splits[s])}
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    build(score_folder, cache_dir=cache, settings=sc.RollSettings(step=0.5))  # another setting: rebuilt
+    build(score_folder, cache_dir=cache, settings=rolls.RollSettings(step=0.5))  # another setting: rebuilt
     assert len(calls) == 2 * n_files
     assert len(list((cache / "scores").glob("*.npz"))) == 2
     assert not [p for p in (cache / "scores").iterdir() if p.name.endswith(".tmp")]
@@ -259,12 +259,12 @@ def test_roll_midi_roll_round_trip_is_exact(step, tmp_path):
     roll[:, :10] = 0
     roll[-1, 40] = 1
     roll[5:9] = 0  # silence inside the piece survives
-    path = sc.roll_to_midi(roll, tmp_path / "r.mid", step=step)
-    back = sc.score_to_roll(path, step=step, trim=False)
+    path = rolls.roll_to_midi(roll, tmp_path / "r.mid", step=step)
+    back = rolls.score_to_roll(path, step=step, trim=False)
     np.testing.assert_array_equal(back, roll)
     roll[-3:] = 0  # trailing silence is not in a MIDI file: give the length
-    path = sc.roll_to_midi(roll, tmp_path / "r.mid", step=step)
-    np.testing.assert_array_equal(sc.score_to_roll(path, step=step, trim=False, length=len(roll)), roll)
+    path = rolls.roll_to_midi(roll, tmp_path / "r.mid", step=step)
+    np.testing.assert_array_equal(rolls.score_to_roll(path, step=step, trim=False, length=len(roll)), roll)
 
 
 # --------------------------------------------------------------------------- as a dataset in every experiment

@@ -9,10 +9,8 @@ import pytest
 import soundfile as sf
 
 from rnnbench.data import load_dataset
-from rnnbench.data.speech import (
-    AudioFile, SpeechCorpus, chunk, folder_files, frame_signal, fsdd_files, normalize, num_steps,
-    split_by_rule, unframe, yesno_files,
-)
+from rnnbench.data.framing import chunk, frame_signal, normalize, num_steps, unframe
+from rnnbench.data.speech import AudioFile, SpeechCorpus, folder_files, fsdd_files, split_by_rule, yesno_files
 from rnnbench.errors import ConfigError, DataError
 
 

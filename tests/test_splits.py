@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 from rnnbench.data import corpus as dc
-from rnnbench.data import scores as sc
+from rnnbench.data import rolls, scores as sc
 from rnnbench.data.speech import AudioFile, split_by_rule
 from rnnbench.errors import ConfigError, DataError
 
@@ -102,8 +102,8 @@ def test_one_piece_in_two_formats_stays_in_one_split(tmp_path):
         roll = np.zeros((4 + k, 88), dtype=np.uint8)
         roll[:, 30 + k] = 1
         roll[-1, 50] = 1
-        sc.roll_to_midi(roll, folder / f"piece{k}.mid")
-        sc.roll_to_stream(roll).write("musicxml", fp=str(folder / f"piece{k}.musicxml"))
+        rolls.roll_to_midi(roll, folder / f"piece{k}.mid")
+        rolls.roll_to_stream(roll).write("musicxml", fp=str(folder / f"piece{k}.musicxml"))
     corpus = sc.build_score_corpus("pairs", path=folder, split_group="auto", dedupe=False, cache=False)
     stems = {s: {p.rsplit(".", 1)[0] for p in corpus.piece_ids[s]} for s in SPLITS}
     assert not (stems["train"] & stems["test"] or stems["train"] & stems["valid"] or stems["valid"] & stems["test"])

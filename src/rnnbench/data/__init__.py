@@ -5,6 +5,21 @@ config picks it, and :func:`load_dataset` turns a ``dataset`` config into a :cla
 Every corpus lists the source files it left out in ``Corpus.skipped`` (``[{"file", "reason"}]``).
 Importing the package registers the config resolver ``${rnnbench.folder_name:<kind>}`` (the
 default ``dataset.name`` of folder datasets).
+
+Modules, one job each:
+
+============  ================================================================================
+``corpus``    the :class:`Corpus` every source hands to the trainer; dataset kinds; group splits
+``sources``   where corpora live: data roots, the download cache, public homes, checksums
+``music``     the four piano-roll benchmarks (``.mat`` / ``.pickle``)
+``midi``      Standard MIDI File bytes to note events, paired into notes (damaged files refused)
+``rolls``     scores to notes to piano rolls (frames, transposition), and rolls back to MIDI
+``scores``    ``dataset.kind=scores``: corpora of score files, read, cached, deduplicated, split
+``audio``     audio files to mono samples through soundfile (damaged files refused)
+``framing``   resampling, per-utterance normalisation, framing (read 20 samples, predict 10)
+``speech``    the speech corpora (``fsdd``, ``yesno``, ``audio_folder``, ``torchaudio``), their splits
+``batching``  padded, masked, time-major batches
+============  ================================================================================
 """
 
 from .batching import Batch, batch_indices, iterate, make_batch, padding_waste

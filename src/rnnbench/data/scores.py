@@ -1,4 +1,4 @@
-"""Piano-roll corpora built from scores: a folder of MIDI / MusicXML / ABC files, or music21's corpus.
+"""Piano-roll corpora built and cached from scores: a folder of MIDI / MusicXML / ABC files, or music21's corpus.
 
 ``dataset.kind=scores`` turns every piece it can read into an 88-key piano roll (``uint8``
 ``(T, 88)``, column ``j`` = MIDI note ``21 + j``, the convention of :mod:`rnnbench.data.music`)
@@ -21,52 +21,11 @@ Pieces
     one piece per tune, with id ``<file>#<k>`` (k counts from 1 in file order).  A piece's id
     is its file's path relative to the folder (or corpus root), ``/``-separated.
 
-Frames (``dataset.step``, in quarter lengths; default 1.0 = one frame per quarter note,
-the time step of the JSB benchmark)
-    Frame ``t`` starts at time ``t * step``.  ``quantize=sample`` (default) switches a key on
-    at frame ``t`` when a note of that pitch sounds at the instant ``t * step`` (onset <= t*step
-    < onset + duration, with a 1e-6 quarter-length tolerance): what the roll of JSB shows.
-    A note that covers no sampling instant (an off-beat eighth at step 1) is dropped and
-    counted (``short_dropped``).  ``quantize=overlap`` switches the key on at every frame the
-    note overlaps, so no note is lost (but a short note fills a whole frame).
-    Durations come from the score (MIDI: note-on to note-off in ticks, tempo ignored: frames are
-    musical time, not seconds).  Ties need no special treatment: a tied note and its
-    continuation cover the same frames as one long note.  A roll marks sounding keys, not onsets,
-    so a re-struck key and a held key look the same.  Grace notes (no duration) are dropped and
-    counted.  Chords give one key per pitch.  All parts (MIDI: all tracks and channels except
-    channel 10, drums) are merged into one roll.  Unpitched notes are ignored.  Leading
-    silence before the first note is cut (``trim``, default true); the roll ends with the last
-    note.
-    MIDI files are read by :func:`read_midi` (rnnbench's own reader of the bytes) and
-    :func:`pair_notes`: a note-on and a note-off of one pitch and channel at the same tick are a
-    zero-length note in either order (music21 writes chord symbols and grace notes as note-off
-    then note-on; such notes are dropped like grace notes), overlapping notes of one pitch end
-    in the order they began, and a note never switched off lasts to the end of its track
-    (counted as ``unterminated_notes``).  Every chunk length is checked against the file size,
-    every event against its chunk, and every track must end with an end-of-track event: a
-    truncated or damaged file is skipped with the reason, never read as a shorter piece.
-    ABC chord symbols ("Am", "D7") are ignored by default; ``chord_symbols=realize`` plays each
-    one (music21's voicing) until the next chord symbol or the end of the piece, as the
-    Nottingham benchmark does with its accompaniment (a MIDI file has no chord symbols to
-    realise).
-    Repeats (``expand_repeats``, default true): written out, in every format.  A MIDI file
-    holds the music as played, repeats already written out; MusicXML, ABC and Humdrum are
-    expanded by music21 (when it can; otherwise the piece is read as notated and counted as
-    ``repeats_not_expanded``, with a warning).  ``expand_repeats=false`` reads the notated
-    formats as notated; it cannot fold a MIDI file's repeats back.
-
-Transposition (``dataset.transpose``)
-    ``null`` keeps the pitches.  ``C`` moves each piece's tonic to C (major pieces to C major,
-    minor ones to C minor), by the smallest shift (-5..+6 semitones) -- the JSB benchmark is
-    stored that way.  ``dataset.tonic`` says how the tonic is found: ``profile`` (default)
-    estimates the key with the Krumhansl-Schmuckler method on the duration-weighted pitch
-    classes (Krumhansl-Kessler profiles); ``final_bass`` takes the lowest note of the last
-    sounding chord (right for chorales, which end on the tonic; it reproduces JSB's shift for
-    92% of the chorales both hold, the profile method for 78%).
-
-Notes outside the 88 keys (MIDI 21..108)
-    ``out_of_range=fold`` (default) moves them by octaves into the range (counted as
-    ``folded``); ``drop`` drops them (counted as ``out_of_range_dropped``).
+How each file becomes notes and each piece a roll (frames, quantisation, transposition, notes
+outside the 88 keys, repeats, chord symbols) is :mod:`rnnbench.data.rolls`; how MIDI bytes
+are read (and damaged files refused) is :mod:`rnnbench.data.midi`.  This module finds the
+files, reads them all (skipping the unreadable ones by name), caches the rolls, removes
+duplicates and splits the pieces.
 
 Split (``dataset.split`` fractions train/valid/test, ``dataset.split_seed``, ``dataset.split_group``)
     Decided after reading, on the pieces that could be used.  Pieces are grouped by
@@ -106,11 +65,9 @@ import hashlib
 import io
 import json
 import logging
-import math
 import re
 import time
 import zipfile
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -120,24 +77,17 @@ import numpy as np
 from ..errors import ConfigError, DataError, WriteError, qname
 from ..fileio import atomic_write
 from .corpus import SPLITS, check_split_group, group_keys, log_skipped, register_dataset_kind, split_groups
-from .music import LOWEST_MIDI, N_KEYS, MusicCorpus
+from .midi import MIDI_READER_VERSION, MIDI_SUFFIXES
+from .music import N_KEYS, MusicCorpus
+from .rolls import MAX_PIECE_FRAMES, RollSettings, SkipPiece, notes_to_frames, read_pieces
+# the documented one-piece helpers, importable from here as docs/scores.md showed them before rnnbench.data.rolls
+from .rolls import roll_to_midi, score_to_roll  # noqa: F401
 from .sources import default_cache_dir
 
 log = logging.getLogger("rnnbench.data.scores")
 
 FORMAT_VERSION = 1
-# Version of the MIDI reader, part of the cache key of sources that hold MIDI files only (so that
-# caches of MusicXML/ABC/krn corpora, the chorales among them, stay valid).  2: rnnbench's own
-# Standard MIDI File reader (zero-length notes, chunk and end-of-track checks).
-MIDI_READER_VERSION = 2
-MIDI_SUFFIXES = (".mid", ".midi")
 SCORE_SUFFIXES = MIDI_SUFFIXES + (".xml", ".musicxml", ".mxl", ".abc", ".krn")
-EPS = 1e-6  # quarter lengths: onsets/offsets this close to a frame boundary count as on it
-QUANTIZE_MODES = ("sample", "overlap")
-OUT_OF_RANGE = ("fold", "drop")
-TRANSPOSE = (None, "C")
-TONIC_METHODS = ("profile", "final_bass")
-CHORD_SYMBOLS = ("ignore", "realize")
 
 # Named selections of music21's corpus (paths relative to its root; see corpus_sources()).
 NAMED_CORPORA = {
@@ -147,492 +97,6 @@ NAMED_CORPORA = {
     "ryans_mammoth": "Ryan's Mammoth Collection, ABC, melodies",
 }
 _NAMED_FOLDERS = {"oneills1850": "oneills1850", "essen_folksong": "essenFolksong", "ryans_mammoth": "ryansMammoth"}
-
-# Krumhansl & Kessler (1982) key profiles, tonic first.
-_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-
-
-# The longest piece kept, in frames (dataset.max_piece_frames).  A few bytes of MIDI can announce
-# hundreds of millions of ticks; such a piece is skipped by name before its roll is allocated.
-# 100,000 frames is some 7 hours of quarter notes at 240 per minute, 88 bytes a frame (8.8 MB).
-MAX_PIECE_FRAMES = 100_000
-
-
-class SkipPiece(Exception):
-    """A piece (or file) that is read but holds nothing usable."""
-
-
-# --------------------------------------------------------------------------- settings
-
-@dataclass(frozen=True)
-class RollSettings:
-    """How scores become frames; every field is part of the cache key."""
-
-    step: float = 1.0
-    quantize: str = "sample"
-    out_of_range: str = "fold"
-    transpose: str | None = None
-    tonic: str = "profile"
-    chord_symbols: str = "ignore"
-    expand_repeats: bool = True
-    trim: bool = True
-    max_piece_frames: int = MAX_PIECE_FRAMES
-
-    def __post_init__(self):
-        def bad(key, value, what):
-            raise ConfigError(f"config value dataset.{key}={value!r} is invalid: expected {what}")
-
-        if isinstance(self.step, bool) or not isinstance(self.step, (int, float)) or not (
-                math.isfinite(self.step) and self.step > 0):
-            bad("step", self.step, "a positive number of quarter lengths per frame (1.0 = one frame per quarter note)")
-        if self.quantize not in QUANTIZE_MODES:
-            bad("quantize", self.quantize, f"one of {QUANTIZE_MODES}")
-        if self.out_of_range not in OUT_OF_RANGE:
-            bad("out_of_range", self.out_of_range, f"one of {OUT_OF_RANGE}")
-        if self.transpose not in TRANSPOSE:
-            bad("transpose", self.transpose, "null (keep the pitches) or 'C' (tonic moved to C)")
-        if self.tonic not in TONIC_METHODS:
-            bad("tonic", self.tonic, f"one of {TONIC_METHODS}")
-        if self.chord_symbols not in CHORD_SYMBOLS:
-            bad("chord_symbols", self.chord_symbols, f"one of {CHORD_SYMBOLS}")
-        for key in ("expand_repeats", "trim"):
-            if not isinstance(getattr(self, key), bool):
-                bad(key, getattr(self, key), "true or false")
-        m = self.max_piece_frames
-        if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 2**40:
-            bad("max_piece_frames", m, "an integer of frames between 1 and 2**40 (a longer piece is skipped by name)")
-        object.__setattr__(self, "step", float(self.step))
-
-
-# --------------------------------------------------------------------------- notes -> roll
-
-def estimate_key(notes: np.ndarray) -> tuple[int, str]:
-    """Tonic pitch class (0 = C) and mode of a note array ``(N, 3)`` [onset, duration, midi].
-
-    Krumhansl-Schmuckler: correlate the duration-weighted pitch-class histogram with the 24
-    rotated Krumhansl-Kessler profiles and take the best.
-    """
-    hist = np.zeros(12)
-    np.add.at(hist, notes[:, 2].astype(int) % 12, notes[:, 1])
-    if not hist.any():
-        return 0, "major"
-    best = (-np.inf, 0, "major")
-    for mode, profile in (("major", _KK_MAJOR), ("minor", _KK_MINOR)):
-        for tonic in range(12):
-            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1]
-            if r > best[0]:
-                best = (r, tonic, mode)
-    return best[1], best[2]
-
-
-def final_bass(notes: np.ndarray) -> int:
-    """Pitch class of the lowest note among those that end last (a chorale's final bass is its tonic)."""
-    end = notes[:, 0] + notes[:, 1]
-    last = notes[end >= end.max() - EPS]
-    return int(last[:, 2].min()) % 12
-
-
-def transpose_shift(tonic: int) -> int:
-    """Semitones that move ``tonic`` to C by the smallest step, in -5..+6."""
-    shift = (-tonic) % 12
-    return shift - 12 if shift > 6 else shift
-
-
-def notes_to_frames(notes: np.ndarray, settings: RollSettings) -> tuple[np.ndarray, dict]:
-    """Quantise a note array ``(N, 3)`` [onset, duration, midi] (quarter lengths) to a roll.
-
-    Returns the ``(T, 88)`` uint8 roll and counts of what was changed or dropped.  Raises
-    :class:`SkipPiece` when no note is left.
-    """
-    counts = dict(notes=int(len(notes)), grace_dropped=0, short_dropped=0, folded=0, out_of_range_dropped=0,
-                  shift=0, key="")
-    if len(notes) == 0:
-        raise SkipPiece("no pitched notes")
-    notes = np.asarray(notes, dtype=np.float64)
-    grace = notes[:, 1] <= EPS
-    counts["grace_dropped"] = int(grace.sum())
-    notes = notes[~grace]
-    if len(notes) == 0:
-        raise SkipPiece("only grace notes")
-    if settings.transpose == "C":
-        if settings.tonic == "final_bass":
-            tonic = final_bass(notes)
-            counts["key"] = f"final bass {PITCH_NAMES[tonic]}"
-        else:
-            tonic, mode = estimate_key(notes)
-            counts["key"] = f"{PITCH_NAMES[tonic]} {mode}"
-        counts["shift"] = transpose_shift(tonic)
-    step = settings.step
-    onset, end = notes[:, 0], notes[:, 0] + notes[:, 1]
-    if settings.quantize == "sample":
-        first = np.ceil((onset - EPS) / step)
-        stop = np.ceil((end - EPS) / step)
-        keep = stop > first
-        counts["short_dropped"] = int((~keep).sum())
-    else:
-        first = np.floor((onset + EPS) / step)
-        stop = np.maximum(np.ceil((end - EPS) / step), first + 1)
-        keep = np.ones(len(notes), dtype=bool)
-    if not (np.isfinite(onset).all() and np.isfinite(end).all()):
-        raise SkipPiece("a note with a non-finite onset or duration")
-    first_f, stop_f = first, stop
-    with np.errstate(invalid="ignore"):  # (an absurd value is checked below, before it is used)
-        first, stop = first.astype(np.int64), stop.astype(np.int64)
-    keys = notes[:, 2].astype(np.int64) + counts["shift"] - LOWEST_MIDI
-    outside = (keys < 0) | (keys >= N_KEYS)
-    if settings.out_of_range == "fold":
-        counts["folded"] = int((outside & keep).sum())
-        keys = np.where(keys < 0, keys + 12 * ((-keys + 11) // 12), keys)
-        keys = np.where(keys >= N_KEYS, keys - 12 * ((keys - N_KEYS + 12) // 12), keys)
-    else:
-        counts["out_of_range_dropped"] = int((outside & keep).sum())
-        keep &= ~outside
-    if not keep.any():
-        raise SkipPiece("no note sounds at a frame (all notes shorter than the time step or out of range)")
-    span = float(stop_f[keep].max() - (first_f[keep].min() if settings.trim else 0.0))
-    if not span <= settings.max_piece_frames:  # (checked in floats, before any integer cast or allocation)
-        what = f"{span:,.0f} frames" if math.isfinite(span) else "a non-finite length"
-        raise SkipPiece(f"{what} long (its notes span {float(end[keep].max()) - (float(onset[keep].min()) if settings.trim else 0.0):,.6g} "
-                        f"quarter notes), longer than dataset.max_piece_frames={settings.max_piece_frames:,}")
-    first, stop, keys = first[keep], stop[keep], keys[keep]
-    start = int(first.min()) if settings.trim else 0
-    roll = np.zeros((int(stop.max()) - start, N_KEYS), dtype=np.uint8)
-    for a, b, k in zip(first - start, stop - start, keys):
-        roll[a:b, k] = 1
-    return roll, counts
-
-
-# --------------------------------------------------------------------------- reading files
-
-class MidiError(DataError):
-    """A MIDI file that is truncated, damaged or of a kind rnnbench does not read."""
-
-
-@dataclass
-class MidiTrackNotes:
-    """The note events of one ``MTrk`` chunk: ``(tick, on, channel, pitch)`` in file order, and its length."""
-
-    events: list[tuple[int, bool, int, int]]
-    end_tick: int
-
-
-def _vlq(data: bytes, pos: int, end: int, where: str) -> tuple[int, int]:
-    """A variable-length quantity (at most 4 bytes) at ``data[pos]``; the value and the next position."""
-    value = 0
-    for _ in range(4):
-        if pos >= end:
-            raise MidiError(f"{where}: a variable-length number runs past the end of the track (truncated or damaged)")
-        b = data[pos]
-        pos += 1
-        value = (value << 7) | (b & 0x7F)
-        if not b & 0x80:
-            return value, pos
-    raise MidiError(f"{where}: a variable-length number longer than 4 bytes (damaged)")
-
-
-def _read_track(data: bytes, start: int, end: int, k: int) -> MidiTrackNotes:
-    """Walk the events of one track chunk ``data[start:end]``, checking every length against the chunk."""
-    events: list[tuple[int, bool, int, int]] = []
-    pos, tick, status = start, 0, None
-    while pos < end:
-        where = f"track {k}, byte {pos}"
-        delta, pos = _vlq(data, pos, end, where)
-        tick += delta
-        if pos >= end:
-            break  # a delta time with no event: caught below as a missing end of track
-        b = data[pos]
-        if b == 0xFF:  # meta event: FF type length data
-            if pos + 1 >= end:
-                raise MidiError(f"{where}: meta event cut off by the end of the track (truncated or damaged)")
-            mtype = data[pos + 1]
-            length, pos = _vlq(data, pos + 2, end, where)
-            if pos + length > end:
-                raise MidiError(f"{where}: meta event of {length} bytes runs past the end of the track "
-                                f"(truncated or damaged)")
-            pos += length
-            status = None  # meta events and sysex cancel running status
-            if mtype == 0x2F:
-                return MidiTrackNotes(events, tick)
-            continue
-        if b in (0xF0, 0xF7):  # sysex: F0/F7 length data
-            length, pos = _vlq(data, pos + 1, end, where)
-            if pos + length > end:
-                raise MidiError(f"{where}: sysex event of {length} bytes runs past the end of the track "
-                                f"(truncated or damaged)")
-            pos += length
-            status = None
-            continue
-        if b >= 0xF0:
-            raise MidiError(f"{where}: status byte 0x{b:02X} cannot occur in a MIDI file (damaged)")
-        if b & 0x80:
-            status = b
-            pos += 1
-        elif status is None:
-            raise MidiError(f"{where}: data byte 0x{b:02X} without a status byte (damaged)")
-        size = 1 if status & 0xF0 in (0xC0, 0xD0) else 2
-        if pos + size > end:
-            raise MidiError(f"{where}: channel message cut off by the end of the track (truncated or damaged)")
-        body = data[pos:pos + size]
-        if any(x & 0x80 for x in body):
-            raise MidiError(f"{where}: data byte 0x{max(body):02X} above 0x7F in a channel message (damaged)")
-        pos += size
-        kind, channel = status & 0xF0, status & 0x0F
-        if kind == 0x90:  # note on; velocity 0 means note off
-            events.append((tick, body[1] > 0, channel, body[0]))
-        elif kind == 0x80:
-            events.append((tick, False, channel, body[0]))
-    raise MidiError(f"track {k} ends without an end-of-track event (truncated or damaged)")
-
-
-def read_midi(data: bytes) -> tuple[int, int, list[MidiTrackNotes]]:
-    """Format, ticks per quarter note and the tracks of a Standard MIDI File's bytes.
-
-    Every chunk length is checked against the file's size, every event against its chunk,
-    and every track must end with an end-of-track event: a truncated or damaged file raises
-    :class:`MidiError` saying where, instead of being read as a shorter piece.
-    """
-    size = len(data)
-    if data[:4] != b"MThd":
-        raise MidiError("not a MIDI file (it does not start with an MThd header)")
-    if size < 14:
-        raise MidiError(f"truncated: the MIDI header needs 14 bytes, the file has {size}")
-    hlen = int.from_bytes(data[4:8], "big")
-    if hlen < 6 or 8 + hlen > size:
-        raise MidiError(f"damaged MIDI header: length {hlen} (expected 6, within the file's {size} bytes)")
-    fmt, ntracks, division = (int.from_bytes(data[i:i + 2], "big") for i in (8, 10, 12))
-    if fmt not in (0, 1, 2):
-        raise MidiError(f"damaged MIDI header: format {fmt} (expected 0, 1 or 2)")
-    if fmt == 2:
-        raise MidiError("MIDI format 2 (independent sequences) is not supported; expected format 0 or 1")
-    if division & 0x8000:
-        raise MidiError("SMPTE (seconds-based) MIDI timing is not supported; expected ticks per quarter note")
-    if division == 0 or ntracks == 0:
-        raise MidiError(f"damaged MIDI header: {ntracks} tracks, {division} ticks per quarter note")
-    tracks: list[MidiTrackNotes] = []
-    pos = 8 + hlen
-    while len(tracks) < ntracks:
-        if pos + 8 > size:
-            raise MidiError(f"truncated: the header announces {ntracks} track(s), the file ends after "
-                            f"{len(tracks)} (at byte {size})")
-        ctype, clen = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
-        if not all(65 <= c <= 90 or 97 <= c <= 122 for c in ctype):
-            raise MidiError(f"damaged: no chunk header at byte {pos} (found {bytes(ctype)!r}; expected MTrk)")
-        if pos + 8 + clen > size:
-            raise MidiError(f"truncated: chunk {ctype.decode()} at byte {pos} announces {clen} bytes, the file "
-                            f"holds {size - pos - 8} more")
-        if ctype == b"MTrk":
-            tracks.append(_read_track(data, pos + 8, pos + 8 + clen, len(tracks) + 1))
-        pos += 8 + clen  # chunks of other types are skipped, as the standard asks
-    return fmt, division, tracks
-
-
-def pair_notes(track: MidiTrackNotes) -> tuple[list[tuple[int, int, int]], int]:
-    """Notes ``(on tick, off tick, pitch)`` of a track, whatever the order of the events at a tick.
-
-    Notes are keyed by (channel, pitch); at each tick, first the note-offs end notes that
-    began before it (the earliest first), then the note-ons begin notes, then the note-offs
-    left over end notes that began at this very tick: a note-on and a note-off at the same
-    tick is a zero-length note in either order (music21 writes chord symbols and grace notes
-    as note-off then note-on).  Overlapping notes of one pitch end in the order they began.
-    Notes never switched off last to the end of the track (returned: how many).  Channel 10
-    (drums) is left out.
-    """
-    from collections import deque
-    from itertools import groupby
-
-    sounding: dict[tuple[int, int], deque] = {}
-    notes: list[tuple[int, int, int]] = []
-    for tick, group in groupby((e for e in track.events if e[2] != 9), key=lambda e: e[0]):
-        offs: dict[tuple[int, int], int] = {}
-        ons: list[tuple[int, int]] = []
-        for _, on, channel, pitch in group:
-            if on:
-                ons.append((channel, pitch))
-            else:
-                offs[channel, pitch] = offs.get((channel, pitch), 0) + 1
-        for key in list(offs):
-            q = sounding.get(key)
-            while offs[key] and q and q[0] < tick:
-                notes.append((q.popleft(), tick, key[1]))
-                offs[key] -= 1
-        for key in ons:
-            sounding.setdefault(key, deque()).append(tick)
-        for key, n in offs.items():
-            q = sounding.get(key)
-            while n and q:  # what is left in q began at this tick
-                notes.append((q.popleft(), tick, key[1]))
-                n -= 1
-    unterminated = 0
-    for (_, pitch), q in sounding.items():
-        notes.extend((t0, track.end_tick, pitch) for t0 in q)
-        unterminated += len(q)
-    return notes, unterminated
-
-
-def _midi_notes(path: Path) -> list[tuple[np.ndarray, dict]]:
-    """The one piece of a MIDI file: notes of every track and channel but 10, read event by event.
-
-    Read from the bytes, not through music21's stream conversion, so that nothing is
-    re-quantised or merged: onsets and durations are exactly ticks / ticks-per-quarter.
-    """
-    _, tpq, tracks = read_midi(path.read_bytes())
-    rows: list[tuple[float, float, int]] = []
-    unterminated = 0
-    for track in tracks:
-        notes, n = pair_notes(track)
-        unterminated += n
-        rows.extend((t0 / tpq, (t1 - t0) / tpq, pitch) for t0, t1, pitch in notes)
-    rows.sort()
-    flags = {"unterminated_notes": unterminated} if unterminated else {}
-    return [(np.array(rows, dtype=np.float64).reshape(-1, 3), flags)]
-
-
-def _has_repeat_marks(score) -> bool:
-    """Whether a score holds repeat barlines, volta brackets or jumps (da capo, segno, coda, ...)."""
-    from music21 import bar, repeat, spanner
-
-    kinds = (bar.Repeat, spanner.RepeatBracket, repeat.RepeatExpression)
-    return next(iter(score.recurse().getElementsByClass(kinds)), None) is not None
-
-
-def _score_notes(score, settings: RollSettings) -> tuple[np.ndarray, dict]:
-    """Notes of one music21 score: every pitch of every note and chord of every part."""
-    from music21 import harmony
-
-    flags = {}
-    if settings.expand_repeats:
-        try:
-            score = score.expandRepeats()
-        except Exception as exc:  # music21 raises many kinds on odd repeat structures
-            log.debug("could not expand repeats: %s", exc)
-            if _has_repeat_marks(score):  # (a score without any has nothing to write out)
-                flags["repeats_not_expanded"] = 1
-    if getattr(score, "atSoundingPitch", True) is False:
-        score = score.toSoundingPitch()
-    rows, symbols = [], []
-    for el in score.flatten().notes:
-        if isinstance(el, harmony.ChordSymbol):
-            if settings.chord_symbols == "realize":
-                symbols.append((float(el.offset), [p.midi for p in el.pitches]))
-            continue
-        ql = float(el.duration.quarterLength)
-        for p in getattr(el, "pitches", ()):
-            rows.append((float(el.offset), ql, p.midi))
-    notes = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    if symbols and len(notes):
-        end = float((notes[:, 0] + notes[:, 1]).max())
-        symbols.sort(key=lambda s: s[0])
-        extra = []
-        for i, (off, pitches) in enumerate(symbols):
-            stop = symbols[i + 1][0] if i + 1 < len(symbols) else end
-            extra.extend((off, stop - off, m) for m in pitches if stop > off)
-        notes = np.concatenate([notes, np.array(extra, dtype=np.float64).reshape(-1, 3)])
-        flags["chord_symbol_notes"] = len(extra)
-    return notes, flags
-
-
-def read_notes(path: str | Path, settings: RollSettings = RollSettings()) -> list[np.ndarray]:
-    """The pieces of one file, each a note array ``(N, 3)`` [onset, duration, midi] in quarter lengths.
-
-    Raises whatever the parser raises on an unreadable file.
-    """
-    return [notes for notes, _ in _read_pieces(Path(path), settings)]
-
-
-def _read_pieces(path: Path, settings: RollSettings) -> list[tuple[np.ndarray, dict]]:
-    if path.suffix.lower() in MIDI_SUFFIXES:
-        return _midi_notes(path)
-    from music21 import converter, stream
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parsed = converter.parse(str(path), forceSource=True)
-        if isinstance(parsed, stream.Opus):
-            scores = list(parsed.scores)
-        else:
-            scores = [parsed]
-        return [_score_notes(s, settings) for s in scores]
-
-
-def _parse_source(path: Path, rel: str, settings: RollSettings) -> tuple[list[tuple[str, np.ndarray, dict]], list[dict]]:
-    """Rolls of every piece of one file, and the pieces of it that were skipped."""
-    pieces, skipped = [], []
-    all_notes = _read_pieces(path, settings)
-    for k, (notes, flags) in enumerate(all_notes, start=1):
-        pid = rel if len(all_notes) == 1 else f"{rel}#{k}"
-        try:
-            roll, counts = notes_to_frames(notes, settings)
-        except SkipPiece as exc:
-            skipped.append(dict(file=pid, reason=str(exc)))
-            continue
-        pieces.append((pid, roll, {**counts, **flags}))
-    return pieces, skipped
-
-
-def score_to_roll(path: str | Path, step: float = 1.0, length: int | None = None, **settings) -> np.ndarray:
-    """The roll of a single-piece file (all parts merged); ``length`` pads or cuts it to that many frames.
-
-    ``settings`` are the :class:`RollSettings` fields (``quantize``, ``trim``, ...).
-    """
-    rs = RollSettings(step=step, **settings)
-    pieces = read_notes(path, rs)
-    if len(pieces) != 1:
-        raise DataError(f"{path}: holds {len(pieces)} pieces; expected one (use a dataset to read collections)")
-    try:
-        roll, _ = notes_to_frames(pieces[0], rs)
-    except SkipPiece as exc:
-        roll = np.zeros((0, N_KEYS), dtype=np.uint8)
-        if length is None:
-            raise DataError(f"{path}: {exc}") from exc
-    if length is not None:
-        out = np.zeros((length, N_KEYS), dtype=np.uint8)
-        out[: min(length, len(roll))] = roll[:length]
-        roll = out
-    return roll
-
-
-# --------------------------------------------------------------------------- roll -> MIDI
-
-def roll_to_stream(roll: np.ndarray, step: float = 1.0, tempo: float = 120.0):
-    """A music21 Score with one piano part: every run of 1s in a key's column is one note.
-
-    Frame ``t`` starts at ``t * step`` quarter lengths; ``tempo`` is quarter notes per minute.
-    """
-    from music21 import instrument, note, stream
-    from music21 import tempo as m21tempo
-
-    roll = np.asarray(roll)
-    if roll.ndim != 2 or roll.shape[1] != N_KEYS:
-        raise DataError(f"expected a (T, {N_KEYS}) piano roll, found shape {roll.shape}")
-    part = stream.Part()
-    part.insert(0, instrument.Piano())
-    part.insert(0, m21tempo.MetronomeMark(number=tempo))
-    padded = np.zeros((len(roll) + 2, N_KEYS), dtype=np.int8)
-    padded[1:-1] = roll != 0
-    edges = np.diff(padded, axis=0)
-    for j in range(N_KEYS):
-        for a, b in zip(np.flatnonzero(edges[:, j] == 1), np.flatnonzero(edges[:, j] == -1)):
-            n = note.Note(midi=LOWEST_MIDI + j)
-            n.quarterLength = float((b - a) * step)
-            part.insert(float(a * step), n)
-    score = stream.Score()
-    score.insert(0, part)
-    return score
-
-
-def roll_to_midi(roll: np.ndarray, path: str | Path, step: float = 1.0, tempo: float = 120.0) -> Path:
-    """Write ``roll`` as a MIDI file (write then rename).  Inverse of :func:`score_to_roll`.
-
-    ``score_to_roll(roll_to_midi(roll, p, step), step, length=len(roll), trim=False)`` gives
-    ``roll`` back exactly (a key held over consecutive frames is one note).
-    """
-    from music21 import midi
-
-    mf = midi.translate.streamToMidiFile(roll_to_stream(roll, step, tempo))
-    data = mf.writestr()
-    return atomic_write(path, lambda p: p.write_bytes(data))
 
 
 # --------------------------------------------------------------------------- sources
@@ -686,6 +150,23 @@ def folder_sources(path: str | Path) -> tuple[Path, list[tuple[str, Path]]]:
         raise DataError(f"{path}: no such folder or file (dataset.path); expected a folder of "
                         f"score files ({' '.join(SCORE_SUFFIXES)})")
     return path, [(p.relative_to(path).as_posix(), p) for p in _score_files(path)]
+
+
+
+def _parse_source(path: Path, rel: str, settings: RollSettings) -> tuple[list[tuple[str, np.ndarray, dict]], list[dict]]:
+    """Rolls of every piece of one file, and the pieces of it that were skipped."""
+    pieces, skipped = [], []
+    all_notes = read_pieces(path, settings)
+    for k, (notes, flags) in enumerate(all_notes, start=1):
+        pid = rel if len(all_notes) == 1 else f"{rel}#{k}"
+        try:
+            roll, counts = notes_to_frames(notes, settings)
+        except SkipPiece as exc:
+            skipped.append(dict(file=pid, reason=str(exc)))
+            continue
+        pieces.append((pid, roll, {**counts, **flags}))
+    return pieces, skipped
+
 
 
 def _file_sha256(path: Path) -> str:

@@ -1,4 +1,9 @@
-"""Raw speech as the paper frames it: read 20 samples, predict the next 10.
+"""Raw-speech corpora and their split rules: FSDD, YESNO, a folder of audio files, torchaudio corpora.
+
+Each corpus is framed as the paper does: read 20 samples, predict the next 10.  Files are read
+by :mod:`rnnbench.data.audio` (the damaged-file checks are there) and resampled, normalised and
+framed by :mod:`rnnbench.data.framing`; this module finds the files, splits them and builds the
+:class:`SpeechCorpus`.
 
 Corpora (``dataset.kind``)
 --------------------------
@@ -64,241 +69,19 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError, qname
+from .audio import AUDIO_EXTENSIONS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, read_audio, require_torchaudio
 from .corpus import SPLITS, Corpus, check_split_group, group_keys, log_skipped, register_dataset_kind, split_groups
+from .framing import INPUT_SAMPLES, NORMALIZATIONS, OUTPUT_SAMPLES, chunk, frame_signal, normalize, num_steps, resample
 from .sources import candidate_roots
 
 log = logging.getLogger("rnnbench.data")
 
-INPUT_SAMPLES = 20  # samples read at each step
-OUTPUT_SAMPLES = 10  # samples predicted at each step (and the stride between steps)
 SAMPLE_RATE = 8000
 COMPONENTS = 20
-NORMALIZATIONS = ("standard", "rms", "peak", "none")
-AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "aiff", "aif", "au")
 SPEECH_DATASETS = ("fsdd", "yesno")
 FSDD_RELPATH = "speech/fsdd/recordings"
 YESNO_RELPATH = "speech/yesno/waves_yesno"
 _FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)$")
-# Below this standard deviation (in soundfile's [-1, 1] units; one 16-bit step is 3e-5) a
-# recording is digital silence and cannot be normalised.
-SILENCE_STD = 1e-7
-
-
-# --------------------------------------------------------------------------- framing
-
-def num_steps(n_samples: int) -> int:
-    """Steps of an utterance of ``n_samples`` samples: ``(N - 20) // 10`` (0 when N < 30)."""
-    return max(0, (int(n_samples) - INPUT_SAMPLES) // OUTPUT_SAMPLES)
-
-
-def frame_signal(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs ``(T, 20)`` = samples ``[10t, 10t+20)`` and targets ``(T, 10)`` = ``[10t+20, 10t+30)``."""
-    x = np.asarray(x, dtype=np.float32).reshape(-1)
-    T = num_steps(len(x))
-    if T == 0:
-        return np.zeros((0, INPUT_SAMPLES), np.float32), np.zeros((0, OUTPUT_SAMPLES), np.float32)
-    windows = np.lib.stride_tricks.sliding_window_view(x[: INPUT_SAMPLES + OUTPUT_SAMPLES * T],
-                                                       INPUT_SAMPLES + OUTPUT_SAMPLES)[::OUTPUT_SAMPLES]
-    assert len(windows) == T
-    # copies: writable arrays that do not share memory with ``x`` (or with each other)
-    return windows[:, :INPUT_SAMPLES].copy(order="C"), windows[:, INPUT_SAMPLES:].copy(order="C")
-
-
-def unframe(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """The signal back from one utterance's (unchunked) frames: first input, then every target."""
-    return np.concatenate([np.asarray(inputs[0]), np.asarray(targets).reshape(-1)])
-
-
-def chunk(inputs: np.ndarray, targets: np.ndarray, chunk_steps: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Consecutive pieces of at most ``chunk_steps`` steps (all of it when ``None``)."""
-    T = len(inputs)
-    if T == 0:
-        return []
-    if not chunk_steps or chunk_steps >= T:
-        return [(inputs, targets)]
-    return [(inputs[s:s + chunk_steps], targets[s:s + chunk_steps]) for s in range(0, T, chunk_steps)]
-
-
-# --------------------------------------------------------------------------- signal
-
-# A recording whose largest deviation from its median exceeds this many times its spread (the
-# largest deviation once the few largest are set aside), with that sample beyond full scale (|x| > 1: possible in float files only), holds a
-# damaged sample: normalised, the rest of the recording would become almost silence.
-SPIKE_RATIO = 1000.0
-SPIKE_COUNT = 4
-# Sample rates accepted, of files and of dataset.sample_rate: below 1 kHz no recording of speech
-# is plausible (a header that lies), and resampling to or from far outside would take the memory
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 1_000_000  # the spread is measured without the largest max(4, N / 1000) deviations
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _wav_data_check(path: str | os.PathLike) -> None:
-    """:class:`DataError` when a RIFF/RIFX WAV (or AIFF) file's header announces more sample bytes than the
-    file holds (a file cut short, which libsndfile would read as a shorter recording without a
-    word).  A data size of 0 or 0xFFFFFFFF (a stream whose length was never written) and files
-    that are not RIFF WAV are left to soundfile."""
-    import struct
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if len(head) == 12 and head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-                return _aiff_data_check(f, path)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-                return
-            end = "<" if head[:4] == b"RIFF" else ">"
-            size = os.fstat(f.fileno()).st_size
-            block_align = 0
-            pos = 12
-            while pos + 8 <= size:
-                f.seek(pos)
-                cid, clen = struct.unpack(end + "4sI", f.read(8))
-                if cid == b"fmt " and clen >= 14:
-                    fmt = f.read(14)
-                    if len(fmt) < 14:
-                        return  # (a header cut short: soundfile names it)
-                    block_align = struct.unpack(end + "H", fmt[12:14])[0]
-                if cid == b"data":
-                    held = size - pos - 8
-                    if clen not in (0, 0xFFFFFFFF) and clen > held:
-                        frames = (f" ({clen // block_align:,} sample frames; it holds {held // block_align:,})"
-                                  if block_align else "")
-                        raise DataError(f"{qname(path)}: truncated (its header announces {clen:,} bytes of samples, "
-                                        f"the file holds {held:,}{frames})")
-                    return
-                pos += 8 + clen + (clen & 1)
-    except (OSError, struct.error):
-        return  # (soundfile names an unreadable file)
-
-
-def _aiff_data_check(f, path) -> None:
-    """The AIFF/AIFC part of :func:`_wav_data_check`: the COMM chunk's frame count against the
-    sample bytes the SSND chunk holds (libsndfile reads a cut AIFF as a shorter recording)."""
-    import struct
-
-    size = os.fstat(f.fileno()).st_size
-    frames = channels = width = None
-    pos = 12
-    while pos + 8 <= size:
-        f.seek(pos)
-        cid, clen = struct.unpack(">4sI", f.read(8))
-        if cid == b"COMM":
-            comm = f.read(8)
-            if len(comm) < 8:
-                return
-            channels, frames, bits = struct.unpack(">HIH", comm)
-            width = (bits + 7) // 8
-        elif cid == b"SSND" and frames is not None:
-            held = max(0, size - pos - 16)  # (after the chunk header, its offset and block size)
-            announced = frames * channels * width
-            if announced > held:
-                raise DataError(f"{qname(path)}: truncated (its header announces {frames:,} sample frames, "
-                                f"{announced:,} bytes; the file holds {held:,} ({held // max(1, channels * width):,} "
-                                f"sample frames))")
-            return
-        pos += 8 + clen + (clen & 1)
-
-
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Mono float32 samples (soundfile's [-1, 1] scale) and the sample rate.
-
-    :class:`DataError` naming the file and the reason when it cannot be read, is truncated (a
-    WAV header announcing more samples than the file holds), holds no samples, holds non-finite
-    samples (NaN, infinite, or beyond float32's range), has channels that cancel out in the mono
-    mix-down, or holds a sample far outside its own spread (:data:`SPIKE_RATIO`)."""
-    import soundfile as sf
-
-    name = qname(path)
-    _wav_data_check(path)
-    try:
-        data, rate = sf.read(str(path), dtype="float64", always_2d=True)
-    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
-        raise DataError(f"{name}: unreadable audio file ({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
-    if data.shape[0] == 0:
-        raise DataError(f"{name}: audio file holds no samples")
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # (resampling 1 Hz to 8 kHz would take 8,000 times its size)
-        raise DataError(f"{name}: its header announces a sample rate of {rate:,} Hz; expected audio between "
-                        f"{MIN_SAMPLE_RATE:,} and {MAX_SAMPLE_RATE:,} Hz")
-    finite = np.isfinite(data)
-    if not finite.all():
-        first = np.argwhere(~finite)[0]
-        raise DataError(f"{name}: holds {int((~finite).sum()):,} non-finite sample(s) (NaN or infinite), the first "
-                        f"at sample {int(first[0]):,}" + (f" of channel {int(first[1])}" if data.shape[1] > 1 else "")
-                        + f" ({data[tuple(first)]!r}); expected finite numbers")
-    big = np.abs(data) > _FLOAT32_MAX
-    if big.any():
-        i = int(np.argwhere(big)[0][0])
-        raise DataError(f"{name}: sample {i:,} is {data[np.argwhere(big)[0][0], np.argwhere(big)[0][1]]:.3g}, beyond "
-                        f"the float32 range; expected audio samples (soundfile's scale: [-1, 1])")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if data.shape[1] > 1 and not mono.std() > SILENCE_STD and (data.std(axis=0) > SILENCE_STD).any():
-        raise DataError(f"{name}: its {data.shape[1]} channels cancel out in the mono mix-down (the mean of the "
-                        f"channels is silent although a channel alone is not: channels in opposite phase); "
-                        f"expected channels that add up, e.g. keep one channel of the file")
-    dev = np.abs(mono - np.median(mono))
-    peak_at = int(dev.argmax())
-    k = max(SPIKE_COUNT, len(dev) // 1000)  # the spread leaves out the k largest deviations
-    if abs(mono[peak_at]) > 1.0 and len(dev) > k:
-        spread = float(np.partition(dev, len(dev) - 1 - k)[len(dev) - 1 - k])
-        if dev[peak_at] > SPIKE_RATIO * spread:
-            raise DataError(f"{name}: sample {peak_at:,} is {mono[peak_at]:.3g}, beyond full scale and "
-                            + (f"{dev[peak_at] / spread:.3g} times" if spread > 0 else "infinitely many times")
-                            + f" the recording's own spread ({spread:.3g}: the largest |sample - median| after the "
-                            f"{k} largest): a damaged sample, next to which normalisation would make the rest of the "
-                            f"recording near-silence; expected no sample more than {SPIKE_RATIO:g} times the spread")
-    return np.ascontiguousarray(mono, dtype=np.float32), int(rate)
-
-
-def _torchaudio(feature: str):
-    """The ``torchaudio`` module, or a :class:`DataError` naming the feature that needs it:
-    torchaudio is optional (``pip install "rnnbench[audio]"``), needed only to resample and for
-    ``dataset=torchaudio``."""
-    try:
-        import torchaudio
-        import torchaudio.datasets  # noqa: F401
-        import torchaudio.functional  # noqa: F401
-    except ImportError as exc:
-        raise DataError(f"{feature} needs torchaudio, which is not installed: pip install torchaudio "
-                        f"(on a machine without a GPU, the CPU build: see docs/install.md)") from exc
-    except OSError as exc:  # e.g. PyPI's CUDA build of torchaudio beside a CPU build of torch
-        import torch
-
-        raise DataError(f"{feature} needs torchaudio, which is installed but does not load beside torch "
-                        f"{torch.__version__} ({exc}); install the torchaudio build that matches it "
-                        f"(see docs/install.md)") from exc
-    return torchaudio
-
-
-def resample(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling (``torchaudio.functional.resample``, its default sinc filter)."""
-    if orig_rate == new_rate:
-        return x
-    import torch
-
-    AF = _torchaudio(f"resampling {orig_rate} Hz audio to {new_rate} Hz (dataset.resample=true)").functional
-    y = AF.resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(orig_rate), int(new_rate))
-    return y.numpy()
-
-
-def normalize(x: np.ndarray, method: str = "standard") -> np.ndarray:
-    """Per-utterance normalisation; raises ``ValueError`` on a silent signal."""
-    x = np.asarray(x, dtype=np.float64)
-    if not np.isfinite(x).all():  # (float files can hold them; the mixture's targets must be finite)
-        raise ValueError(f"{int((~np.isfinite(x)).sum())} non-finite samples (NaN or infinity)")
-    if method == "none":
-        return x.astype(np.float32)
-    std = x.std()
-    if not std > SILENCE_STD:
-        raise ValueError("silent recording (all samples equal): nothing to normalise")
-    if method == "standard":
-        y = (x - x.mean()) / std
-    elif method == "rms":
-        y = x / np.sqrt(np.mean(x * x))
-    elif method == "peak":
-        y = x / np.abs(x).max()
-    else:
-        raise ConfigError(f"config value dataset.normalize={method!r} is invalid: expected one of {NORMALIZATIONS}")
-    return y.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -719,7 +502,7 @@ def torchaudio_files(class_name: str, root: Path, kwargs: Mapping | None = None)
     """
     from unittest import mock
 
-    torchaudio = _torchaudio(f"dataset=torchaudio (torchaudio.datasets.{class_name})")
+    torchaudio = require_torchaudio(f"dataset=torchaudio (torchaudio.datasets.{class_name})")
     tds = torchaudio.datasets
 
     cls = getattr(tds, str(class_name), None)

@@ -22,7 +22,7 @@ import torch
 
 from ..data.corpus import SPLITS
 from ..data.music import LOWEST_MIDI, N_KEYS, MusicCorpus
-from ..data.scores import roll_to_midi
+from ..data.rolls import roll_to_midi
 from ..errors import ConfigError, RnnbenchError
 from ..fileio import atomic_write
 

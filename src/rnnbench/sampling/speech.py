@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.speech import INPUT_SAMPLES, OUTPUT_SAMPLES, speech_corpus_stub, unframe
+from ..data.framing import INPUT_SAMPLES, OUTPUT_SAMPLES, unframe
+from ..data.speech import speech_corpus_stub
 from ..errors import ConfigError, RnnbenchError
 from ..fileio import atomic_write
 from ..runs import load_config, load_model
