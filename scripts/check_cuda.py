@@ -34,7 +34,8 @@ import torch
 
 from rnnbench import fused
 from rnnbench.data import Corpus, make_batch
-from rnnbench.data.speech import SpeechCorpus, chunk, frame_signal, normalize
+from rnnbench.data.framing import chunk, frame_signal, normalize
+from rnnbench.data.speech import SpeechCorpus
 from rnnbench.model import SequenceModel
 from rnnbench.sizes import PAPER_TABLE1
 from rnnbench.stack import StackedModel, training_step
