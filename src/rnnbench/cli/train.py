@@ -25,7 +25,8 @@ from omegaconf import DictConfig
 from ..errors import RnnbenchError
 from ..launch import JobFailed, one_line
 from ..runs import discard_unstarted, is_unstarted, result_line
-from ..train import train, validate_config
+from ..schema import validate_config
+from ..train import train
 from . import conf_dir
 
 log = logging.getLogger("rnnbench")
