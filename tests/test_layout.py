@@ -1,9 +1,11 @@
-"""The package's layout: no two modules of rnnbench import each other, not even lazily.
+"""The package's layout: no import cycle among its modules, and every module says first what it is for.
 
 Every ``import`` statement of ``src/rnnbench`` and ``src/hydra_plugins`` is read, those inside
 functions included, and the graph of which module imports which must have no cycle (the trainer,
 :mod:`rnnbench.stack`, imports the pieces it is built from; nothing imports the training loop
-back).  A package's ``__init__`` is not counted as an import of its submodules' importers.
+back).  A submodule importing its own package (``from . import conf_dir`` in ``rnnbench.cli``)
+is no cycle: the package's ``__init__`` runs first either way.  ``python tests/test_layout.py``
+prints the graph.
 """
 
 from __future__ import annotations
@@ -102,3 +104,17 @@ if __name__ == "__main__":
     for m in sorted(g):
         print(m, "->", ", ".join(sorted(g[m])))
     print("cycle:", find_cycle(g))
+
+
+def test_every_module_says_first_what_it_is_for():
+    """Every module opens with a docstring whose first line is a one-line statement of what the
+    module is for (a sentence of its own: it ends there, and a blank line follows if more comes)."""
+    bad = []
+    for path in sorted(p for top in ("rnnbench", "hydra_plugins") for p in (SRC / top).rglob("*.py")):
+        text = path.read_text()
+        doc = ast.get_docstring(ast.parse(text), clean=False)
+        lines = (doc or "").splitlines()
+        if not text.startswith('"""') or not lines or not lines[0].strip().endswith(".") or (
+                len(lines) > 1 and lines[1].strip()):
+            bad.append(f"{path.relative_to(SRC)}: {lines[0] if lines else '(no docstring)'}")
+    assert not bad, "\n".join(bad)

@@ -1,6 +1,7 @@
-"""The configuration schema of ``rnnbench-train``: every key of ``conf/train.yaml`` outside the
-config groups, with its type, default, description and the values it accepts -- the one place
-they are written.
+"""The configuration schema of ``rnnbench-train``, and the checks of a configuration against it.
+
+Every key of ``conf/train.yaml`` outside the config groups, with its type, default, description
+and the values it accepts -- the one place they are written.
 
 * Hydra composes ``conf/train.yaml`` on top of :class:`TrainConfig`, registered in Hydra's
   ConfigStore as ``rnnbench_schema``: the defaults below are the defaults of every run, and a key

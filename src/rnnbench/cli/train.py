@@ -1,5 +1,6 @@
-"""``rnnbench-train``: one training run, configured with Hydra (see ``conf/train.yaml`` and the
-schema, ``rnnbench.schema``; ``rnnbench-train --help`` lists every key).
+"""``rnnbench-train``: one training run (or with ``-m`` a sweep of runs), configured with Hydra.
+
+See ``conf/train.yaml`` and the schema, ``rnnbench.schema``; ``rnnbench-train --help`` lists every key.
 
 The command line is checked first (``rnnbench.cli.trainconf``): an unknown key or group option,
 a bad value (of any value of a sweep) or a directory that cannot be made is one line and exit

@@ -1,6 +1,7 @@
-"""``rnnbench-train``'s command line before Hydra acts on it: the configuration is composed
-once here, and a command that cannot run is refused with one line (exit 2) before Hydra writes
-anything (no run directory, no ``.hydra/``).  Refused here:
+"""``rnnbench-train``'s command line checked before Hydra acts on it, and its ``--help``.
+
+The configuration is composed once here, and a command that cannot run is refused with one line
+(exit 2) before Hydra writes anything (no run directory, no ``.hydra/``).  Refused here:
 
 * a key neither the schema (:mod:`rnnbench.schema`) nor the chosen group files know, even with
   ``+`` (the line names the nearest known keys);
