@@ -167,7 +167,7 @@ def remove_empty_parents(folder: str | Path, stop_at: str | Path | None = None, 
         here = here.parent
 
 
-# --------------------------------------------------------------------------- files
+# --------------------------------------------------------------------------- reading: the files
 
 def read_yaml(path: str | Path, remedy: str | None = None) -> DictConfig:
     """A YAML mapping (``config.yaml``, ``.hydra/*.yaml``, a sweep's ``multirun.yaml``), checked:
