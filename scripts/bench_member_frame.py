@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import platform
 import sys
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
     from omegaconf import OmegaConf
 
     rnnbench = importlib.import_module("rnnbench")
-    train_mod = importlib.import_module("rnnbench.train")
+    # Splits: rnnbench.recipe, or rnnbench.train in a checkout from before the recipe had its own module
+    recipe = importlib.import_module("rnnbench.recipe" if importlib.util.find_spec("rnnbench.recipe") else "rnnbench.train")
     stack = importlib.import_module("rnnbench.stack")
     data_mod = importlib.import_module("rnnbench.data")
     from rnnbench import fused
@@ -128,10 +130,10 @@ def main(argv=None) -> int:
                 torch.manual_seed(0)
                 if task == "music":
                     if new_api:  # (the trainer's own evaluation batches: 4096 frames per member, or 400000 in all before)
-                        music_new = music_new or train_mod.Splits(cfg)
+                        music_new = music_new or recipe.Splits(cfg)
                         data = music_new
                     else:
-                        data = train_mod.Splits(cfg, 400000 // K)
+                        data = recipe.Splits(cfg, 400000 // K)
                     proto = SequenceModel.for_corpus(cell, H, data.corpus)
                     g = torch.Generator().manual_seed(1)
                     order = data.train_batches(cfg.train, g)[: args.updates]

@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     from rnnbench import fused, stack
     from rnnbench.data import iterate
     from rnnbench.model import SequenceModel
+    from rnnbench.recipe import Splits
     from rnnbench.stack import StackedModel, _HeadNLL
-    from rnnbench.train import Splits
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)

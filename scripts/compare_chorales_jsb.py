@@ -121,7 +121,7 @@ def shifted(corpus, semitones: int):
 
 def test_nll(model, corpus) -> float:
     from rnnbench.data import batch_indices
-    from rnnbench.train import evaluate
+    from rnnbench.stack import evaluate
 
     seqs = corpus["test"]
     batches = batch_indices([len(s) for s in seqs], batch_size=10**9, shuffle=False, bucket=True, max_frames=400000)

@@ -50,7 +50,7 @@ def test_the_schema_changes_no_configuration_and_no_fingerprint():
     (integers stay integers: train.weight_noise=0) and its fingerprint are as before."""
     from hydra import compose, initialize_config_dir
 
-    from rnnbench.train import config_fingerprint
+    from rnnbench.runs import config_fingerprint
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         for overrides, (fingerprint, text) in BEFORE_THE_SCHEMA.items():

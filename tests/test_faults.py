@@ -21,7 +21,8 @@ from rnnbench.errors import RnnbenchError, RunFileError, WriteError
 from rnnbench.fileio import FolderLock
 from rnnbench.runs import (check_sweep_dirs, read_config, read_metrics, read_summary, read_yaml, result_line,
                            run_name)
-from rnnbench.train import Run, train
+from rnnbench.runs import Run
+from rnnbench.train import train
 
 DAMAGES = {
     "truncated": lambda good: good[: len(good) // 2],

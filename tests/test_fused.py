@@ -213,7 +213,9 @@ def test_fused_kernels_keep_nan(simd):
 
 def test_the_build_lives_in_the_environment_and_is_keyed(monkeypatch, tmp_path):
     """One build per environment: the build folder is inside the environment (sys.prefix) and named
-    by a hash of the source, the flags and torch, so two environments or checkouts never share one."""
+    by a hash of the sources (every file of csrc/, the shared header included), the flags and torch,
+    so two environments or checkouts never share one, and a build of other sources is never reused."""
+    import shutil
     import sys
 
     monkeypatch.delenv("RNNBENCH_BUILD_DIR", raising=False)
@@ -222,12 +224,34 @@ def test_the_build_lives_in_the_environment_and_is_keyed(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "envB"))
     b = fused.build_dir()
     assert a.parent == tmp_path / "envA" / "var" / "rnnbench" and b.parent == tmp_path / "envB" / "var" / "rnnbench"
-    assert a.name == b.name  # same source, flags and torch: same key; another source: another folder
-    monkeypatch.setattr(fused, "_SOURCE", tmp_path / "other.cpp")
-    (tmp_path / "other.cpp").write_text("// another version of the kernels\n")
-    assert fused.build_dir().name != a.name
+    assert a.name == b.name  # same sources, flags and torch: same key; other sources: another folder
+    other = tmp_path / "csrc"
+    shutil.copytree(fused.CSRC, other)
+    monkeypatch.setattr(fused, "CSRC", other)
+    assert fused.build_dir().name == a.name
+    for name in fused.HEADERS + fused.SOURCES:
+        text = (other / name).read_text()
+        (other / name).write_text(text + "// another version of the kernels\n")
+        assert fused.build_dir().name != a.name, name
+        (other / name).write_text(text)
     monkeypatch.setenv("RNNBENCH_BUILD_DIR", str(tmp_path / "mine"))
     assert fused.build_dir().parent == tmp_path / "mine"
+
+
+def test_every_file_of_the_extension_is_built_keyed_and_shipped():
+    """csrc/ holds the extension's files and nothing else: each is compiled (a source) or shared (a
+    header), each opens with a comment saying what it holds, and the package data ships them all."""
+    tomllib = pytest.importorskip("tomllib")
+    import fnmatch
+
+    files = sorted(p.name for p in fused.CSRC.iterdir() if p.is_file())
+    assert files == sorted(fused.HEADERS + fused.SOURCES)
+    for name in files:
+        assert (fused.CSRC / name).read_text().startswith("// "), name
+    pyproject = tomllib.loads((fused.CSRC.parents[2] / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["rnnbench"]
+    for name in files:
+        assert any(fnmatch.fnmatch(f"csrc/{name}", pattern) for pattern in shipped), name
 
 
 def test_a_first_build_is_not_on_the_training_clock(toy_cfg, tmp_path, monkeypatch):

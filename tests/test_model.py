@@ -9,7 +9,7 @@ import torch
 from conftest import make_rolls
 from rnnbench.data import batch_indices, iterate, make_batch, padding_waste
 from rnnbench.model import SequenceModel
-from rnnbench.train import evaluate
+from rnnbench.stack import evaluate
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from rnnbench import progress
 from rnnbench.launch import Progress
 from rnnbench.runs import read_metrics
-from rnnbench.train import Run, train
+from rnnbench.runs import Run
+from rnnbench.train import train
 
 
 def _epoch_lines(caplog) -> list[str]:

@@ -100,7 +100,8 @@ def test_committed_speech_runs_resume_into_the_hand_written_step(real_root, tmp_
     from rnnbench import fused
     from rnnbench.data import iterate
     from rnnbench.stack import StackedModel, _MemberNLL
-    from rnnbench.train import Run, Splits
+    from rnnbench.recipe import Splits
+    from rnnbench.runs import Run
 
     if not fused.load():
         pytest.skip("fused extension unavailable")

@@ -90,7 +90,7 @@ def test_run_directory_and_learning(toy_cfg, tmp_path):
 def test_a_runs_config_is_resolved_once(toy_cfg, tmp_path):
     """The paper's learning rate is a resolver interpolation; the run reads the value it resolved
     to when it was made (not a parse per access), and writes that value to config.yaml."""
-    from rnnbench.train import Run
+    from rnnbench.runs import Run
 
     cfg = OmegaConf.merge(toy_cfg, {"search": {"seed": 0, "draw": 3, "log_low": -12, "log_high": -6}})
     cfg.optim.lr = "${rnnbench.loguniform:${search.seed},${search.draw},${search.log_low},${search.log_high}}"
@@ -340,7 +340,7 @@ def test_overflowing_gradients_can_be_skipped(toy_cfg, tmp_path, monkeypatch):
 
 
 def test_neutral_new_options_keep_old_runs_resumable(toy_cfg):
-    from rnnbench.train import config_fingerprint
+    from rnnbench.runs import config_fingerprint
 
     with_default = config_fingerprint(toy_cfg)
     as_dict = OmegaConf.to_container(toy_cfg, resolve=True)
@@ -401,7 +401,7 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating(toy_mat, tmp_
 
 def test_the_memory_estimate_counts_the_stack(toy_cfg):
     from rnnbench.stack import memory_estimate
-    from rnnbench.train import Splits
+    from rnnbench.recipe import Splits
 
     data = Splits(toy_cfg)
     one, params = memory_estimate(toy_cfg, data, 1)

@@ -3,7 +3,8 @@
 Data flows one way through the package:
 
     config -> rnnbench.data (corpora, batches) -> rnnbench.cells / rnnbench.model
-           -> rnnbench.train (run directory) -> results tables and figures
+           -> rnnbench.train / rnnbench.stack (training) -> rnnbench.runs (run directory)
+           -> rnnbench.report, rnnbench.figures (results tables and figures)
 """
 
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
-from .report import format_lr  # noqa: E402
+from .runs import format_lr  # noqa: E402
 
 COLORS = {"tanh": "tab:blue", "gru": "tab:red", "lstm": "tab:green", "gru_after": "tab:orange"}
 _MORE_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")

@@ -1,10 +1,11 @@
 """Fused CPU time loops for the paper's cells, with hand-derived backward passes.
 
-The C++ source (``csrc/recurrence.cpp``) is compiled by PyTorch's extension builder the first
-time it is needed in an environment (about 30 s; kept in :func:`build_dir`, inside the virtual
-environment) and registered as ``torch.ops.rnnbench.*``.  Float32 runs AVX2+FMA kernels where the
-CPU has them (chosen at run time, :func:`kernels`).  Only the recurrence
-runs there; input projections and weight gradients stay bulk matrix products here.
+The C++ sources (``csrc/``: :data:`SOURCES`, sharing ``csrc/rnnbench.h``, one concern each) are
+compiled by PyTorch's extension builder into one library the first time it is needed in an
+environment (about 30 s; kept in :func:`build_dir`, inside the virtual environment) and registered
+as ``torch.ops.rnnbench.*``.  Float32 runs AVX2+FMA kernels where the CPU has them (chosen at run
+time, :func:`kernels`).  Only the recurrence runs there; input projections and weight gradients
+stay bulk matrix products here.
 
 Which implementation a cell uses is set by ``RNNBENCH_IMPL`` (or :func:`set_impl`):
 
@@ -34,7 +35,12 @@ from torch import Tensor
 
 log = logging.getLogger("rnnbench.fused")
 IMPLS = ("auto", "fused", "python")
-_SOURCE = Path(__file__).with_name("csrc") / "recurrence.cpp"
+CSRC = Path(__file__).with_name("csrc")
+# The extension's files, one concern each (each opens with a comment saying what it holds): the
+# header they share, then the sources compiled together into one library.
+HEADERS = ("rnnbench.h",)
+SOURCES = ("simd_avx2.cpp", "simd_avx512.cpp", "kernels.cpp", "recurrences.cpp", "sparse_proj.cpp", "heads.cpp",
+           "rmsprop.cpp", "ops.cpp")
 
 
 def _cpu_flags() -> set[str]:
@@ -76,9 +82,11 @@ def set_impl(impl: str | None) -> None:
 def build_dir() -> Path:
     """Where this environment keeps its build of the extension: ``$RNNBENCH_BUILD_DIR``, else inside
     the environment (``<sys.prefix>/var/rnnbench``), else a per-environment folder of the user's
-    cache.  Keyed by the source, the compiler flags and torch's version, so two environments or two
-    checkouts on one machine never rebuild each other's extension."""
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_CFLAGS).encode() + torch.__version__.encode()
+    cache.  Keyed by every file of the extension (:data:`HEADERS` and :data:`SOURCES`, names and
+    contents), the compiler flags and torch's version, so a build of other sources is never reused,
+    and two environments or two checkouts on one machine never rebuild each other's extension."""
+    files = b"".join(name.encode() + b"\0" + (CSRC / name).read_bytes() + b"\0" for name in HEADERS + SOURCES)
+    key = hashlib.sha256(files + " ".join(_CFLAGS).encode() + torch.__version__.encode()
                          + sys.version.encode()).hexdigest()[:12]
     env = os.environ.get("RNNBENCH_BUILD_DIR")
     if env:
@@ -120,9 +128,9 @@ def load() -> bool:
                 if not built:
                     log.info("compiling the fused CPU recurrences into %s (once per environment, about 30 s)", where)
                 t0 = time.perf_counter()
-                cpp_extension.load(name=f"rnnbench_recurrence_{where.name}", sources=[str(_SOURCE)],
-                                   extra_cflags=list(_CFLAGS), build_directory=str(where), is_python_module=False,
-                                   verbose=False)
+                cpp_extension.load(name=f"rnnbench_recurrence_{where.name}",
+                                   sources=[str(CSRC / name) for name in SOURCES], extra_cflags=list(_CFLAGS),
+                                   build_directory=str(where), is_python_module=False, verbose=False)
                 if not built:
                     log.info("fused recurrences compiled in %.0f s", time.perf_counter() - t0)
             _state["loaded"] = True

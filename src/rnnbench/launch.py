@@ -372,7 +372,7 @@ def _preflight(jobs: list, sweep_dir: Path, output_subdir: str | None) -> None:
     import json
 
     from rnnbench.data import load_dataset
-    from rnnbench.train import validate_config
+    from rnnbench.schema import validate_config
 
     try:
         seen = set()

@@ -1,6 +1,6 @@
 """What a person watching training sees: how far an epoch is, and how long a run still takes.
 
-Every epoch ends with one line per run (:meth:`rnnbench.train.Run.end_epoch`): ``epoch i/N``,
+Every epoch ends with one line per run (:meth:`rnnbench.runs.Run.end_epoch`): ``epoch i/N``,
 the validation NLL with the best so far said in words, the run's elapsed time and the most it
 may still take.  An epoch longer than :data:`AFTER` seconds also shows how far it is: a bar
 redrawn about once a second when stdout is a terminal, else a line every :data:`LOG_EVERY`

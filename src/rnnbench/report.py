@@ -22,7 +22,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from .errors import RunFileError, WriteError, qname
-from .runs import read_config, read_summary, read_yaml
+from .runs import format_lr, read_config, read_summary, read_yaml
 from .sizes import INPUT_SIZE, PAPER_TABLE1
 
 # Chung et al. (2014), Table 2: test NLL per time step (tanh, GRU, LSTM).
@@ -78,11 +78,6 @@ def base_cell(cell: str) -> str:
 
 def is_variant(cell: str) -> bool:
     return " (" in str(cell)
-
-
-def format_lr(lr) -> str:
-    """A learning rate with 3 significant digits, trailing zeros kept: 0.00152, 0.00130, 2.64e-05."""
-    return "" if lr is None or pd.isna(lr) else f"{float(lr):#.3g}"
 
 
 def _order(values: Iterable[str], preferred: list[str]) -> list[str]:

@@ -1,17 +1,18 @@
-"""The configuration schema of ``rnnbench-train``: every key of ``conf/train.yaml`` outside the
-config groups, with its type, default, description and the values it accepts -- the one place
-they are written.
+"""The configuration schema of ``rnnbench-train``, and the checks of a configuration against it.
+
+Every key of ``conf/train.yaml`` outside the config groups, with its type, default, description
+and the values it accepts -- the one place they are written.
 
 * Hydra composes ``conf/train.yaml`` on top of :class:`TrainConfig`, registered in Hydra's
   ConfigStore as ``rnnbench_schema``: the defaults below are the defaults of every run, and a key
   the schema lacks cannot be added to ``train``, ``search`` or ``optim``, not even with ``+``.
-* :func:`rnnbench.train.validate_config` checks each value with the field's ``check`` (a bad
+* :func:`validate_config` (below) checks each value with the field's ``check`` (a bad
   one is named with the field's ``expected``) before anything is written.
 * ``rnnbench-train --help`` prints each key's type, default and description from here.
 
 Every field is typed ``Any`` for OmegaConf and checked by ``check`` instead: OmegaConf's float
 fields would turn an integer such as ``train.weight_noise=0`` into ``0.0`` and change the
-fingerprint of runs made before the schema (:func:`rnnbench.train.config_fingerprint`).
+fingerprint of runs made before the schema (:func:`rnnbench.runs.config_fingerprint`).
 
 The groups ``dataset`` and ``cell`` stay open: a corpus or cell of one's own (``--config-dir``)
 may carry keys of its own.  Their keys are described by the comments of their files
@@ -22,7 +23,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
+
+from omegaconf import DictConfig
+
+from .errors import ConfigError, RnnbenchError
 
 SEED_MAX = 2**63 - 3  # torch's generators take seeds below 2**64; a run also uses seed + 1 and seed + 2
 PAPER_DRAWS = 10  # the paper's learning-rate search: draws 0..9
@@ -155,6 +160,69 @@ def schema_fields(cls=TrainConfig, prefix: str = "") -> Iterator[tuple[str, Any]
 
 def schema_keys() -> list[str]:
     return [k for k, f in schema_fields() if f.metadata.get("type") != "group"]
+
+
+# --------------------------------------------------------------------------- checking a configuration
+
+def _get(cfg: Mapping, dotted: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+_ABSENT = object()
+
+
+def _resolution_error(key: str, exc: Exception) -> RnnbenchError:
+    """The error to show for a value that cannot be computed: rnnbench's own (a resolver's
+    ConfigError, say, somewhere in the exception's chain) as it is, else one line naming ``key``."""
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, RnnbenchError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"config value {key} cannot be computed: {first}")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` naming the first invalid value.  The keys of the schema
+    (:mod:`rnnbench.schema`) are checked with its checks (a key absent from ``cfg``, as in a run
+    made before it existed, stands for its default); the groups' keys rnnbench needs, here."""
+    def need(key: str, ok, what: str, default: Any = _ABSENT):
+        try:
+            value = _get(cfg, key, default)
+        except Exception as exc:  # (an interpolation that fails: search.draw=-1 in optim.lr's draw, say)
+            raise _resolution_error(key, exc) from exc
+        if value is _ABSENT:
+            value = None
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise ConfigError(f"config value {key}={value!r} is invalid: expected {what}")
+
+    fields_ = list(schema_fields())
+    # (search first: optim.lr is drawn from it, and its own message says more than the draw's)
+    for key, f in sorted(fields_, key=lambda kf: not kf[0].startswith("search.")):
+        check = f.metadata.get("check")
+        if check is not None:
+            need(key, check, f.metadata["expected"], f.default)
+    need("cell.units", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
+    need("dataset.task", lambda v: v in ("music", "speech"), "'music' or 'speech'")
+    from .cells import cell_class
+    from .data.corpus import dataset_builder
+    from .search import halving_settings
+
+    halving_settings(cfg)  # (search.halving: its keys and values)
+    cell_class(cfg.cell)  # (a cell or corpus named by import path: imported and checked before anything is written)
+    if _get(cfg, "dataset._target_") is not None:
+        dataset_builder(cfg.dataset)
 
 
 def register() -> None:

@@ -1,5 +1,7 @@
-"""The paper's learning-rate search: the k-th draw of lr = exp(U(log_low, log_high)), and an
-optional successive halving of the draws (``search.halving``, off by default).
+"""The paper's learning-rate search: seeded log-uniform draws, and successive halving of them.
+
+The k-th draw is lr = exp(U(log_low, log_high)); successive halving of the draws
+(``search.halving``) is optional, off by default.
 
 Draw ``k`` under search seed ``s`` is a pure function of ``(s, k)``, so a sweep draws the same
 rates every time it runs (and draw k is the same rate for every dataset and cell: comparisons

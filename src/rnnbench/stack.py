@@ -47,8 +47,9 @@ from .errors import ConfigError
 from .mixture import GaussianMixtureHead
 from .model import BernoulliHead, SequenceModel
 from .progress import EpochProgress
+from .recipe import Splits, make_generators, resolve_device, rmsprop_state_dict
+from .runs import Run
 from .search import halving_decision, halving_settings
-from .train import Run, Splits, make_generators, resolve_device, rmsprop_state_dict
 
 log = logging.getLogger("rnnbench.stack")
 
@@ -410,6 +411,11 @@ def evaluate_members(model: StackedModel, seqs, batches, device, flat: Tensor | 
         total += nll.permute(1, 0, 2)[:, batch.mask].double().sum(1).cpu()
         frames += batch.frames
     return (total / frames).tolist()
+
+
+def evaluate(model: SequenceModel, seqs, batches, device) -> float:
+    """NLL per frame of one model over a whole split (the stacked evaluator with one member)."""
+    return evaluate_members(StackedModel(model, 1).to(device), seqs, batches, device)[0]
 
 
 # --------------------------------------------------------------------------- grouping

@@ -1,5 +1,7 @@
-"""Classes and functions named by import path in a config file (``_target_: mypkg.mymodule.Name``):
-imported once, or refused in one line naming the config file, the value and what was expected."""
+"""Classes and functions named by import path in a config file (``_target_: mypkg.mymodule.Name``).
+
+Each is imported once, or refused in one line naming the config file, the value and what was expected.
+"""
 
 from __future__ import annotations
 

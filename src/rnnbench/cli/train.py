@@ -1,5 +1,6 @@
-"""``rnnbench-train``: one training run, configured with Hydra (see ``conf/train.yaml`` and the
-schema, ``rnnbench.schema``; ``rnnbench-train --help`` lists every key).
+"""``rnnbench-train``: one training run (or with ``-m`` a sweep of runs), configured with Hydra.
+
+See ``conf/train.yaml`` and the schema, ``rnnbench.schema``; ``rnnbench-train --help`` lists every key.
 
 The command line is checked first (``rnnbench.cli.trainconf``): an unknown key or group option,
 a bad value (of any value of a sweep) or a directory that cannot be made is one line and exit
@@ -25,7 +26,8 @@ from omegaconf import DictConfig
 from ..errors import RnnbenchError
 from ..launch import JobFailed, one_line
 from ..runs import discard_unstarted, is_unstarted, result_line
-from ..train import train, validate_config
+from ..schema import validate_config
+from ..train import train
 from . import conf_dir
 
 log = logging.getLogger("rnnbench")

@@ -1,11 +1,12 @@
-"""``rnnbench-train``'s command line before Hydra acts on it: the configuration is composed
-once here, and a command that cannot run is refused with one line (exit 2) before Hydra writes
-anything (no run directory, no ``.hydra/``).  Refused here:
+"""``rnnbench-train``'s command line checked before Hydra acts on it, and its ``--help``.
+
+The configuration is composed once here, and a command that cannot run is refused with one line
+(exit 2) before Hydra writes anything (no run directory, no ``.hydra/``).  Refused here:
 
 * a key neither the schema (:mod:`rnnbench.schema`) nor the chosen group files know, even with
   ``+`` (the line names the nearest known keys);
 * a group value with no file (``cell=gur``: the line names the group's options);
-* a value the schema's checks refuse (:func:`rnnbench.train.validate_config`), for every value of
+* a value the schema's checks refuse (:func:`rnnbench.schema.validate_config`), for every value of
   a sweep;
 * a run (or sweep) directory that cannot be created.
 
@@ -241,7 +242,7 @@ def check(argv: list[str], dirs: bool = True) -> DictConfig | None:
     from hydra.errors import OverrideParseException
 
     from ..schema import PAPER_DRAWS
-    from ..train import _resolution_error, validate_config
+    from ..schema import _resolution_error, validate_config
 
     args = hydra_args(argv)
     if any(getattr(args, a, None) for a in _HYDRA_ONLY):
@@ -440,8 +441,7 @@ def help_text(argv: list[str]) -> str:
     command line's overrides (the defaults, without any) and what it means."""
     import textwrap
 
-    from ..schema import OptimSchema, schema_fields
-    from ..train import _get
+    from ..schema import OptimSchema, _get, schema_fields
 
     args = hydra_args([a for a in argv if a not in ("--help", "-h")])
     rest = [a for a in argv if a not in ("--help", "-h")]
