@@ -366,7 +366,9 @@ def speech_items(ds: dict, split: str, roots: list[Path]) -> tuple[list, dict, s
     files = even_subset(files, ds.get("max_utterances"))
     rate, max_steps, chunk = ds.get("sample_rate", 8000), ds.get("max_steps"), ds.get("chunk_steps")
     if rate is None:
-        rates = {__import__("soundfile").info(str(p)).samplerate for p in files}
+        import soundfile as sf
+
+        rates = {sf.info(str(p)).samplerate for p in files}
         if len(rates) > 1:
             raise Unsupported(f"{folder}: files at several rates {sorted(rates)} and no dataset.sample_rate")
     items = []
