@@ -72,7 +72,10 @@ def test_run_directory_and_learning(toy_cfg, tmp_path):
     rows = read_metrics(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert list(rows[0]) == ["epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll",
-                             "train_loss_noisy", "lr", "skipped_updates", "eval_seconds"]
+                             "train_loss_noisy", "lr", "skipped_updates", "eval_seconds", "grad_norm_median",
+                             "grad_norm_max", "clipped_updates"]
+    for r in rows:  # (3 updates an epoch, clipped at train.clip_norm)
+        assert 0 < float(r["grad_norm_median"]) <= float(r["grad_norm_max"]) and 0 <= int(r["clipped_updates"]) <= 3
     assert int(rows[-1]["updates"]) == 3 * 3  # 12 train sequences, batch 4
     assert float(rows[-1]["valid_nll"]) < float(rows[0]["valid_nll"]) < 61.0
     saved = json.loads((run / "summary.json").read_text())
@@ -227,6 +230,8 @@ def test_nan_marks_the_run_diverged(toy_cfg, tmp_path, monkeypatch):
     summary = train(toy_cfg, tmp_path / "r")
     assert summary["status"] == "diverged"
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "diverged"
+    last = read_metrics(tmp_path / "r")[-1]  # (the epoch cut short still says what its gradients were)
+    assert last["valid_nll"] == "" and float(last["grad_norm_max"]) >= float(last["grad_norm_median"]) > 0
 
 
 @pytest.mark.parametrize(

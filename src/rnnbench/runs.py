@@ -38,7 +38,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -58,7 +58,7 @@ METRIC_COLUMNS = ("epoch", "updates", "wall_seconds", "train_nll", "valid_nll", 
 # The columns the trainer writes, in order.
 METRIC_FIELDS = [
     "epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll", "train_loss_noisy", "lr",
-    "skipped_updates", "eval_seconds",
+    "skipped_updates", "eval_seconds", "grad_norm_median", "grad_norm_max", "clipped_updates",
 ]
 # The splits a run is scored on (a column <split>_nll each).
 SPLITS = ("train", "valid", "test")
@@ -735,28 +735,41 @@ class Run:
         return True
 
     # ---- ending an epoch
-    def diverged(self, seconds: float) -> None:
-        """The epoch ended early on a non-finite loss or gradient: the run is over."""
+    def diverged(self, seconds: float, grad_norms: Sequence[float] = ()) -> None:
+        """The epoch ended early on a non-finite loss or gradient: the run is over.  ``grad_norms``:
+        the gradient norms (before clipping) of the epoch's updates so far, the last one included."""
         state = self.state
         state.epoch += 1
         state.wall_seconds += seconds
         state.status, state.stop_reason = "diverged", "non-finite loss or gradient"
         log.warning("%s  epoch %d: non-finite loss or gradient, run marked diverged", self.member_label(), state.epoch)
         self.history.append({"epoch": state.epoch, "updates": state.updates,
-                             "wall_seconds": round(state.wall_seconds, 3), "lr": float(self.cfg.optim.lr)})
+                             "wall_seconds": round(state.wall_seconds, 3), "lr": float(self.cfg.optim.lr),
+                             **self.norm_stats(grad_norms)})
+
+    def norm_stats(self, grad_norms: Sequence[float]) -> dict:
+        """An epoch's gradient norms (before clipping) as metrics.csv records them: the median and the
+        largest finite norm, and how many updates the clipping threshold shortened."""
+        finite = sorted(x for x in grad_norms if math.isfinite(x))
+        if not finite:
+            return {}
+        n, clip = len(finite), self.tcfg.get("clip_norm")
+        median = finite[n // 2] if n % 2 else 0.5 * (finite[n // 2 - 1] + finite[n // 2])
+        return {"grad_norm_median": float(f"{median:.6g}"), "grad_norm_max": float(f"{finite[-1]:.6g}"),
+                "clipped_updates": sum(x > float(clip) for x in finite) if clip else 0}
 
     def end_epoch(self, seconds: float, train_loss_noisy: float, skipped: int, nll: Mapping[str, float],
-                  best_model, eval_seconds: float = 0.0) -> dict | None:
+                  best_model, eval_seconds: float = 0.0, grad_norms: Sequence[float] = ()) -> dict | None:
         """Record a completed epoch.  ``nll`` holds the splits evaluated this epoch (validation
         always); ``best_model()`` gives the weights to keep if it is the best so far, which are then
-        returned (``None`` otherwise)."""
+        returned (``None`` otherwise); ``grad_norms``: the epoch's gradient norms before clipping."""
         state = self.state
         state.epoch += 1
         state.wall_seconds += seconds
         state.eval_seconds += eval_seconds
         row = {"epoch": state.epoch, "updates": state.updates, "wall_seconds": round(state.wall_seconds, 3),
                "train_loss_noisy": train_loss_noisy, "lr": float(self.cfg.optim.lr), "skipped_updates": skipped,
-               "eval_seconds": round(state.eval_seconds, 3)}
+               "eval_seconds": round(state.eval_seconds, 3), **self.norm_stats(grad_norms)}
         state.skipped_updates += skipped
         if skipped:
             log.warning("%s epoch %d: %d updates skipped (non-finite gradient)", self.member_label(), state.epoch,

@@ -710,6 +710,7 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
         batches = data.train_batches(tcfg, shuffle_gen)
         K = len(members)
         loss_sum, skipped, loss_frames = [0.0] * K, [0] * K, [0] * K
+        norms: list[list[float]] = [[] for _ in range(K)]  # gradient norms before clipping, per update
         progress = EpochProgress(_progress_label(members), members[0].run.state.epoch + 1, int(tcfg.max_epochs),
                                  len(batches))
         for done, batch in enumerate(iterate(data.seqs["train"], batches), 1):
@@ -720,6 +721,8 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
                                                     clip_norm)
             loss_ok = torch.isfinite(loss_total).tolist()
             grad_ok = torch.isfinite(gnorm).tolist()
+            for k, x in enumerate(gnorm.tolist()):
+                norms[k].append(x)
             update, gone = [], []
             for k in range(K):
                 if not loss_ok[k]:
@@ -740,10 +743,11 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
             if gone:
                 progress.close()
                 for k in gone:
-                    members[k].run.diverged(time.perf_counter() - t0)
+                    members[k].run.diverged(time.perf_counter() - t0, norms[k])
                 keep = [k for k in range(K) if k not in gone]
                 loss_sum = [loss_sum[k] for k in keep]
                 skipped = [skipped[k] for k in keep]
+                norms = [norms[k] for k in keep]
                 loss_frames = [loss_frames[k] for k in keep]
                 drop(gone)
                 K = len(members)
@@ -759,7 +763,7 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
         for k, m in enumerate(members):
             improved = m.run.end_epoch(train_time, loss_sum[k] / max(loss_frames[k], 1), skipped[k],
                                        {s: nll[s][k] for s in splits}, lambda k=k: model.member_state(k),
-                                       eval_seconds=eval_time)
+                                       eval_seconds=eval_time, grad_norms=norms[k])
             if improved:
                 m.best_state = model.member_state(k)
         if halving and epoch in halving["epochs"]:
