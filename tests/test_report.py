@@ -563,9 +563,14 @@ def test_a_tanh_that_diverged_and_its_sigma_variant(tmp_path):
             if d["status"] == "diverged":
                 d["best_epoch"] = None
                 s.write_text(json.dumps(d))
+    m = var / "yesno" / "tanh" / "search.draw=0,seed=0" / "metrics.csv"  # (seed 0 of the variant, the run its curves draw, recorded its norms)
+    rows = pd.read_csv(m)
+    rows["grad_norm_median"], rows["grad_norm_max"], rows["clipped_updates"] = 0.5, 3.0, 2
+    rows.to_csv(m, index=False)
     out = tmp_path / "report"
     p = _report_cli(main, var, diag, "--out", out)
     assert p.returncode == 0, p.stderr
+    assert (out / "grad_norms.png").is_file() and "![gradient norms](grad_norms.png)" in (out / "report.md").read_text()
     t2 = pd.read_csv(out / "table2.csv")
     assert list(t2.columns) == ["dataset", "split", "tanh", "gru", "lstm"]  # no variant column in Table 2
     assert t2.loc[t2.split == "test", "tanh"].iloc[0] == "diverged"

@@ -151,3 +151,45 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
         fig.tight_layout(rect=(0, 0.13, 1, 1))
         figures.append((stem, fig))
     return figures
+
+
+def plot_grad_norms(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
+                    info: dict[tuple[str, str], dict] | None = None, stem: str = "grad_norms") -> list[Path]:
+    """Each drawn run's gradient norms before clipping (``metrics.csv``: the median of each epoch's
+    updates, solid, and the largest, dotted) against parameter updates, one panel per dataset, on a
+    log scale, beside the clipping threshold; nothing is written when no run recorded them."""
+    datasets, cells = order
+    have = {k: m for k, m in curves.items() if not m.empty and "grad_norm_median" in m
+            and m["grad_norm_median"].notna().any()}
+    if not have:
+        return []
+    info = info or {}
+    fig, axes = plt.subplots(1, len(datasets), figsize=(max(4.6 * len(datasets), 9.0), 4.0), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for cell in cells:
+            m = have.get((dataset, cell))
+            if m is None:
+                continue
+            g = m.dropna(subset=["grad_norm_median"])
+            color = cell_color(cell)
+            ax.plot(g["updates"], g["grad_norm_median"], color=color, marker="o" if len(g) <= SPARSE else None, ms=3)
+            ax.plot(g["updates"], g["grad_norm_max"], color=color, ls=":", alpha=0.8)
+        ax.axhline(1.0, color="black", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_title(TITLES.get(dataset, dataset), fontsize=9.5)
+        ax.set_xlabel("parameter updates")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(alpha=0.3)
+        if ax is axes[0][0]:
+            ax.set_ylabel("gradient norm before clipping")
+    drawn = [c for c in cells if any((d, c) in have for d in datasets)]
+    handles = [Line2D([], [], color=cell_color(c), lw=2, label=cell_label(c, next(
+        (info[(d, c)] for d in datasets if info.get((d, c), {}).get("units")), None))) for c in drawn]
+    handles += [Line2D([], [], color="black", label="median of the epoch's updates"),
+                Line2D([], [], color="black", ls=":", label="largest of the epoch's updates"),
+                Line2D([], [], color="black", ls="--", lw=0.8, label="clipping threshold (1)")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    fig.suptitle(textwrap.fill("Gradient norms before clipping of each drawn run, per epoch (metrics.csv)",
+                               width=int(12 * fig.get_figwidth())), fontsize=11)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    return _save(fig, out, stem)

@@ -758,13 +758,13 @@ def report_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 # the files write_report may write, by stem (one per table, one per figure)
 REPORT_FILES = ("table2", "selected_runs", "variants", "differences", "claims", "table1", "missing", "pruned",
-                "curves_updates", "curves_seconds", "curves_variants_updates", "curves_variants_seconds")
+                "curves_updates", "curves_seconds", "curves_variants_updates", "curves_variants_seconds", "grad_norms")
 
 
 def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     """Collect, tabulate and plot; return what was written and what is missing or failed."""
     from .fileio import atomic_write_text
-    from .figures import plot_curves
+    from .figures import plot_curves, plot_grad_norms
 
     sweep_dirs = [Path(s) for s in sweep_dirs]
     out = Path(out)
@@ -871,6 +871,11 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
             written += plot_curves(vcurves, out, order=vorder, info=vinfo, prefix="curves_variants")
             sections += ["The same with the labelled variants beside the faithful cells (never in Table 2):", "",
                          "![updates](curves_variants_updates.png)", "", "![seconds](curves_variants_seconds.png)", ""]
+            norms = plot_grad_norms(vcurves, out, vorder, vinfo)
+            if norms:
+                written += norms
+                sections += ["Their gradient norms before clipping, per epoch (runs that recorded them):", "",
+                             "![gradient norms](grad_norms.png)", ""]
         if damaged:
             damaged = list({(d["sweep"], d["run"]): d for d in damaged}.values())
             sections += [f"## Curves left out ({len(damaged)})", "", "The metrics.csv of these selected runs is "
