@@ -14,8 +14,9 @@ enter the faithful Table 2:
 * ``RUNS/tanh_diagnostics``: seed 0 at that variant's selected draw with ``train.weight_noise`` 0
   and 0.04, and 0.075 with ``dataset.chunk_steps=50``: where training breaks, and why.
 
-``--variants none`` skips them; ``train.max_epochs=200`` (or any override) after ``--`` applies
-to every command.
+Each dataset's variants are one more job of the same queue, taken by the first worker that frees
+up (they need none of the faithful runs); ``--variants none`` skips them.  ``train.max_epochs=200``
+(or any override) after ``--`` applies to every command.
 
 For every dataset x cell pair, one after another on each of ``--jobs`` workers:
 
@@ -47,7 +48,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 COST = {"musedata": 0, "nottingham": 1, "piano": 2, "jsb": 3, "fsdd": 0, "yesno": 1}  # the longest first
@@ -159,16 +160,23 @@ def main(argv=None) -> int:
     if args.task == "speech" and args.runs == default_runs:
         args.runs = default_runs + "_speech"
     sign = -1 if args.order == "cheapest-first" else 1
-    pairs = sorted(((d, c) for d in args.datasets for c in args.cells), key=lambda p: sign * COST.get(p[0], 9))
+    jobs = sorted(((d, c) for d in args.datasets for c in args.cells), key=lambda p: sign * COST.get(p[0], 9))
+    if args.task == "speech" and args.variants == "tanh" and "tanh" in args.cells:
+        # each dataset's tanh variant is one more job of the queue, after the faithful pairs: it takes
+        # the first worker that frees up (it needs none of their results)
+        jobs += [(d, None) for d in sorted(args.datasets, key=lambda d: sign * COST.get(d, 9))]
     t0 = time.time()
+
+    def job(d, c):
+        return [run_pair(d, c, args)] if c is not None else run_tanh_variants(d, args)
+
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for line in pool.map(lambda p: run_pair(*p, args), pairs):
-            print(f"[{time.time() - t0:7.0f} s] {line}", flush=True)
-        if args.task == "speech" and args.variants == "tanh" and "tanh" in args.cells:
-            for lines in pool.map(lambda d: run_tanh_variants(d, args), sorted(args.datasets, key=lambda d: sign * COST.get(d, 9))):
-                for line in lines:
-                    print(f"[{time.time() - t0:7.0f} s] {line}", flush=True)
-    print(f"study done in {(time.time() - t0) / 3600:.2f} h; next: rnnbench-report {args.runs}/search {args.runs}/seeds")
+        for future in as_completed([pool.submit(job, *j) for j in jobs]):
+            for line in future.result():
+                print(f"[{time.time() - t0:7.0f} s] {line}", flush=True)
+    more = "" if args.task != "speech" or args.variants != "tanh" else (
+        f" {args.runs}/tanh_sigma{TANH_SIGMA}/search {args.runs}/tanh_sigma{TANH_SIGMA}/seeds {args.runs}/tanh_diagnostics")
+    print(f"study done in {(time.time() - t0) / 3600:.2f} h; next: rnnbench-report {args.runs}/search {args.runs}/seeds{more}")
     return 0
 
 
