@@ -344,6 +344,19 @@ def test_overflowing_gradients_can_be_skipped(toy_cfg, tmp_path, monkeypatch):
     assert strict["status"] == "diverged"
 
 
+def test_a_run_that_overflows_at_every_update_says_how_many_it_skipped(toy_cfg, tmp_path, monkeypatch):
+    """Skipping is allowed for half an epoch's updates; a run that overflows more is diverged, and
+    its last metrics.csv row and summary count the updates it skipped (no finite norm to record)."""
+    import rnnbench.stack as stack_mod
+
+    monkeypatch.setattr(stack_mod, "clip_members", lambda grad, max_norm: torch.full((grad.shape[0],), float("inf")))
+    summary = train(OmegaConf.merge(toy_cfg, {"train": {"skip_nonfinite": True, "max_epochs": 2}}), tmp_path / "r")
+    rows = read_metrics(tmp_path / "r")
+    assert summary["status"] == "diverged" and summary["updates"] == 0
+    assert summary["skipped_updates"] == int(rows[-1]["skipped_updates"]) == 1  # (3 batches: at most 1 skipped)
+    assert rows[-1]["grad_norm_max"] == ""
+
+
 def test_neutral_new_options_keep_old_runs_resumable(toy_cfg):
     from rnnbench.runs import config_fingerprint
 

@@ -735,9 +735,10 @@ class Run:
         return True
 
     # ---- ending an epoch
-    def diverged(self, seconds: float, grad_norms: Sequence[float] = ()) -> None:
+    def diverged(self, seconds: float, grad_norms: Sequence[float] = (), skipped: int = 0) -> None:
         """The epoch ended early on a non-finite loss or gradient: the run is over.  ``grad_norms``:
-        the gradient norms (before clipping) of the epoch's updates so far, the last one included."""
+        the gradient norms (before clipping) of the epoch's updates so far, the last one included;
+        ``skipped``: the updates it skipped for a non-finite gradient before it ended."""
         state = self.state
         state.epoch += 1
         state.wall_seconds += seconds
@@ -745,7 +746,8 @@ class Run:
         log.warning("%s  epoch %d: non-finite loss or gradient, run marked diverged", self.member_label(), state.epoch)
         self.history.append({"epoch": state.epoch, "updates": state.updates,
                              "wall_seconds": round(state.wall_seconds, 3), "lr": float(self.cfg.optim.lr),
-                             **self.norm_stats(grad_norms)})
+                             "skipped_updates": skipped, **self.norm_stats(grad_norms)})
+        state.skipped_updates += skipped
 
     def norm_stats(self, grad_norms: Sequence[float]) -> dict:
         """An epoch's gradient norms (before clipping) as metrics.csv records them: the median and the

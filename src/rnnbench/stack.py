@@ -743,7 +743,7 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
             if gone:
                 progress.close()
                 for k in gone:
-                    members[k].run.diverged(time.perf_counter() - t0, norms[k])
+                    members[k].run.diverged(time.perf_counter() - t0, norms[k], skipped[k])
                 keep = [k for k in range(K) if k not in gone]
                 loss_sum = [loss_sum[k] for k in keep]
                 skipped = [skipped[k] for k in keep]
