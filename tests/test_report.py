@@ -326,8 +326,8 @@ REPO = Path(__file__).resolve().parents[1]
 # results/speech/README.md)
 COMMITTED_REPORTS = {
     "results/music/report": ["results/music/runs/search", "results/music/runs/seeds"],
-    "results/speech/report_2026-12-02": ["results/speech/runs/speech", "results/speech/runs/speech_fsdd"],
-    "results/speech/report": ["results/speech/runs/speech_budget"],
+    "results/speech/archive/2026-12-02_three_draws": ["results/speech/runs/speech", "results/speech/runs/speech_fsdd"],
+    "results/speech/archive/2026-11-29_budget": ["results/speech/runs/speech_budget"],
 }
 
 
