@@ -600,3 +600,21 @@ def test_a_sweep_without_variants_has_no_variant_column(fake_sweep, tmp_path):
     assert "variant" not in pd.read_csv(tmp_path / "rep" / "runs.csv").columns
     assert "variant" not in pd.read_csv(tmp_path / "rep" / "selected_runs.csv").columns
     assert not (tmp_path / "rep" / "variants.csv").exists()
+
+
+def test_claims_are_judged_on_converged_runs_only(fake_sweep, tmp_path):
+    """A selected run stopped by the epoch cap (`*` in Table 2) leaves every claim of its cell
+    unjudged, its interval still shown; the other cells' claims stand."""
+    for s in (fake_sweep / "jsb" / "gru").glob("search.draw=0,*/summary.json"):
+        d = json.loads(s.read_text())
+        d["stop_reason"] = "max_epochs"
+        s.write_text(json.dumps(d))
+    write_report([fake_sweep], tmp_path / "rep")
+    cl = pd.read_csv(tmp_path / "rep" / "claims.csv").set_index("claim")
+    capped = "not judged (* stopped by the epoch cap)"
+    assert cl.loc["GRU beats tanh", "verdict"] == capped and cl.loc["GRU beats tanh", "evidence"].startswith("tanh - gru")
+    assert cl.loc["LSTM beats tanh", "verdict"] == "holds"
+    assert cl.loc["gated beats tanh", "verdict"] == capped
+    assert cl.loc["GRU ≈ LSTM (|difference| < 0.1 nats)", "verdict"] == capped
+    t2 = pd.read_csv(tmp_path / "rep" / "table2.csv")
+    assert t2[(t2.dataset == "JSB Chorales") & (t2.split == "test")]["gru"].iloc[0].endswith(" *")

@@ -530,8 +530,12 @@ def _verdict_better(low: float, high: float) -> str:
     return "holds" if low > 0 else "fails" if high < 0 else "inconclusive"
 
 
+CAPPED = "not judged (* stopped by the epoch cap)"
+
+
 def claims(diffs: pd.DataFrame, unscored: dict[tuple[str, str], str] | None = None,
-           scored: dict[str, dict[str, int]] | None = None) -> pd.DataFrame:
+           scored: dict[str, dict[str, int]] | None = None,
+           capped: set[tuple[str, str]] | None = None) -> pd.DataFrame:
     """The paper's claims judged per dataset on the 95% intervals of the paired differences.
 
     "GRU beats tanh" / "LSTM beats tanh" hold when the interval of tanh - cell lies above 0 and fail
@@ -543,9 +547,12 @@ def claims(diffs: pd.DataFrame, unscored: dict[tuple[str, str], str] | None = No
     a one-seed variant (a diagnostic) gets none.  Where ``unscored``
     says every faithful tanh run of a dataset diverged before a best epoch while a gated cell has a
     result (``scored``: dataset -> {cell: seeds}), "GRU beats tanh" holds there without an
-    interval: "holds (tanh diverged)".
+    interval: "holds (tanh diverged)".  Claims are judged on converged runs only: where a selected
+    run of either cell (``capped``: (dataset, cell) pairs) was stopped by an epoch or time budget
+    rather than by early stopping (`*` in Table 2), the verdict is "not judged" (the interval stays).
     """
     rows = []
+    capped = capped or set()
     diverged = {d for (d, c), why in (unscored or {}).items() if c == "tanh" and why == "diverged"}
     scored = scored or {}
     datasets = set(diffs["dataset"]) if not diffs.empty else set()
@@ -562,7 +569,8 @@ def claims(diffs: pd.DataFrame, unscored: dict[tuple[str, str], str] | None = No
         for tanh in faithful + ["gru - lstm"] + judged:
             if tanh == "gru - lstm":  # (after the faithful tanh's claims, before its variants')
                 if tanh in d.index:
-                    rows.append(_about_equal_row(dataset, d.loc[tanh]))
+                    rows.append(_about_equal_row(dataset, d.loc[tanh],
+                                                 bool({(dataset, "gru"), (dataset, "lstm")} & capped)))
                 continue
             verdicts = {}
             for pair in d.index:  # "GRU beats tanh", "LSTM beats tanh", then any cell of one's own
@@ -570,13 +578,15 @@ def claims(diffs: pd.DataFrame, unscored: dict[tuple[str, str], str] | None = No
                 if a != tanh or is_variant(cell):
                     continue
                 r = d.loc[pair]
-                verdicts[cell] = _verdict_better(r.ci95_low, r.ci95_high)
+                verdicts[cell] = CAPPED if {(dataset, tanh), (dataset, cell)} & capped else \
+                    _verdict_better(r.ci95_low, r.ci95_high)
                 rows.append({"dataset": dataset, "claim": f"{cell.upper()} beats {tanh}", "seeds": int(r.seeds),
                              "evidence": _interval(r), "verdict": verdicts[cell],
                              "paper": _paper_says(r.paper_difference, lambda x: x > 0)})
             if {"gru", "lstm"} <= set(verdicts):
                 v = [verdicts["gru"], verdicts["lstm"]]
-                combined = "holds" if all(x == "holds" for x in v) else "fails" if "fails" in v else "inconclusive"
+                combined = "holds" if all(x == "holds" for x in v) else "fails" if "fails" in v else \
+                    CAPPED if CAPPED in v else "inconclusive"
                 paper = [d.loc[f"{tanh} - {c}", "paper_difference"] for c in ("gru", "lstm")]
                 rows.append({"dataset": dataset, "claim": f"gated beats {tanh}",
                              "seeds": int(d.loc[f"{tanh} - gru", "seeds"]), "evidence": "both rows above",
@@ -603,8 +613,10 @@ def _diverged_tanh_rows(dataset: str, cells: dict[str, int]) -> list[dict]:
     return rows
 
 
-def _about_equal_row(dataset: str, r) -> dict:
-    if math.isnan(r.ci95_low):
+def _about_equal_row(dataset: str, r, capped: bool = False) -> dict:
+    if capped:
+        verdict = CAPPED
+    elif math.isnan(r.ci95_low):
         verdict = "inconclusive (one seed)"
     elif -EQUAL_WITHIN < r.ci95_low and r.ci95_high < EQUAL_WITHIN:
         verdict = "holds"
@@ -751,8 +763,9 @@ def report_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
          "table2": table2(best_faithful, runs[faithful]) if not best_faithful.empty else empty,
          "variants": variants_table(best, runs) if not best.empty else empty}
     t["differences"] = paired_differences(runs, best) if not best.empty else empty
-    t["claims"] = (claims(t["differences"], _unscored(runs[faithful], best_faithful), _scored_cells(best_faithful))
-                   if not t["differences"].empty else empty)
+    capped = {(d, c) for d, c, n in zip(best.dataset, best.cell, best.stopped_by_budget) if n} if not best.empty else set()
+    t["claims"] = (claims(t["differences"], _unscored(runs[faithful], best_faithful), _scored_cells(best_faithful),
+                          capped) if not t["differences"].empty else empty)
     return t
 
 
