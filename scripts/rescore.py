@@ -42,7 +42,8 @@ readers, splits and framing below were written from the equations and the data's
 
 ``--float64`` runs the model in float64 (the weights and the corpus's float32 values cast up):
 the same checkpoint without float32 rounding.  ``--selected REPORT/selected_runs.csv`` keeps the
-runs whose dataset, cell and learning rate match a row of a report's selected runs (every seed),
+runs whose dataset, cell (a labelled variant such as ``tanh (σ=0.02)`` by its weight noise and
+chunking) and learning rate match a row of a report's selected runs (every seed),
 and checks that each row finds as many seeds as its ``seeds`` column says.
 """
 
@@ -109,8 +110,27 @@ def read_run(run: Path) -> dict:
     if "_target_" in cfg["dataset"]:
         raise Unsupported(f"{run}: dataset._target_ is not supported")
     return {"dir": run, "cfg": cfg, "summary": summary, "dataset": str(cfg["dataset"].get("name")),
-            "cell": str(cell["name"]), "lr": float(cfg.get("optim", {}).get("lr", float("nan"))),
+            "cell": str(cell["name"]), "label": variant_label(str(cell["name"]), cfg, summary),
+            "lr": float(cfg.get("optim", {}).get("lr", float("nan"))),
             "seed": cfg.get("seed"), "has_best": (run / "best.pt").is_file()}
+
+
+def variant_label(cell: str, cfg: dict, summary: dict) -> str:
+    """How a report names the run's cell: the cell, or for a labelled variant (a weight noise other
+    than the paper's 0.075; speech cut into chunks) ``"<cell> (σ=0.02)"``, ``"<cell> (50-step chunks)"``
+    or both, comma-separated, as rnnbench-report's selected_runs.csv writes it."""
+    parts = []
+    noise = summary.get("weight_noise", (cfg.get("train") or {}).get("weight_noise"))
+    try:
+        noise = float(noise)
+    except (TypeError, ValueError):
+        noise = math.nan
+    if math.isfinite(noise) and abs(noise - 0.075) > 1e-12:
+        parts.append(f"σ={noise:g}")
+    chunk = cfg["dataset"].get("chunk_steps")
+    if cfg["dataset"].get("task") == "speech" and chunk:
+        parts.append(f"{int(chunk)}-step chunks")
+    return f"{cell} ({', '.join(parts)})" if parts else cell
 
 
 def select(runs: list[dict], selected_csv: Path) -> tuple[list[dict], list[str]]:
@@ -122,7 +142,7 @@ def select(runs: list[dict], selected_csv: Path) -> tuple[list[dict], list[str]]
     keep, problems = [], []
     for row in rows:
         lr = float(row["lr"])
-        hit = [r for r in runs if r["dataset"] == row["dataset"] and r["cell"] == row["cell"]
+        hit = [r for r in runs if r["dataset"] == row["dataset"] and r["label"] == row["cell"]
                and math.isclose(r["lr"], lr, rel_tol=1e-4)]
         seeds = [r["seed"] for r in hit]
         if len(set(map(str, seeds))) != len(seeds):

@@ -185,3 +185,28 @@ def test_committed_jsb_checkpoints_agree(real_root, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "Verdict: 3 of 3 checkpoints agree" in p.stdout
     assert all(float(r[7]) < 1e-6 for r in table(p.stdout))
+
+
+def test_selected_variants_are_matched_by_their_label(tmp_path):
+    """A report names a labelled variant "tanh (σ=0.02)": --selected finds its runs by weight noise
+    and chunking, never the faithful tanh at the same rate (and the label is the report's)."""
+    import importlib.util
+
+    from rnnbench.report import variant_label as report_label
+
+    spec = importlib.util.spec_from_file_location("rescore_mod", REPO / "scripts" / "rescore.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    speech = {"dataset": {"name": "yesno", "task": "speech", "chunk_steps": None}, "train": {"weight_noise": 0.075}}
+    chunked = {"dataset": {"name": "yesno", "task": "speech", "chunk_steps": 50}, "train": {}}
+    assert mod.variant_label("tanh", speech, {"weight_noise": 0.075}) == "tanh"
+    assert mod.variant_label("tanh", speech, {"weight_noise": 0.02}) == "tanh (σ=0.02)" == \
+        f"tanh ({report_label(0.02, None, 'speech')})"
+    assert mod.variant_label("tanh", chunked, {"weight_noise": 0.0}) == "tanh (σ=0, 50-step chunks)" == \
+        f"tanh ({report_label(0.0, 50, 'speech')})"
+    runs = [{"dataset": "yesno", "cell": "tanh", "label": label, "lr": 1e-3, "seed": seed, "dir": Path(f"{label}{seed}")}
+            for label in ("tanh", "tanh (σ=0.02)") for seed in (0, 1)]
+    sel = tmp_path / "selected_runs.csv"
+    sel.write_text("dataset,cell,lr,seeds\nyesno,tanh (σ=0.02),0.001,2\n")
+    kept, problems = mod.select(runs, sel)
+    assert [r["label"] for r in kept] == ["tanh (σ=0.02)"] * 2 and problems == []
