@@ -62,12 +62,11 @@ def variant_label(weight_noise, chunk_steps=None, task=None) -> str:
 
 def variant_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with each labelled variant's cell renamed ``"<cell> (<variant>)"`` (e.g. "tanh (σ=0.02)"),
-    so that it is selected and compared as a cell of its own; ``base_cell`` keeps the cell."""
+    so that it is selected and compared as a cell of its own (:func:`base_cell` gives the cell back)."""
     if runs.empty or "variant" not in runs:
         return runs
     runs = runs.copy()
     v = runs["variant"].fillna("").astype(str)
-    runs["base_cell"] = runs["cell"]
     runs.loc[v != "", "cell"] = [f"{c} ({x})" for c, x in zip(runs.loc[v != "", "cell"], v[v != ""])]
     return runs
 
@@ -756,15 +755,15 @@ def report_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     selected cell), ``table2`` (faithful cells only), ``variants``, ``differences``, ``claims``."""
     runs = variant_cells(runs)
     best = select_best(runs)
-    faithful = ~runs["cell"].map(is_variant).astype(bool) if not runs.empty else pd.Series(dtype=bool)
+    faithful_runs = runs[~runs["cell"].map(is_variant).astype(bool)] if not runs.empty else runs
     best_faithful = best[~best["cell"].map(is_variant).astype(bool)] if not best.empty else best
     empty = pd.DataFrame()
-    t = {"runs": runs, "best": best, "best_faithful": best_faithful, "faithful_runs": runs[faithful] if len(runs) else runs,
-         "table2": table2(best_faithful, runs[faithful]) if not best_faithful.empty else empty,
+    t = {"runs": runs, "best": best, "best_faithful": best_faithful, "faithful_runs": faithful_runs,
+         "table2": table2(best_faithful, faithful_runs) if not best_faithful.empty else empty,
          "variants": variants_table(best, runs) if not best.empty else empty}
     t["differences"] = paired_differences(runs, best) if not best.empty else empty
     capped = {(d, c) for d, c, n in zip(best.dataset, best.cell, best.stopped_by_budget) if n} if not best.empty else set()
-    t["claims"] = (claims(t["differences"], _unscored(runs[faithful], best_faithful), _scored_cells(best_faithful),
+    t["claims"] = (claims(t["differences"], _unscored(faithful_runs, best_faithful), _scored_cells(best_faithful),
                           capped) if not t["differences"].empty else empty)
     return t
 
@@ -794,7 +793,6 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     missing = missing_runs(sweep_dirs, runs)
     tables = report_tables(runs)  # (a labelled variant is selected and compared as a cell of its own)
     runs, best, best_faithful = tables["runs"], tables["best"], tables["best_faithful"]
-    faithful = ~runs["cell"].map(is_variant).astype(bool)
     problems = runs[~runs["status"].isin(ENDED + ("unreadable",))][["sweep", "run", "dataset", "cell", "status"]]
     # a run that diverged after its best epoch has a result (its best-validation weights, scored);
     # one that diverged before any has none; the rest are still training, stopped or not started
@@ -872,7 +870,7 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         sections += [f"## Runs not finished ({len(unfinished)})", "", _markdown(unfinished), ""]
     if not best_faithful.empty:
         damaged: list[dict] = []
-        curves, order, info = selected_curves(sweep_dirs, runs[faithful], best_faithful, damaged)
+        curves, order, info = selected_curves(sweep_dirs, tables["faithful_runs"], best_faithful, damaged)
         written += plot_curves(curves, out, order=order, info=info)
         sections += ["## Learning curves of the selected runs", "",
                      "Training and validation NLL of the selected run (the lowest seed at the selected learning "
