@@ -321,6 +321,22 @@ def test_figures_read_alone(tmp_path, monkeypatch):
         assert dense and all(line.get_marker() in (None, "None", "") for line in dense)
 
 
+def test_figures_name_the_papers_figure_and_draw_every_cell_in_a_colour_of_its_own():
+    """Music curves redraw the paper's Figure 2, speech curves its Figure 3 (iterations above,
+    wall-clock time below); labelled variants and one's own cells never share a colour in a figure,
+    and keep it from figure to figure."""
+    from rnnbench.figures import COLORS, cell_colors, paper_figure
+
+    assert paper_figure(["music", "music"]) == "the paper's Figure 2"
+    assert paper_figure({"speech"}) == "the paper's Figure 3"
+    assert "Figures 2 (music) and 3 (speech)" in paper_figure(["music", "speech"])
+    cells = ["tanh", "gru", "lstm", "tanh (σ=0)", "tanh (σ=0.02)", "tanh (σ=0.04)", "tanh (50-step chunks)", "mgu"]
+    colors = cell_colors(cells)
+    assert len(set(colors.values())) == len(cells)
+    assert all(colors[c] == COLORS[c] for c in ("tanh", "gru", "lstm"))
+    assert cell_colors(list(reversed(cells))) == colors
+
+
 REPO = Path(__file__).resolve().parents[1]
 # each committed report folder and the sweeps its README's command reads (results/music/README.md,
 # results/speech/README.md)

@@ -1,4 +1,4 @@
-"""Figures like the paper's Figures 2-3: learning curves of each cell's selected run.
+"""Figures like the paper's Figures 2 (music) and 3 (speech): learning curves of each cell's selected run.
 
 Each figure reads on its own: a title naming the datasets and what is drawn, the dataset and each
 cell's selected learning rate in every panel's title, one legend for the whole figure (cells by
@@ -9,6 +9,7 @@ curve has few points (a train curve evaluated every 10th epoch, a 3-epoch quick 
 from __future__ import annotations
 
 import textwrap
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -22,15 +23,31 @@ from matplotlib.ticker import EngFormatter  # noqa: E402
 from .runs import format_lr  # noqa: E402
 
 COLORS = {"tanh": "tab:blue", "gru": "tab:red", "lstm": "tab:green", "gru_after": "tab:orange"}
-_MORE_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+_MORE_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "goldenrod", "navy",
+                "teal", "magenta")
 
 
 def cell_color(cell: str) -> str:
-    """The paper's cells keep their colours; any other cell (one's own) gets one of its own, the
-    same in every figure: picked from its name, not from the order it is met."""
+    """The paper's cells keep their colours; any other cell (one's own, a labelled variant) gets one
+    picked from its name, not from the order it is met (see :func:`cell_colors` for a figure)."""
     if cell in COLORS:
         return COLORS[cell]
-    return _MORE_COLORS[sum(cell.encode()) % len(_MORE_COLORS)]
+    return _MORE_COLORS[zlib.crc32(cell.encode()) % len(_MORE_COLORS)]
+
+
+def cell_colors(cells) -> dict[str, str]:
+    """The colour of each cell of one figure: :func:`cell_color`, except that two cells whose names
+    pick the same colour get different ones (the later name in sorted order takes the next free
+    colour), so a figure never draws two cells alike; the same cells get the same colours in every
+    figure."""
+    colors = {c: COLORS[c] for c in cells if c in COLORS}
+    for cell in sorted(c for c in set(cells) if c not in COLORS):
+        start = _MORE_COLORS.index(cell_color(cell))
+        free = [_MORE_COLORS[(start + k) % len(_MORE_COLORS)] for k in range(len(_MORE_COLORS))]
+        colors[cell] = next((c for c in free if c not in colors.values()), free[0])
+    return colors
+
+
 CELL_NAMES = {"tanh": "tanh", "gru": "GRU", "lstm": "LSTM", "gru_after": "GRU (reset after)"}
 TITLES = {"nottingham": "Nottingham", "jsb": "JSB Chorales", "musedata": "MuseData", "piano": "Piano-midi.de",
           "fsdd": "FSDD (speech)", "yesno": "YESNO (speech)", "chorales": "Bach chorales (music21)",
@@ -65,8 +82,32 @@ def _seeds_text(info: dict) -> str:
     text = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
     counts = sorted({int(i["seeds"]) for i in info.values() if i.get("seeds") is not None and not pd.isna(i["seeds"])})
     if counts and max(counts) > 1:
-        text += f" of the {counts[0] if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'} at each selected rate"
+        text += (f" of the {counts[0]} at each selected rate" if len(counts) == 1 else
+                 f" (each selected rate has {counts[0]}-{counts[-1]} seeds)")
     return text
+
+
+def paper_figure(tasks) -> str:
+    """Which of the paper's figures the curves redraw: Figure 2 for music (Nottingham and
+    MuseData), Figure 3 for speech (Ubisoft A and B), each iterations above and wall-clock time
+    below."""
+    number = {"music": "Figure 2", "speech": "Figure 3"}
+    tasks = set(tasks)
+    if len(tasks) == 1 and next(iter(tasks)) in number:
+        return "the paper's " + number[next(iter(tasks))]
+    return "the paper's Figures 2 (music) and 3 (speech)"
+
+
+def _legend_rows(rows: list[list], ncol: int) -> tuple[list, int]:
+    """Handles in the order that makes ``fig.legend(ncol=ncol)`` (which fills column by column)
+    show each of ``rows`` on lines of its own, at most ``ncol`` to a line; and how many lines."""
+    blank = Line2D([], [], alpha=0, label=" ")
+    lines = []
+    for row in rows:
+        for i in range(0, max(len(row), 1), ncol):
+            part = row[i:i + ncol]
+            lines.append(part + [blank] * (ncol - len(part)))
+    return [line[c] for c in range(ncol) for line in lines], len(lines)
 
 
 def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
@@ -95,12 +136,19 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
     unit = "NLL per 10-sample step (nats)" if tasks == {"speech"} else "NLL per time step (nats)"
     names = ", ".join(TITLES.get(d, d) for d in datasets)
     seeds = _seeds_text({k: v for k, v in info.items() if k in curves})
+    figure = paper_figure(tasks)
+    colors = cell_colors(drawn)
+    width = max(4.6 * len(datasets), 9.0)
+    # the legend: cells on lines of their own, then the line styles
+    ncol = max(3, min(len(drawn), len(datasets) + 1))
+    lines = -(-max(len(drawn), 1) // ncol) + 1
+    height = 4.2 + 0.27 * (lines - 2)
     figures = []
     for xkey, xlabel, stem, what in (
-            ("updates", "parameter updates", "curves_updates", "against parameter updates (as the paper's Figure 2)"),
+            ("updates", "parameter updates", "curves_updates", f"against parameter updates (as the top row of {figure})"),
             ("wall_seconds", "seconds of training (evaluation not counted)", "curves_seconds",
-             "against seconds of training (as the paper's Figure 3)")):
-        fig, axes = plt.subplots(1, len(datasets), figsize=(max(4.6 * len(datasets), 9.0), 4.2), squeeze=False)
+             f"against seconds of training (as the bottom row of {figure})")):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(width, height), squeeze=False)
         for ax, dataset in zip(axes[0], datasets):
             rates, notes = [], []
             for cell in cells:
@@ -110,7 +158,7 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
                         notes.append(f"{CELL_NAMES.get(cell, cell)} {info[(dataset, cell)]['no_result']}")
                     continue
                 i = info.get((dataset, cell), {})
-                color = cell_color(cell)
+                color = colors[cell]
                 v = m.dropna(subset=["valid_nll"])
                 ax.plot(v[xkey], v["valid_nll"], color=color, marker="o" if len(v) <= SPARSE else None, ms=3)
                 t = m.dropna(subset=["train_nll"])  # (every train.eval_train_every epochs, and the best one)
@@ -124,31 +172,28 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
                                 ls="none", zorder=5)
                 if i.get("lr") is not None:
                     rates.append(f"{CELL_NAMES.get(cell, cell)} {format_lr(i['lr'])}")
-            ax.set_title(TITLES.get(dataset, dataset) + ("\nlearning rate: " + ", ".join(rates) if rates else "")
-                         + ("; " + ", ".join(notes) + " (no curve)" if notes else ""), fontsize=9.5)
+            detail = ("learning rate: " + ", ".join(rates) if rates else "") + (
+                ("; " if rates else "") + ", ".join(notes) + " (no curve)" if notes else "")
+            ax.set_title("\n".join([TITLES.get(dataset, dataset)] + textwrap.wrap(detail, int(13 * width / len(datasets)))),
+                         fontsize=9.5)
             ax.set_xlabel(xlabel)
             if ax is axes[0][0]:
                 ax.set_ylabel(unit)
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
             ax.grid(alpha=0.3)
-        cell_handles = [Line2D([], [], color=cell_color(c), lw=2, label=cell_label(c, next(
+        cell_handles = [Line2D([], [], color=colors[c], lw=2, label=cell_label(c, next(
             (info[(d, c)] for d in datasets if info.get((d, c), {}).get("units")), None))) for c in drawn]
         style_handles = [Line2D([], [], color="black", label="validation NLL (every epoch)"),
                          Line2D([], [], color="black", ls="--", marker="o", ms=3.5, mfc="white",
                                 label="training NLL, no weight noise (every 10th epoch by default, and the best)"),
                          Line2D([], [], color="black", marker="*", ms=11, ls="none", mec="black",
                                 label="best validation epoch (the weights scored)")]
-        # two rows, cells above and line styles below (the legend fills column by column)
-        ncol = max(len(cell_handles), len(style_handles))
-        blank = Line2D([], [], alpha=0, label=" ")
-        cell_handles += [blank] * (ncol - len(cell_handles))
-        style_handles += [blank] * (ncol - len(style_handles))
-        handles = [h for pair in zip(cell_handles, style_handles) for h in pair]
+        handles, _ = _legend_rows([cell_handles, style_handles], ncol)
         fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
         title = f"{names}: training and validation NLL of each cell's selected run {what}" + (
             f"; {seeds}" if seeds else "")
         fig.suptitle(textwrap.fill(title, width=int(12 * fig.get_figwidth())), fontsize=11)
-        fig.tight_layout(rect=(0, 0.13, 1, 1))
+        fig.tight_layout(rect=(0, 0.273 * lines / height, 1, 1))
         figures.append((stem, fig))
     return figures
 
@@ -165,13 +210,14 @@ def plot_grad_norms(curves: dict[tuple[str, str], pd.DataFrame], out: Path, orde
         return []
     info = info or {}
     fig, axes = plt.subplots(1, len(datasets), figsize=(max(4.6 * len(datasets), 9.0), 4.0), squeeze=False)
+    colors = cell_colors([c for c in cells if any((d, c) in have for d in datasets)])
     for ax, dataset in zip(axes[0], datasets):
         for cell in cells:
             m = have.get((dataset, cell))
             if m is None:
                 continue
             g = m.dropna(subset=["grad_norm_median"])
-            color = cell_color(cell)
+            color = colors[cell]
             ax.plot(g["updates"], g["grad_norm_median"], color=color, marker="o" if len(g) <= SPARSE else None, ms=3)
             ax.plot(g["updates"], g["grad_norm_max"], color=color, ls=":", alpha=0.8)
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
@@ -183,7 +229,7 @@ def plot_grad_norms(curves: dict[tuple[str, str], pd.DataFrame], out: Path, orde
         if ax is axes[0][0]:
             ax.set_ylabel("gradient norm before clipping")
     drawn = [c for c in cells if any((d, c) in have for d in datasets)]
-    handles = [Line2D([], [], color=cell_color(c), lw=2, label=cell_label(c, next(
+    handles = [Line2D([], [], color=colors[c], lw=2, label=cell_label(c, next(
         (info[(d, c)] for d in datasets if info.get((d, c), {}).get("units")), None))) for c in drawn]
     handles += [Line2D([], [], color="black", label="median of the epoch's updates"),
                 Line2D([], [], color="black", ls=":", label="largest of the epoch's updates"),

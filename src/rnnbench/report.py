@@ -776,7 +776,7 @@ REPORT_FILES = ("table2", "selected_runs", "variants", "differences", "claims", 
 def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
     """Collect, tabulate and plot; return what was written and what is missing or failed."""
     from .fileio import atomic_write_text
-    from .figures import plot_curves, plot_grad_norms
+    from .figures import paper_figure, plot_curves, plot_grad_norms
 
     sweep_dirs = [Path(s) for s in sweep_dirs]
     out = Path(out)
@@ -874,8 +874,9 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         written += plot_curves(curves, out, order=order, info=info)
         sections += ["## Learning curves of the selected runs", "",
                      "Training and validation NLL of the selected run (the lowest seed at the selected learning "
-                     "rate) of each cell, against parameter updates (the paper's Figure 2) and against seconds "
-                     "of training (Figure 3); the star marks the best validation epoch, whose weights are scored.",
+                     f"rate) of each cell, against parameter updates and against seconds of training (the top and "
+                     f"bottom rows of {paper_figure(i['task'] for i in info.values() if i.get('task'))}); the star marks the best "
+                     "validation epoch, whose weights are scored.",
                      "", "![updates](curves_updates.png)", "", "![seconds](curves_seconds.png)", ""]
         if best["cell"].map(is_variant).any():
             vcurves, vorder, vinfo = selected_curves(sweep_dirs, runs, best, damaged)
