@@ -44,3 +44,33 @@ def test_the_speech_study_runs_its_protocol_and_variants_then_resumes_to_nothing
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert {p: (s["epochs"], s["updates"]) for p, s in summaries(runs).items()} == before
+
+
+def _study_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study_script", REPO / "scripts" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_speech_command_takes_each_corpus_whole_at_its_own_cap():
+    """`study.py --task speech` alone runs the whole speech study: YESNO's pairs and then its tanh
+    variants before FSDD's (cheapest first), each corpus at its own epoch cap unless the command
+    line sets one for all."""
+    from types import SimpleNamespace
+
+    study = _study_module()
+    args = SimpleNamespace(task="speech", datasets=["yesno", "fsdd"], cells=["tanh", "gru", "lstm"],
+                           order="cheapest-first", variants="tanh", extra=[])
+    assert study.queue(args) == [("yesno", "tanh"), ("yesno", "gru"), ("yesno", "lstm"), ("yesno", None),
+                                 ("fsdd", "tanh"), ("fsdd", "gru"), ("fsdd", "lstm"), ("fsdd", None)]
+    args.order = "longest-first"
+    assert study.queue(args)[-2:] == [("fsdd", None), ("yesno", None)]
+    assert [study.epoch_cap(d, args) for d in ("yesno", "fsdd")] == [["train.max_epochs=500"], ["train.max_epochs=200"]]
+    args.extra = ["train.max_epochs=3"]
+    assert study.epoch_cap("fsdd", args) == []
+    music = SimpleNamespace(task="music", datasets=["jsb"], cells=["gru"], order="cheapest-first", variants="tanh",
+                            extra=[])
+    assert study.queue(music) == [("jsb", "gru")] and study.epoch_cap("jsb", music) == []
