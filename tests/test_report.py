@@ -529,9 +529,9 @@ def test_two_sweeps_of_one_name_are_kept_apart(tmp_path):
     fake_run(b, "chorales", "tanh", 0, 0, 1e-3, valid=8.5, test=8.6)
     (b / "multirun.yaml").write_text((a / "multirun.yaml").read_text())
     runs = collect_runs([a, b])
-    assert set(runs["sweep"]) == {str(a), str(b)}
+    assert set(runs["sweep"]) == {"a/quick", "b/quick"}
     missing = missing_runs([a, b], runs)
-    assert sorted(zip(missing["sweep"], missing["cell"])) == [(str(a), "tanh"), (str(b), "gru"), (str(b), "lstm")]
+    assert sorted(zip(missing["sweep"], missing["cell"])) == [("a/quick", "tanh"), ("b/quick", "gru"), ("b/quick", "lstm")]
     write_report([a, b], tmp_path / "rep")  # (the curves find each selected run in its own sweep)
 
 
@@ -634,3 +634,18 @@ def test_claims_are_judged_on_converged_runs_only(fake_sweep, tmp_path):
     assert cl.loc["GRU ≈ LSTM (|difference| < 0.1 nats)", "verdict"] == capped
     t2 = pd.read_csv(tmp_path / "rep" / "table2.csv")
     assert t2[(t2.dataset == "JSB Chorales") & (t2.split == "test")]["gru"].iloc[0].endswith(" *")
+
+
+def test_sweeps_of_one_name_are_told_apart_by_the_ends_of_their_paths(tmp_path, monkeypatch):
+    """The converged speech study has study/search and study/tanh_sigma0.02/search: each is named by
+    the shortest end of its path that no other sweep shares, the same from any working directory
+    and for relative or absolute paths (so a report regenerates byte for byte)."""
+    from rnnbench.report import sweep_labels
+
+    study = tmp_path / "results" / "speech" / "runs" / "study"
+    given = [study / "search", study / "seeds", study / "tanh_sigma0.02" / "search", study / "tanh_diagnostics"]
+    want = ["study/search", "seeds", "tanh_sigma0.02/search", "tanh_diagnostics"]
+    assert list(sweep_labels(given).values()) == want
+    monkeypatch.chdir(tmp_path)
+    assert list(sweep_labels([p.relative_to(tmp_path) for p in given]).values()) == want
+    assert list(sweep_labels(["runs/a/quick", tmp_path / "b" / "quick"]).values()) == ["a/quick", "b/quick"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -94,11 +95,20 @@ def _run_dirs(root: Path) -> list[Path]:
 
 
 def sweep_labels(sweep_dirs: Iterable[str | Path]) -> dict[Path, str]:
-    """How tables name each sweep: its folder's name, or the path as given where two sweeps
-    share a name (runs/a/quick and runs/b/quick are two sweeps, never merged)."""
+    """How tables name each sweep: its folder's name, or where two sweeps share a name the
+    shortest ends of their paths that tell them apart (runs/a/quick and runs/b/quick are
+    ``a/quick`` and ``b/quick``, two sweeps, never merged).  The same whichever directory the
+    report is made from, and whether the paths are given relative or absolute."""
     sweeps = list(dict.fromkeys(map(Path, sweep_dirs)))
-    names = [s.name for s in sweeps]
-    return {s: (s.name if names.count(s.name) == 1 else str(s)) for s in sweeps}
+    parts = {s: Path(os.path.abspath(s)).parts for s in sweeps}
+    labels = {}
+    for s in sweeps:
+        for n in range(1, len(parts[s]) + 1):
+            end = parts[s][-n:]
+            if all(parts[o][-n:] != end for o in sweeps if o != s and parts[o] != parts[s]):
+                break
+        labels[s] = "/".join(end)
+    return labels
 
 
 def collect_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
