@@ -42,6 +42,11 @@ For every dataset x cell pair, one after another on each of ``--jobs`` workers:
 Every step is an ordinary ``rnnbench-train`` command: running this script again skips finished
 runs and resumes unfinished ones from their last epoch.  Each pair logs to ``RUNS/logs/D-C.log``.
 Then ``rnnbench-report RUNS/search RUNS/seeds`` writes the tables.
+
+To stop a study cleanly, ``touch RUNS/STOP``: every stack under way ends its epoch and writes its
+``last.pt`` (nothing of the epoch is lost, as it would be by a kill), no further command starts,
+and the script exits.  Running it again removes the file and resumes (the commands get
+``RNNBENCH_STOP_FILE=RUNS/STOP`` unless it is set already).
 """
 
 from __future__ import annotations
@@ -82,6 +87,11 @@ def selected_draw(search_dir: Path, dataset: str, cell: str) -> int | None:
     return None if best is None else best[1]
 
 
+def stop_path(args) -> Path:
+    """The file that stops the study at the end of the epochs under way."""
+    return Path(os.environ.get("RNNBENCH_STOP_FILE") or Path(args.runs) / "STOP")
+
+
 def epoch_cap(dataset: str, args) -> list[str]:
     """``train.max_epochs=N`` of a speech corpus (``SPEECH_MAX_EPOCHS``), unless the command line
     after ``--`` sets its own cap; nothing for music (the experiment's 500)."""
@@ -104,6 +114,8 @@ def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tup
     experiment = f"experiment=chung2014_{args.task}"
     with open(log, "a") as f:
         def call(cmd):
+            if stop_path(args).exists():
+                return None
             f.write(f"\n$ {' '.join(cmd)}\n")
             f.flush()
             t0 = time.time()
@@ -114,7 +126,10 @@ def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tup
 
         search = [exe, "-m", experiment, "hparams_search=paper_lr_halving", *common,
                   f"hydra.sweep.dir={root / 'search'}"]
-        if call(search) != 0:
+        rc = call(search)
+        if stop_path(args).exists():
+            return f"{tag}{dataset}/{cell}: stopped by {stop_path(args)} (the search {'not started' if rc is None else 'paused'})"
+        if rc != 0:
             return f"{tag}{dataset}/{cell}: search failed (see {log})"
         draw = selected_draw(root / "search", dataset, cell)
         if draw is None:
@@ -124,7 +139,10 @@ def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tup
         seeds = [exe, "-m", experiment, *common, f"search.draw={draw}",
                  "seed=" + ",".join(str(s) for s in args.seeds), "train.order_seed=0",
                  f"hydra.sweep.dir={root / 'seeds'}"]
-        if call(seeds) != 0:
+        rc = call(seeds)
+        if stop_path(args).exists():
+            return f"{tag}{dataset}/{cell}: stopped by {stop_path(args)} (the seeds {'not started' if rc is None else 'paused'})"
+        if rc != 0:
             return f"{tag}{dataset}/{cell}: seeds failed (see {log})"
         return f"{tag}{dataset}/{cell}: draw {draw} selected, seeds {args.seeds} done"
 
@@ -143,13 +161,16 @@ def run_tanh_variants(dataset: str, args) -> list[str]:
     exe = str(Path(sys.executable).with_name("rnnbench-train"))
     with open(log, "a") as f:
         for name, overrides in TANH_DIAGNOSTICS.items():
+            if stop_path(args).exists():
+                lines.append(f"tanh_diagnostics: {dataset} {name}: stopped by {stop_path(args)}")
+                continue
             cmd = [exe, f"experiment=chung2014_{args.task}", f"dataset={dataset}", "cell=tanh", f"search.draw={draw}",
                    "seed=0", *epoch_cap(dataset, args), *args.extra, *overrides,
                    f"hydra.run.dir={root / dataset / 'tanh' / f'{name}_draw{draw}'}"]
             f.write(f"\n$ {' '.join(cmd)}\n")
             f.flush()
             rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
-            # (exit 3: diverged, which is what some of these show)
+            # (exit 3: diverged, which is what some of these show; 5: stopped by the stop file)
             lines.append(f"tanh_diagnostics: {dataset} {name} at draw {draw}: exit {rc}")
     return lines
 
@@ -192,6 +213,11 @@ def main(argv=None) -> int:
     if args.task == "speech" and args.runs == default_runs:
         args.runs = default_runs + "_speech"
     jobs = queue(args)
+    stop = stop_path(args)
+    if stop.exists():
+        stop.unlink()
+        print(f"{stop} removed: the study resumes", flush=True)
+    os.environ.setdefault("RNNBENCH_STOP_FILE", str(stop.resolve()))  # (for every command it runs)
     t0 = time.time()
 
     def job(d, c):
@@ -201,6 +227,10 @@ def main(argv=None) -> int:
         for future in as_completed([pool.submit(job, *j) for j in jobs]):
             for line in future.result():
                 print(f"[{time.time() - t0:7.0f} s] {line}", flush=True)
+    if stop.exists():
+        print(f"study stopped by {stop} after {(time.time() - t0) / 3600:.2f} h: every run under way has its "
+              "last.pt; run the same command again to resume", flush=True)
+        return 5
     more = "" if args.task != "speech" or args.variants != "tanh" else (
         f" {args.runs}/tanh_sigma{TANH_SIGMA}/search {args.runs}/tanh_sigma{TANH_SIGMA}/seeds {args.runs}/tanh_diagnostics")
     print(f"study done in {(time.time() - t0) / 3600:.2f} h; next: rnnbench-report {args.runs}/search {args.runs}/seeds{more}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, write_mat
@@ -186,6 +187,55 @@ def test_killed_stacked_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp
             assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
             assert int(a["updates"]) == int(b["updates"])
     assert not list(sweep.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_a_stop_file_ends_every_stack_at_an_epoch_and_the_same_command_resumes(toy_mat, tmp_path):
+    """RNNBENCH_STOP_FILE: once the file exists the stack under way stops at the end of its epoch
+    (each run's last.pt of that epoch written, no part-epoch lost), the stacks after it do not
+    start (nothing of theirs on disk), a lone run does not start (exit 5, nothing written); with
+    the file gone the same command resumes to the uninterrupted sweep's numbers."""
+    extra = [f"train.max_epochs={KILL_EPOCHS}", "cell=gru,lstm", "search.draw=0,1,2", "hydra/launcher=stacked",
+             "hydra.launcher.n_jobs=1"]
+    ref = subprocess.run(sweep_cmd(toy_mat, extra), env=run_env(tmp_path, "ref"), capture_output=True, text=True,
+                         timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    expected = sweep_results(tmp_path / "ref")
+    assert len(expected) == 6
+
+    stop = tmp_path / "STOP"
+    env = dict(run_env(tmp_path, "stopped"), RNNBENCH_STOP_FILE=str(stop))
+    sweep = tmp_path / "stopped" / "sweeps" / "quick_jsb"
+    proc = subprocess.Popen(sweep_cmd(toy_mat, extra), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    _wait_for_epochs(sweep, "toy/*/*/metrics.csv", 3)
+    stop.touch()
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "stop file" in out, out[-3000:]
+    first = sorted({p.parent.parent.name for p in sweep.glob("toy/*/*/summary.json")})
+    assert len(first) == 1  # the stack under way: the other never started, and left nothing
+    assert not list(sweep.glob(f"toy/{'lstm' if first == ['gru'] else 'gru'}/*/*"))
+    partial = sweep_results(tmp_path / "stopped")
+    assert len(partial) == 3 and {s["status"] for s, _ in partial.values()} == {"running"}
+    for run, (summary, rows) in partial.items():
+        ckpt = torch.load(sweep / run / "last.pt", weights_only=False)
+        assert ckpt["state"]["epoch"] == summary["epochs"] == len(rows) >= 3
+
+    lone = subprocess.run([sys.executable, "-m", "rnnbench.cli.train", "experiment=quick_jsb", f"dataset.path={toy_mat}",
+                           "dataset.name=toy", "cell.units=6", f"hydra.run.dir={tmp_path / 'lone'}"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert lone.returncode == 5 and "not started: the stop file" in lone.stderr and not (tmp_path / "lone").exists()
+
+    stop.unlink()
+    again = subprocess.run(sweep_cmd(toy_mat, extra), env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    got = sweep_results(tmp_path / "stopped")
+    assert sorted(got) == sorted(expected)
+    for run, (summary, rows) in got.items():
+        assert summary["status"] == "finished" and summary["epochs"] == KILL_EPOCHS
+        for a, b in zip(rows, expected[run][1]):  # the same numbers, to rounding (see stack.py)
+            assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
+            assert int(a["updates"]) == int(b["updates"])
 
 
 # ----------------------------------------------------------------------------- faults of sweeps

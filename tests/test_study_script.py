@@ -5,6 +5,7 @@ nothing more."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -74,3 +75,33 @@ def test_one_speech_command_takes_each_corpus_whole_at_its_own_cap():
     music = SimpleNamespace(task="music", datasets=["jsb"], cells=["gru"], order="cheapest-first", variants="tanh",
                             extra=[])
     assert study.queue(music) == [("jsb", "gru")] and study.epoch_cap("jsb", music) == []
+
+
+def test_a_stop_file_ends_the_study_after_the_command_under_way(tmp_path, monkeypatch, capsys):
+    """`touch RUNS/STOP`: the command under way ends its epoch (rnnbench-train's side, tested in
+    test_study.py), no other command starts, the script exits 5; run again, it removes the file
+    and goes on."""
+    study = _study_module()
+    runs = tmp_path / "study"
+    calls = []
+
+    def fake_call(cmd, **kw):
+        calls.append(cmd)
+        assert os.environ["RNNBENCH_STOP_FILE"] == str((runs / "STOP").resolve())
+        (runs / "STOP").touch()  # (as a person would, while the first command trains)
+        return 5
+
+    monkeypatch.delenv("RNNBENCH_STOP_FILE", raising=False)
+    monkeypatch.setattr(study.subprocess, "call", fake_call)
+    rc = study.main(["--task", "speech", "--jobs", "1", "--runs", str(runs)])
+    out = capsys.readouterr().out
+    assert rc == 5 and len(calls) == 1 and (runs / "STOP").exists()
+    assert "stopped by" in out and "run the same command again to resume" in out and "failed" not in out
+
+    calls.clear()
+    monkeypatch.delenv("RNNBENCH_STOP_FILE", raising=False)
+    monkeypatch.setattr(study.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    monkeypatch.setattr(study, "selected_draw", lambda *a: None)
+    assert study.main(["--task", "speech", "--jobs", "1", "--runs", str(runs)]) == 0
+    assert "STOP removed: the study resumes" in capsys.readouterr().out.replace(str(runs) + "/", "")
+    assert len(calls) == 8 and not (runs / "STOP").exists()  # 6 searches, 2 variant searches (no draw selected)

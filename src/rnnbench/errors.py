@@ -54,6 +54,26 @@ class WriteError(RnnbenchError):
         return type(self), (self.path, OSError(self.errno, self.strerror))
 
 
+class StopRequested(RnnbenchError):
+    """Training stopped, or did not start, because the stop file (``RNNBENCH_STOP_FILE``) exists.
+
+    ``epoch`` is the epoch after which it stopped (every run of the stack has its ``last.pt`` of
+    that epoch), or None when nothing was trained."""
+
+    def __init__(self, path: str | os.PathLike, epoch: int | None = None):
+        self.path, self.epoch = str(path), epoch
+        if epoch is None:
+            text = (f"not started: the stop file {qname(path)} exists (RNNBENCH_STOP_FILE); remove it and run the "
+                    "same command again to train")
+        else:
+            text = (f"stopped after epoch {epoch} as the stop file {qname(path)} asks (RNNBENCH_STOP_FILE); every "
+                    "run under way has its last.pt: remove the file and run the same command again to resume")
+        super().__init__(text)
+
+    def __reduce__(self):
+        return type(self), (self.path, self.epoch)
+
+
 class RunBusyError(RnnbenchError):
     """A run directory is being trained by another process (it holds the directory's lock)."""
 

@@ -36,7 +36,7 @@ from hydra.core.utils import JobReturn, JobStatus, _save_config, configure_log, 
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from .errors import RnnbenchError, RunFileError, WriteError, qname
+from .errors import RnnbenchError, RunFileError, StopRequested, WriteError, qname
 from .progress import duration
 from .runs import discard_unstarted, read_summary, remove_empty_parents, result_line, run_label
 
@@ -152,6 +152,10 @@ def _run_group(index: int, cfgs: list[DictConfig], dirs: list[Path], log_file: P
     refused = False
     try:
         return index, train_stack(cfgs, dirs, max_members=max_members)
+    except StopRequested as exc:  # (asked for: each run under way has its last.pt; one not started, nothing)
+        logging.getLogger("rnnbench.launch").warning("stack in %s: %s", dirs[0].parent, one_line(exc))
+        refused = exc.epoch is None
+        return index, [JobFailed(one_line(exc))] * len(cfgs)
     except Exception as exc:  # reported per job below, like a failed Hydra job
         message = one_line(exc)
         logging.getLogger("rnnbench.launch").error("stack in %s failed: %s", dirs[0].parent, message)

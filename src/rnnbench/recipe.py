@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -49,6 +51,20 @@ class Splits:
 
     def eval_waste(self) -> dict[str, float]:
         return {s: round(padding_waste(self.lengths[s], self.eval_batches[s]), 4) for s in self.NAMES}
+
+
+STOP_FILE_ENV = "RNNBENCH_STOP_FILE"
+
+
+def stop_file() -> Path | None:
+    """The stop file, if ``RNNBENCH_STOP_FILE`` names one and it exists now: training stops at the
+    end of the epoch under way (each run's ``last.pt`` written), and no run starts while it is
+    there.  ``scripts/study.py`` sets it to ``<runs>/STOP`` for its commands."""
+    name = os.environ.get(STOP_FILE_ENV)
+    if not name:
+        return None
+    path = Path(name)
+    return path if path.exists() else None
 
 
 def make_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:

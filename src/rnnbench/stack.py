@@ -43,11 +43,11 @@ from torch.func import functional_call, vmap
 from . import fused, mixture
 from .cells import GRUCell, PeepholeLSTMCell, TanhCell, has_fused
 from .data import iterate
-from .errors import ConfigError
+from .errors import ConfigError, StopRequested
 from .mixture import GaussianMixtureHead
 from .model import BernoulliHead, SequenceModel
 from .progress import EpochProgress
-from .recipe import Splits, make_generators, resolve_device, rmsprop_state_dict
+from .recipe import Splits, make_generators, resolve_device, rmsprop_state_dict, stop_file
 from .runs import Run
 from .search import halving_decision, halving_settings
 
@@ -520,6 +520,9 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[str | Path], max_
 
 def _train_runs(runs: list[Run], max_members: int | None) -> list[dict]:
     """The body of :func:`train_stack`, for runs whose locks this process holds."""
+    stop = stop_file()
+    if stop is not None:  # (before anything is read or written)
+        raise StopRequested(stop)
     first = runs[0].cfg
     halving = halving_settings(first)
     tcfg = first.train
@@ -773,6 +776,10 @@ def _train_members(members: list[_Member], proto_for, data: Splits, device, halv
         ended = [k for k, m in enumerate(members) if not m.run.running]
         if ended:
             drop(ended)
+        stop = stop_file()
+        if stop is not None and members:  # (each one's last.pt of this epoch is written)
+            log.warning("%s: stopping after epoch %d: the stop file %s exists", _progress_label(members), epoch, stop)
+            raise StopRequested(stop, epoch)
 
 
 def _progress_label(members: list[_Member]) -> str:

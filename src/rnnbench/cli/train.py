@@ -9,8 +9,13 @@ status 2, with or without ``-m``, and nothing is written.
 Exit status of a single run (without ``-m``): 0 finished (or already finished), 2 refused or
 failed (a bad value, missing data, a damaged file, a full disk: one line names the culprit and
 what to do, and a refused run leaves nothing on disk), 3 the run diverged, 4 another process is
-training the run (it holds the run directory's lock).  A multirun goes on past a diverged or
-skipped run; an error stops it with the same one line (Hydra's exit status 1).
+training the run (it holds the run directory's lock), 5 stopped by the stop file (below).  A
+multirun goes on past a diverged or skipped run; an error stops it with the same one line
+(Hydra's exit status 1).
+
+Stopping cleanly: with ``RNNBENCH_STOP_FILE`` set to a path, creating that file makes every run
+and stack under way stop at the end of its epoch (its ``last.pt`` written; nothing of the epoch
+is lost) and no run start while the file is there; remove it and run the same command to resume.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ..errors import RnnbenchError
+from ..errors import RnnbenchError, StopRequested
 from ..launch import JobFailed, one_line
 from ..runs import discard_unstarted, is_unstarted, result_line
 from ..schema import validate_config
@@ -32,7 +37,7 @@ from . import conf_dir
 
 log = logging.getLogger("rnnbench")
 
-EXIT_FAILED, EXIT_DIVERGED, EXIT_BUSY = 2, 3, 4
+EXIT_FAILED, EXIT_DIVERGED, EXIT_BUSY, EXIT_STOPPED = 2, 3, 4, 5
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
@@ -47,6 +52,16 @@ def _app(cfg: DictConfig) -> float | None:
     try:
         validate_config(cfg)
         summary = train(cfg, run_dir)
+    except StopRequested as exc:  # (asked for: a warning, and the run's files are what a resume needs)
+        message = one_line(exc)
+        log.warning("%s", message)
+        if exc.epoch is None:  # nothing trained: Hydra's .hydra/ and log go as for a refused run
+            also = [f"{hc.job.name}.log"] + ([str(hc.output_subdir)] if hc.output_subdir is not None else [])
+            discard_unstarted(run_dir, also=also, stop_at=Path(str(hc.sweep.dir)) if multirun else None)
+        if not multirun:
+            print(f"rnnbench-train: {message}", file=sys.stderr)
+            sys.exit(EXIT_STOPPED)
+        raise JobFailed(message) from exc
     except (RnnbenchError, OSError) as exc:
         message = one_line(exc)
         log.error("%s", message)
