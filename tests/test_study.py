@@ -162,6 +162,21 @@ def test_stacked_launcher_matches_the_basic_launcher(toy_mat, tmp_path):
     assert sweep_results(tmp_path / "stacked") == got
 
 
+def resume_matches(cmd, env, root: Path, expected: dict) -> None:
+    """Run the stacked sweep ``cmd`` again: every run finishes at KILL_EPOCHS epochs, one row per
+    epoch, with the uninterrupted sweep's numbers (to rounding: see stack.py)."""
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    got = sweep_results(root)
+    assert sorted(got) == sorted(expected)
+    for run, (summary, rows) in got.items():
+        assert summary["status"] == "finished" and summary["epochs"] == KILL_EPOCHS
+        assert [int(r["epoch"]) for r in rows] == list(range(1, KILL_EPOCHS + 1))
+        for a, b in zip(rows, expected[run][1]):
+            assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
+            assert int(a["updates"]) == int(b["updates"])
+
+
 @pytest.mark.slow
 def test_killed_stacked_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp_path):
     extra = [f"train.max_epochs={KILL_EPOCHS}", "cell=gru", "search.draw=0,1,2", "hydra/launcher=stacked"]
@@ -176,16 +191,7 @@ def test_killed_stacked_sweep_resumes_without_losing_or_duplicating(toy_mat, tmp
     kill_sweep_when(sweep_cmd(toy_mat, extra), env, sweep, epochs_done=3)  # (stack workers included)
     assert any(s["status"] == "running" for s, _ in sweep_results(tmp_path / "killed").values())
 
-    again = subprocess.run(sweep_cmd(toy_mat, extra), env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    got = sweep_results(tmp_path / "killed")
-    assert sorted(got) == sorted(expected)
-    for run, (summary, rows) in got.items():
-        assert summary["status"] == "finished" and summary["epochs"] == KILL_EPOCHS
-        assert [int(r["epoch"]) for r in rows] == list(range(1, KILL_EPOCHS + 1))
-        for a, b in zip(rows, expected[run][1]):  # the same numbers, to rounding (see stack.py)
-            assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
-            assert int(a["updates"]) == int(b["updates"])
+    resume_matches(sweep_cmd(toy_mat, extra), env, tmp_path / "killed", expected)
     assert not list(sweep.rglob("*.tmp"))
 
 
@@ -227,15 +233,7 @@ def test_a_stop_file_ends_every_stack_at_an_epoch_and_the_same_command_resumes(t
     assert lone.returncode == 5 and "not started: the stop file" in lone.stderr and not (tmp_path / "lone").exists()
 
     stop.unlink()
-    again = subprocess.run(sweep_cmd(toy_mat, extra), env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    got = sweep_results(tmp_path / "stopped")
-    assert sorted(got) == sorted(expected)
-    for run, (summary, rows) in got.items():
-        assert summary["status"] == "finished" and summary["epochs"] == KILL_EPOCHS
-        for a, b in zip(rows, expected[run][1]):  # the same numbers, to rounding (see stack.py)
-            assert float(a["valid_nll"]) == pytest.approx(float(b["valid_nll"]), rel=1e-5)
-            assert int(a["updates"]) == int(b["updates"])
+    resume_matches(sweep_cmd(toy_mat, extra), env, tmp_path / "stopped", expected)
 
 
 # ----------------------------------------------------------------------------- faults of sweeps
