@@ -217,7 +217,8 @@ def test_a_stop_file_ends_every_stack_at_an_epoch_and_the_same_command_resumes(t
     _wait_for_epochs(sweep, "toy/*/*/metrics.csv", 3)
     stop.touch()
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode != 0 and "stop file" in out, out[-3000:]
+    assert proc.returncode != 0 and re.search(r"lr [0-9.e-]+: stopped after epoch \d+ as the stop file", out) and "failed" not in out, out[-3000:]
+    assert "not started: the stop file" in out and "3 stopped" in out
     first = sorted({p.parent.parent.name for p in sweep.glob("toy/*/*/summary.json")})
     assert len(first) == 1  # the stack under way: the other never started, and left nothing
     assert not list(sweep.glob(f"toy/{'lstm' if first == ['gru'] else 'gru'}/*/*"))

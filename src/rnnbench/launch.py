@@ -199,7 +199,8 @@ class Progress:
 
     def end(self, k: int, results: list) -> None:
         """Stack ``k`` is over: its runs' results (summaries, or exceptions for failed runs)."""
-        self.ended[k] = ["failed" if isinstance(r, BaseException) else str(r.get("status")) for r in results]
+        self.ended[k] = [("stopped" if "the stop file" in str(r) else "failed") if isinstance(r, BaseException)
+                         else str(r.get("status")) for r in results]
 
     def stack_status(self, k: int) -> dict:
         st = self.stacks[k]
@@ -210,7 +211,7 @@ class Progress:
         known = [s for s in sums if s is not None]
         running = [s for s in known if s.get("status") == "running"]
         ended = sum(1 for s in known if s.get("status") in self.ENDED)
-        others = {x: sum(1 for s in known if s.get("status") == x) for x in ("skipped", "failed")}
+        others = {x: sum(1 for s in known if s.get("status") == x) for x in ("skipped", "failed", "stopped")}
         epoch = max((int(s.get("epochs") or 0) for s in (running or known)), default=0)
         per_epoch = None
         for s in running or known:  # (from the run's own clock: training and evaluation, not writing files)
@@ -241,7 +242,7 @@ class Progress:
         ss = [self.stack_status(k) for k in range(len(self.stacks))] if statuses is None else statuses
         runs, ended = sum(s["runs"] for s in ss), sum(s["ended"] for s in ss)
         done, total = sum(s["run_epochs"] for s in ss), sum(s["runs"] * s["cap"] for s in ss)
-        others = "".join(f", {n} {what}" for what in ("skipped", "failed")
+        others = "".join(f", {n} {what}" for what in ("skipped", "failed", "stopped")
                          if (n := sum(s["others"][what] for s in ss)))
         line = f"sweep: {ended} of {runs} runs finished{others}, {done} of {total} run-epochs"
         known = [s["per_epoch"] for s in ss if s["per_epoch"]]
@@ -346,7 +347,8 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
             for i, r in zip(idx, result):
                 out = jobs[i][3]
                 if isinstance(r, BaseException):
-                    print(f"{run_label(_summary_of(jobs[i][2]))}: failed: {r}  [{out}]", flush=True)
+                    what = "" if "the stop file" in str(r) else "failed: "  # ("stopped after ...", "not started: ...")
+                    print(f"{run_label(_summary_of(jobs[i][2]))}: {what}{r}  [{out}]", flush=True)
                 else:
                     print(result_line(r, out), flush=True)
             log.info("progress: %s", progress.stack_line(k))
