@@ -85,20 +85,14 @@ def halving_schedule(draws: int = 10) -> list[tuple[int, int]]:
     """``[(last epoch, draws running up to it), ...]`` per seed under this checkout's
     ``hparams_search=paper_lr_halving`` (the fewest draws it keeps: every draw behind the margin
     stops), the last entry running to any epoch."""
-    import math
-
     from hydra import compose, initialize_config_dir
 
-    from rnnbench.search import halving_settings
+    from rnnbench.search import halving_schedule as schedule, halving_settings
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         h = halving_settings(compose("train", overrides=["experiment=chung2014_speech",
                                                          "hparams_search=paper_lr_halving"]))
-    out, n = [], draws
-    for e in h["epochs"]:
-        out.append((e, n))
-        n = max(h["min_keep"], math.ceil(h["keep"] * n))
-    return out + [(10 ** 9, n)]
+    return schedule(h, draws)
 
 
 def project(parts: dict, corpus: str, epochs: int, cores: int, schedule) -> tuple[float, float]:

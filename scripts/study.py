@@ -3,6 +3,7 @@
     python scripts/study.py                       # music: 4 datasets x 3 cells, 2 pairs at a time
     python scripts/study.py --datasets jsb --cells gru --jobs 1
     python scripts/study.py --task speech         # speech: YESNO and FSDD x 3 cells, then the tanh variants
+    python scripts/study.py --task speech --plan  # how far it is, and at most how much is left
 
 ``--task speech`` runs the same protocol with ``experiment=chung2014_speech`` (the paper's speech
 sizes, the mixture head) on YESNO and FSDD, stacked as the music study is (successive halving is a
@@ -71,17 +72,25 @@ TANH_DIAGNOSTICS = {"sigma0": ["train.weight_noise=0"], "sigma0.04": ["train.wei
                     "sigma0.075_chunk50": ["train.weight_noise=0.075", "dataset.chunk_steps=50"]}
 
 
+def _draw_of(run_dir: Path) -> int | None:
+    """``search.draw`` of a run, from its config.yaml."""
+    try:
+        text = (run_dir / "config.yaml").read_text()
+    except OSError:
+        return None
+    return next((int(line.split(":")[1]) for line in text.splitlines() if line.strip().startswith("draw:")), None)
+
+
 def selected_draw(search_dir: Path, dataset: str, cell: str) -> int | None:
     """The draw of the best validation NLL among the pair's seed-0 runs that ended: finished, pruned,
     or diverged after a best epoch (whose best-validation weights stand, as the report counts them)."""
     best = None
     for summary in sorted((search_dir / dataset / cell).glob("*/summary.json")):
         s = json.loads(summary.read_text())
-        cfg = (summary.parent / "config.yaml").read_text()
         ended = s.get("status") in ("finished", "pruned") or (s.get("status") == "diverged" and s.get("best_epoch"))
         if not ended or s.get("valid_nll") is None or int(s.get("seed", 0)) != 0:
             continue
-        draw = next(int(line.split(":")[1]) for line in cfg.splitlines() if line.strip().startswith("draw:"))
+        draw = _draw_of(summary.parent)
         if math.isfinite(s["valid_nll"]) and (best is None or s["valid_nll"] < best[0]):
             best = (s["valid_nll"], draw)
     return None if best is None else best[1]
@@ -190,6 +199,118 @@ def queue(args) -> list[tuple[str, str | None]]:
     return jobs
 
 
+# --------------------------------------------------------------------------- --plan
+
+def _summaries(folder: Path) -> list[tuple[Path, dict]]:
+    out = []
+    for path in sorted(folder.glob("*/summary.json")):
+        try:
+            out.append((path.parent, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _seconds_per_member_epoch(run_dirs: list[Path]) -> float | None:
+    """From the runs' own clocks: the seconds per epoch of the stack that trained the most epochs,
+    over its last 10 (training and evaluation, shared by its members), divided by the members it
+    had then (the runs of ``run_dirs`` that reached those epochs)."""
+    import csv
+
+    rows = {}
+    for d in run_dirs:
+        try:
+            with open(d / "metrics.csv") as f:
+                rows[d] = list(csv.DictReader(f))
+        except OSError:
+            continue
+    longest = max(rows.values(), key=len, default=[])
+    if len(longest) < 2:
+        return None
+    a, b = longest[max(0, len(longest) - 11)], longest[-1]
+    members = sum(1 for r in rows.values() if len(r) >= int(b["epoch"]))
+    secs = (float(b["wall_seconds"]) + float(b.get("eval_seconds") or 0)
+            - float(a["wall_seconds"]) - float(a.get("eval_seconds") or 0))
+    return secs / (int(b["epoch"]) - int(a["epoch"])) / max(members, 1)
+
+
+def _search_left(runs: list[dict], cap: int, schedule, draws: int = 10) -> int:
+    """At most how many member-epochs a search of ``draws`` draws (one stack) has left."""
+    if not runs:
+        epoch, running = 0, draws
+    else:
+        alive = [int(s.get("epochs") or 0) for s in runs if s.get("status") == "running"]
+        if not alive and len(runs) >= draws:
+            return 0
+        epoch, running = (min(alive), len(alive)) if alive else (0, draws)
+    left, prev = 0, 0
+    for upto, n in schedule:
+        lo, hi = max(prev, epoch), min(upto, cap)
+        if hi > lo:
+            left += min(n, running) * (hi - lo)
+        prev = upto
+    return left
+
+
+def plan(args) -> list[str]:
+    """How far the study is and at most how much is left, job by job (``--plan``): upper bounds
+    (every run to its cap; early stopping ends runs sooner), timed by each pair's own runs."""
+    from hydra import compose, initialize_config_dir
+
+    from rnnbench.search import halving_schedule, halving_settings
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(Path(__file__).resolve().parents[1] / "conf")):
+        schedule = halving_schedule(halving_settings(compose("train", overrides=[
+            f"experiment=chung2014_{args.task}", "hparams_search=paper_lr_halving"])), 10)
+    runs = Path(args.runs)
+    override = next((int(e.split("=", 1)[1]) for e in args.extra if e.lstrip("+").startswith("train.max_epochs=")), None)
+    lines, total, untimed, per_dataset = [], 0.0, 0, {}
+    for d, c in queue(args):
+        cap = override or (SPEECH_MAX_EPOCHS.get(d, 500) if args.task == "speech" else 500)
+        roots = [(runs, c)] if c is not None else [(runs / f"tanh_sigma{TANH_SIGMA}", "tanh")]
+        left, parts, dirs = 0, [], []
+        for root, cell in roots:
+            search = _summaries(root / "search" / d / cell)
+            draw = selected_draw(root / "search", d, cell) if search and _search_left(
+                [s for _, s in search], cap, schedule) == 0 else None
+            seeds = [(p, s) for p, s in _summaries(root / "seeds" / d / cell) if draw is None or _draw_of(p) == draw]
+            dirs += [p for p, _ in search + seeds]
+            s_left = _search_left([s for _, s in search], cap, schedule)
+            ended = sum(1 for _, s in search if s.get("status") != "running")
+            alive = [int(s.get("epochs") or 0) for _, s in search if s.get("status") == "running"]
+            no_draw = search and s_left == 0 and not any(s.get("best_epoch") for _, s in search)
+            seeds_left = 0 if no_draw else sum(cap - int(s.get("epochs") or 0) for _, s in seeds
+                                               if s.get("status") == "running") + cap * max(0, len(args.seeds) - len(seeds))
+            left += s_left + seeds_left
+            parts.append(f"search {ended} of 10 ended" + (f", {len(alive)} at epoch {max(alive)}" if alive else "")
+                         + ("; no draw reached a best epoch" if no_draw else
+                            f"; seeds {sum(1 for _, s in seeds if s.get('status') != 'running')} of "
+                            f"{len(args.seeds)} ended"))
+        if c is None:
+            diag = _summaries(runs / "tanh_diagnostics" / d / "tanh")
+            dirs += [p for p, _ in diag]
+            left += sum(cap - int(s.get("epochs") or 0) for _, s in diag if s.get("status") == "running") \
+                + cap * (len(TANH_DIAGNOSTICS) - len(diag))
+            parts.append(f"diagnostics {sum(1 for _, s in diag if s.get('status') != 'running')} of "
+                         f"{len(TANH_DIAGNOSTICS)} ended")
+        per = _seconds_per_member_epoch(dirs)
+        if per is not None:
+            per_dataset.setdefault(d, per)
+        per = per if per is not None else per_dataset.get(d)
+        name = f"{d}/{c}" if c is not None else f"{d}/tanh (σ={TANH_SIGMA}) + diagnostics"
+        hours = "" if per is None else f", ≤ {left * per / 3600:.1f} h of one core at {per:.1f} s each"
+        if per is None:
+            untimed += left
+        else:
+            total += left * per
+        lines.append(f"{name}: {'; '.join(parts)}; left ≤ {left} member-epochs (cap {cap}){hours}")
+    lines.append(f"in all ≤ {total / 3600:.1f} h of one core, ≤ {total / 3600 / max(1, args.jobs):.1f} h on "
+                 f"{args.jobs} worker{'s' if args.jobs > 1 else ''}"
+                 + (f", and ≤ {untimed} member-epochs of corpora no run has timed yet" if untimed else "")
+                 + ": upper bounds, every run to its cap (early stopping ends runs sooner)")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=sorted(DATASETS), default="music")
@@ -205,6 +326,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", choices=["tanh", "none"], default="tanh",
                     help="speech only: after the faithful study, the tanh RNN at weight noise "
                          f"{TANH_SIGMA} and its diagnostics (default), or none")
+    ap.add_argument("--plan", action="store_true", help="print how far the study is and at most how much is "
+                    "left (from the runs' own clocks), train nothing")
     ap.add_argument("extra", nargs="*", help="further rnnbench-train overrides for every command")
     args = ap.parse_args(argv)
     if args.datasets is None:
@@ -212,6 +335,9 @@ def main(argv=None) -> int:
     default_runs = os.path.join(os.environ.get("RNNBENCH_RUNS", "runs"), "sweeps", "study")
     if args.task == "speech" and args.runs == default_runs:
         args.runs = default_runs + "_speech"
+    if args.plan:
+        print("\n".join(plan(args)))
+        return 0
     jobs = queue(args)
     stop = stop_path(args)
     if stop.exists():

@@ -105,3 +105,34 @@ def test_a_stop_file_ends_the_study_after_the_command_under_way(tmp_path, monkey
     assert study.main(["--task", "speech", "--jobs", "1", "--runs", str(runs)]) == 0
     assert "STOP removed: the study resumes" in capsys.readouterr().out.replace(str(runs) + "/", "")
     assert len(calls) == 8 and not (runs / "STOP").exists()  # 6 searches, 2 variant searches (no draw selected)
+
+
+def test_the_plan_says_how_far_the_study_is_and_bounds_what_is_left(tmp_path):
+    """`--plan` on a study part-way: the finished pair has nothing left, the search under way its
+    halving schedule's member-epochs to the cap plus 4 seeds, timed by its own runs' clocks; the
+    pairs no run has timed are counted apart."""
+    study = _study_module()
+    runs = tmp_path / "study"
+
+    def run(folder, draw, status, epochs, best=None, valid=None, seconds_per_epoch=30.0, members=3):
+        d = folder / f"hparams_search=paper_lr_halving,search.draw={draw}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"status": status, "epochs": epochs, "seed": 0, "best_epoch": best,
+                                                    "valid_nll": valid}))
+        (d / "config.yaml").write_text(f"search:\n  draw: {draw}\n")
+        rows = ["epoch,wall_seconds,eval_seconds"] + [f"{e},{e * seconds_per_epoch:.1f},0" for e in range(1, epochs + 1)]
+        (d / "metrics.csv").write_text("\n".join(rows) + "\n")
+
+    for k in range(10):  # yesno/tanh: every draw diverged at once
+        run(runs / "search" / "yesno" / "tanh", k, "diverged", 1)
+    for k in range(10):  # yesno/gru: 7 pruned, 3 at epoch 100 of 500 (a 3-member stack at 30 s an epoch)
+        run(runs / "search" / "yesno" / "gru", k, "running" if k < 3 else "pruned", 100 if k < 3 else 20, 90, -1.0)
+    args = study.argparse.Namespace(task="speech", datasets=["yesno", "fsdd"], cells=["tanh", "gru"], seeds=[1, 2, 3, 4],
+                                    jobs=2, runs=str(runs), order="cheapest-first", variants="none", extra=[])
+    lines = study.plan(args)
+    assert lines[0].startswith("yesno/tanh: search 10 of 10 ended; no draw reached a best epoch; left ≤ 0 ")
+    assert lines[1].startswith("yesno/gru: search 7 of 10 ended, 3 at epoch 100; seeds 0 of 4 ended; "
+                               f"left ≤ {3 * 400 + 4 * 500} member-epochs (cap 500), ≤ {3200 * 10 / 3600:.1f} h")
+    assert "at 10.0 s each" in lines[1]
+    assert lines[2].startswith(f"fsdd/tanh: search 0 of 10 ended; seeds 0 of 4 ended; left ≤ {100 + 50 + 3 * 180 + 800} ")
+    assert lines[-1].startswith(f"in all ≤ {3200 * 10 / 3600:.1f} h of one core") and f"{2 * 1490} member-epochs" in lines[-1]

@@ -62,6 +62,19 @@ def halving_settings(cfg) -> dict | None:
     return {"epochs": sorted(set(epochs)), "keep": float(keep), "min_keep": min_keep, "margin": float(margin)}
 
 
+def halving_schedule(settings: Mapping | None, draws: int) -> list[tuple[int, int]]:
+    """``[(last epoch, draws running up to it), ...]`` of one seed's ``draws`` under the halving
+    ``settings`` (:func:`halving_settings`; ``None``: no halving), when every draw behind the
+    margin stops (the fewest it keeps); the last entry runs to any epoch."""
+    if not settings:
+        return [(10 ** 9, draws)]
+    out, n = [], draws
+    for e in settings["epochs"]:
+        out.append((e, n))
+        n = min(n, max(settings["min_keep"], math.ceil(settings["keep"] * n)))
+    return out + [(10 ** 9, n)]
+
+
 def halving_decision(best_valid: Mapping, settings: Mapping) -> dict:
     """Which draws successive halving stops at a checkpoint.
 
