@@ -8,8 +8,11 @@ also copies ``best.pt`` of every run at the learning rate the report selects for
 cell (all its seeds), so anyone can re-score or sample the reproduced models (``--best all``:
 every run's).  ``--last unfinished`` copies ``last.pt`` (and ``best.pt``) of runs that have not
 ended, so that a fresh clone resumes them with the same command (pointed at ``--dest``); ended
-runs' ``last.pt`` are removed from ``--dest``.  The copies keep the sweep layout, so
-``rnnbench-report results/music/runs/*`` reads them like the originals.
+runs' ``last.pt`` are removed from ``--dest``.  The copies keep the sweep layout below the sweeps'
+common parent folder (``study/search``, ``study/tanh_sigma0.02/search`` and ``study/tanh_diagnostics``
+go to ``DEST/search``, ``DEST/tanh_sigma0.02/search``, ``DEST/tanh_diagnostics``), so
+``rnnbench-report`` reads them like the originals.  The selection is the report's: a labelled
+variant (another weight noise, chunks) is selected as a cell of its own.
 """
 
 from __future__ import annotations
@@ -21,11 +24,19 @@ from pathlib import Path
 RUN_FILES = ("summary.json", "metrics.csv", "config.yaml")
 
 
-def export(sweep: Path, dest: Path, best_runs: set[Path] | None, last_unfinished: bool) -> int:
+def targets(sweeps: list[Path], dest: Path) -> dict[Path, Path]:
+    """Where each sweep goes: its path below the sweeps' common parent folder, under ``dest``."""
+    import os
+
+    parents = [str(Path(os.path.abspath(s)).parent) for s in sweeps]
+    common = Path(os.path.commonpath(parents))
+    return {s: dest / Path(os.path.abspath(s)).relative_to(common) for s in sweeps}
+
+
+def export(sweep: Path, target: Path, best_runs: set[Path] | None, last_unfinished: bool) -> int:
     import json
 
     n = 0
-    target = dest / sweep.name
     if (sweep / "multirun.yaml").is_file():
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(sweep / "multirun.yaml", target / "multirun.yaml")
@@ -49,16 +60,17 @@ def export(sweep: Path, dest: Path, best_runs: set[Path] | None, last_unfinished
 
 
 def selected_runs(sweeps: list[Path]) -> set[Path]:
-    """Every run at the learning rate the report selects for its dataset x cell (all seeds)."""
-    from rnnbench.report import collect_runs, select_best
+    """Every run at the learning rate the report selects for its dataset x cell (all seeds), each
+    labelled variant a cell of its own, as the report selects."""
+    from rnnbench.report import collect_runs, report_tables, sweep_labels
 
-    runs = collect_runs(sweeps)
-    best = select_best(runs)
+    folder = {label: sweep for sweep, label in sweep_labels(sweeps).items()}
+    tables = report_tables(collect_runs(sweeps))
+    runs, best = tables["runs"], tables["best"]
     keep = set()
     for b in best.itertuples():
         for r in runs[(runs.dataset == b.dataset) & (runs.cell == b.cell) & (runs.lr == b.lr)].itertuples():
-            sweep = next(s for s in sweeps if s.name == r.sweep)
-            keep.add((sweep / r.run).resolve())
+            keep.add((folder[r.sweep] / r.run).resolve())
     return keep
 
 
@@ -72,9 +84,9 @@ def main(argv=None) -> int:
     best = {"none": set(), "all": None}.get(args.best)
     if args.best == "selected":
         best = selected_runs(args.sweeps)
-    for sweep in args.sweeps:
-        n = export(sweep, args.dest, best, args.last == "unfinished")
-        print(f"{sweep}: {n} runs -> {args.dest / sweep.name}")
+    for sweep, target in targets(args.sweeps, args.dest).items():
+        n = export(sweep, target, best, args.last == "unfinished")
+        print(f"{sweep}: {n} runs -> {target}")
     return 0
 
 

@@ -649,3 +649,38 @@ def test_sweeps_of_one_name_are_told_apart_by_the_ends_of_their_paths(tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert list(sweep_labels([p.relative_to(tmp_path) for p in given]).values()) == want
     assert list(sweep_labels(["runs/a/quick", tmp_path / "b" / "quick"]).values()) == ["a/quick", "b/quick"]
+
+
+def test_export_keeps_the_layout_below_the_sweeps_parent_and_the_selected_checkpoints_of_every_variant(tmp_path):
+    """scripts/export_runs.py on the converged speech study's five sweeps: each lands at its path
+    below their common parent (search, tanh_sigma0.02/search, ...), and --best selected copies the
+    best.pt of every seed at each selected rate, the σ = 0.02 variant selected as a cell of its own
+    (its better rate is not the faithful tanh's), never another run's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_runs", REPO / "scripts" / "export_runs.py")
+    export_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_runs)
+    study = tmp_path / "work" / "study"
+    for sweep, base, better_lr in ((study / "search", 0.0, 1e-3), (study / "tanh_sigma0.02" / "search", 1.0, 1e-4)):
+        for draw, lr in enumerate((1e-3, 1e-4)):
+            valid = base + (0.0 if lr == better_lr else 0.5)
+            run = fake_run(sweep, "yesno", "tanh", draw, 0, lr, valid=valid, test=valid)
+            _variant(run, weight_noise=0.075 if base == 0.0 else 0.02)
+    for seed in (1, 2):
+        _variant(fake_run(study / "seeds", "yesno", "tanh", 0, seed, 1e-3, valid=0.1, test=0.1), 0.075)
+        _variant(fake_run(study / "tanh_sigma0.02" / "seeds", "yesno", "tanh", 1, seed, 1e-4, valid=1.1, test=1.1), 0.02)
+    _variant(fake_run(study / "tanh_diagnostics", "yesno", "tanh", 1, 0, 1e-4, valid=2.0, test=2.0), 0.0)
+    for summary in study.rglob("summary.json"):
+        (summary.parent / "best.pt").write_bytes(b"weights")
+    sweeps = [study / "search", study / "seeds", study / "tanh_sigma0.02" / "search", study / "tanh_sigma0.02" / "seeds",
+              study / "tanh_diagnostics"]
+    dest = tmp_path / "results" / "study"
+    assert export_runs.main([*map(str, sweeps), "--dest", str(dest), "--best", "selected"]) == 0
+    kept = sorted(p.parent.relative_to(dest).as_posix() for p in dest.rglob("best.pt"))
+    assert kept == ["search/yesno/tanh/search.draw=0,seed=0", "seeds/yesno/tanh/search.draw=0,seed=1",
+                    "seeds/yesno/tanh/search.draw=0,seed=2", "tanh_diagnostics/yesno/tanh/search.draw=1,seed=0",
+                    "tanh_sigma0.02/search/yesno/tanh/search.draw=1,seed=0",
+                    "tanh_sigma0.02/seeds/yesno/tanh/search.draw=1,seed=1",
+                    "tanh_sigma0.02/seeds/yesno/tanh/search.draw=1,seed=2"]
+    assert len(list(dest.rglob("summary.json"))) == 9
