@@ -345,6 +345,10 @@ COMMITTED_REPORTS = {
     "results/speech/archive/2026-12-02_three_draws": ["results/speech/runs/speech", "results/speech/runs/speech_fsdd"],
     "results/speech/archive/2026-11-29_budget": ["results/speech/runs/speech_budget"],
 }
+if (REPO / "results" / "speech" / "report" / "runs.csv").is_file():  # the converged study, once it has a report
+    COMMITTED_REPORTS["results/speech/report"] = [
+        f"results/speech/runs/study/{s}" for s in ("search", "seeds", "tanh_sigma0.02/search", "tanh_sigma0.02/seeds",
+                                                   "tanh_diagnostics")]
 
 
 @pytest.mark.slow
