@@ -336,7 +336,10 @@ def main(argv=None) -> int:
     if args.task == "speech" and args.runs == default_runs:
         args.runs = default_runs + "_speech"
     if args.plan:
-        print("\n".join(plan(args)))
+        try:
+            print("\n".join(plan(args)), flush=True)
+        except BrokenPipeError:  # (| head)
+            sys.stdout = None
         return 0
     jobs = queue(args)
     stop = stop_path(args)
