@@ -46,6 +46,29 @@ def test_the_speech_study_runs_its_protocol_and_variants_then_resumes_to_nothing
     assert again.returncode == 0, again.stdout + again.stderr
     assert {p: (s["epochs"], s["updates"]) for p, s in summaries(runs).items()} == before
 
+    # the final sitting's chain (results/speech/README.md): the report of the five sweeps, the export
+    # of the selected checkpoints, their re-scoring by the independent evaluator
+    sweeps = [str(runs / s) for s in ("search", "seeds", "tanh_sigma0.02/search", "tanh_sigma0.02/seeds",
+                                      "tanh_diagnostics")]
+    report = tmp_path / "report"
+    made = subprocess.run([sys.executable, "-m", "rnnbench.cli.report", *sweeps, "--out", str(report)],
+                          capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr
+    variants = (report / "variants.csv").read_text()
+    assert all(label in variants for label in ("σ=0.02", "σ=0,", "σ=0.04", "50-step chunks"))
+    assert {"study/search", "tanh_sigma0.02/search", "tanh_diagnostics"} <= {
+        line.split(",")[0] for line in (report / "runs.csv").read_text().splitlines()[1:]}
+    dest = tmp_path / "exported"
+    exported = subprocess.run([sys.executable, str(REPO / "scripts" / "export_runs.py"), *sweeps, "--dest", str(dest),
+                               "--best", "selected"], capture_output=True, text=True, timeout=600)
+    assert exported.returncode == 0, exported.stderr
+    assert (dest / "tanh_sigma0.02" / "seeds").is_dir() and len(list(dest.rglob("summary.json"))) == len(before)
+    rescored = subprocess.run([sys.executable, str(REPO / "scripts" / "rescore.py"), str(dest), "--selected",
+                               str(report / "selected_runs.csv")], capture_output=True, text=True, timeout=600)
+    assert rescored.returncode == 0, rescored.stdout[-2000:] + rescored.stderr[-2000:]
+    checkpoints = len(list(dest.rglob("best.pt")))
+    assert checkpoints >= 5 + 5 + 3 and f"{checkpoints} of {checkpoints} checkpoints agree" in rescored.stdout
+
 
 def _study_module():
     import importlib.util
