@@ -640,6 +640,23 @@ def test_claims_are_judged_on_converged_runs_only(fake_sweep, tmp_path):
     assert t2[(t2.dataset == "JSB Chorales") & (t2.split == "test")]["gru"].iloc[0].endswith(" *")
 
 
+def test_a_run_stopped_by_the_papers_own_cap_is_marked_and_its_claims_are_judged(fake_sweep, tmp_path):
+    """The paper trains "at most 500 epochs": a selected run that reaches them ended as the paper's
+    recipe ends runs, so its claims are judged (unlike a lower cap's), and Table 2 marks it ‡."""
+    for s in (fake_sweep / "jsb" / "gru").glob("search.draw=0,*/summary.json"):
+        d = json.loads(s.read_text())
+        d.update(stop_reason="max_epochs", epochs=500)
+        s.write_text(json.dumps(d))
+    write_report([fake_sweep], tmp_path / "rep")
+    cl = pd.read_csv(tmp_path / "rep" / "claims.csv").set_index("claim")
+    assert cl.loc["GRU beats tanh", "verdict"] == "holds" and cl.loc["gated beats tanh", "verdict"] == "holds"
+    t2 = pd.read_csv(tmp_path / "rep" / "table2.csv")
+    assert t2[(t2.dataset == "JSB Chorales") & (t2.split == "test")]["gru"].iloc[0].endswith(" ‡")
+    best = pd.read_csv(tmp_path / "rep" / "selected_runs.csv").set_index(["dataset", "cell"])
+    assert best.loc[("jsb", "gru"), "at_paper_cap"] == 3 and best.loc[("jsb", "gru"), "stopped_by_budget"] == 0
+    assert "`‡`: the selected run (of some seed) reached the paper's 500-epoch cap" in (tmp_path / "rep" / "report.md").read_text()
+
+
 def test_sweeps_of_one_name_are_told_apart_by_the_ends_of_their_paths(tmp_path, monkeypatch):
     """The converged speech study has study/search and study/tanh_sigma0.02/search: each is named by
     the shortest end of its path that no other sweep shares, the same from any working directory

@@ -307,6 +307,15 @@ def _as_str(v) -> str | None:
 
 ENDED = ("finished", "pruned")  # runs that can be compared on validation
 BUDGET_STOPS = ("max_epochs", "time_budget")
+# The paper's cap: a run that reaches it ended as the paper's recipe ends runs ("at most 500
+# epochs"), so unlike a lower cap or a time budget it does not keep its claims from being judged;
+# Table 2 marks it ‡ (still improving when it stopped).
+PAPER_MAX_EPOCHS = 500
+
+
+def _at_paper_cap(runs: pd.DataFrame) -> pd.Series:
+    """Which runs were stopped by the epoch cap at (or beyond) the paper's 500 epochs."""
+    return (runs["stop_reason"] == "max_epochs") & (runs["epochs"].fillna(0) >= PAPER_MAX_EPOCHS)
 EQUAL_WITHIN = 0.1  # nats: "GRU and LSTM are about equal" means |difference| below this
 
 
@@ -355,7 +364,7 @@ def select_best(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         n = len(chosen)
         test, test_sd, test_half = ci95(chosen["test_nll"])
-        budget = chosen[chosen["stop_reason"].isin(BUDGET_STOPS)]
+        budget = chosen[chosen["stop_reason"].isin(BUDGET_STOPS) & ~_at_paper_cap(chosen)]
         rows.append({
             "dataset": dataset, "cell": cell, "units": int(chosen["units"].iloc[0]), "lr": float(lr),
             "draw": chosen["draw"].iloc[0], "seeds": n,
@@ -366,7 +375,7 @@ def select_best(runs: pd.DataFrame) -> pd.DataFrame:
             "test_nll": test, "test_std": test_sd, "test_ci95_low": test - test_half, "test_ci95_high": test + test_half,
             "best_epoch": int(chosen["best_epoch"].iloc[0]), "epochs": int(chosen["epochs"].iloc[0]),
             "updates": int(chosen["updates"].iloc[0]), "stop_reason": chosen["stop_reason"].iloc[0],
-            "stopped_by_budget": len(budget),
+            "stopped_by_budget": len(budget), "at_paper_cap": int(_at_paper_cap(chosen).sum()),
             "diverged_after_best": int((chosen["status"] == "diverged").sum()),
             "batch_size": int(chosen["batch_size"].iloc[0]), "run": chosen["run"].iloc[0],
             "sweep": chosen["sweep"].iloc[0],
@@ -439,6 +448,8 @@ def table2(best: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame
                     row[c] = "" if pd.isna(v) else (f"{v:+.2f}" if column == "diff" else f"{v:.2f}")
                 if column == "test_nll" and c in sub.index and sub.loc[c, "stopped_by_budget"]:
                     row[c] += " *"  # stopped by an epoch or time budget, not by early stopping
+                if column == "test_nll" and c in sub.index and sub.get("at_paper_cap", {}).get(c, 0):
+                    row[c] += " ‡"  # stopped by the paper's own 500-epoch cap, still improving
                 if column == "test_nll" and c in sub.index and sub.loc[c, "diverged_after_best"]:
                     row[c] += " †"  # diverged after its best epoch: its best-validation weights stand
             rows.append(row)
@@ -471,6 +482,7 @@ def variants_table(best: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                        train_nll=h.train_nll, valid_nll=h.valid_nll, test_nll=h.test_nll, test_std=h.test_std,
                        test_ci95_low=h.test_ci95_low, test_ci95_high=h.test_ci95_high, best_epoch=int(h.best_epoch),
                        epochs=int(h.epochs), stop_reason=h.stop_reason, stopped_by_budget=int(h.stopped_by_budget),
+                       at_paper_cap=int(h.at_paper_cap),
                        diverged_after_best=int(h.diverged_after_best), sweep=h.sweep)
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -559,6 +571,8 @@ def claims(diffs: pd.DataFrame, unscored: dict[tuple[str, str], str] | None = No
     interval: "holds (tanh diverged)".  Claims are judged on converged runs only: where a selected
     run of either cell (``capped``: (dataset, cell) pairs) was stopped by an epoch or time budget
     rather than by early stopping (`*` in Table 2), the verdict is "not judged" (the interval stays).
+    A run stopped by the paper's own 500-epoch cap (`‡`) ended as the paper's recipe ends runs: its
+    claims are judged.
     """
     rows = []
     capped = capped or set()
@@ -823,6 +837,10 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path) -> dict:
         if best_faithful["stopped_by_budget"].any():
             sections += ["`*`: the selected run (of some seed) was stopped by an epoch or time budget "
                          "(`stop_reason` max_epochs or time_budget), not by early stopping.", ""]
+        if best_faithful["at_paper_cap"].any():
+            sections += [f"`‡`: the selected run (of some seed) reached the paper's {PAPER_MAX_EPOCHS}-epoch cap "
+                         "without early stopping (its validation NLL was still falling): it ended as the paper's "
+                         "recipe ends runs, and its claims are judged.", ""]
         if t2.isin(["diverged"]).any().any():
             sections += ["`diverged`: every run of the cell ended with a non-finite loss or gradient before a best "
                          "epoch, so it has no number (see Runs that diverged before a best epoch).", ""]
