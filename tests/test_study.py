@@ -20,7 +20,6 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO, write_mat
 from rnnbench.errors import ConfigError
-from rnnbench.report import collect_runs, expected_configs, select_best, write_report
 from rnnbench.search import loguniform_draw
 
 
