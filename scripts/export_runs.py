@@ -8,7 +8,8 @@ also copies ``best.pt`` of every run at the learning rate the report selects for
 cell (all its seeds), so anyone can re-score or sample the reproduced models (``--best all``:
 every run's).  ``--last unfinished`` copies ``last.pt`` (and ``best.pt``) of runs that have not
 ended, so that a fresh clone resumes them with the same command (pointed at ``--dest``); ended
-runs' ``last.pt`` are removed from ``--dest``.  The copies keep the sweep layout below the sweeps'
+runs' ``last.pt``, and the ``best.pt`` of runs this export does not copy (an earlier export's,
+stale if the run trained on since), are removed from ``--dest``.  The copies keep the sweep layout below the sweeps'
 common parent folder (``study/search``, ``study/tanh_sigma0.02/search`` and ``study/tanh_diagnostics``
 go to ``DEST/search``, ``DEST/tanh_sigma0.02/search``, ``DEST/tanh_diagnostics``), so
 ``rnnbench-report`` reads them like the originals.  The selection is the report's: a labelled
@@ -51,6 +52,8 @@ def export(sweep: Path, target: Path, best_runs: set[Path] | None, last_unfinish
         if (best_runs is None or run.resolve() in best_runs or (last_unfinished and running)) \
                 and (run / "best.pt").is_file():
             shutil.copy2(run / "best.pt", out / "best.pt")
+        elif (out / "best.pt").is_file():  # an earlier export's copy: stale once the run trained on
+            (out / "best.pt").unlink()
         if last_unfinished and running and (run / "last.pt").is_file():
             shutil.copy2(run / "last.pt", out / "last.pt")
         elif (out / "last.pt").is_file():

@@ -161,6 +161,8 @@ def run_tanh_variants(dataset: str, args) -> list[str]:
     diagnostics at that variant's selected draw.  Labelled folders, never the faithful Table 2."""
     variant = Path(args.runs) / f"tanh_sigma{TANH_SIGMA}"
     lines = [run_pair(dataset, "tanh", args, variant, (f"train.weight_noise={TANH_SIGMA}",))]
+    if stop_path(args).exists():
+        return lines
     draw = selected_draw(variant / "search", dataset, "tanh")
     if draw is None:
         return lines + [f"tanh_diagnostics: {dataset}: no selected draw at sigma {TANH_SIGMA}"]

@@ -697,7 +697,11 @@ def test_export_keeps_the_layout_below_the_sweeps_parent_and_the_selected_checkp
     sweeps = [study / "search", study / "seeds", study / "tanh_sigma0.02" / "search", study / "tanh_sigma0.02" / "seeds",
               study / "tanh_diagnostics"]
     dest = tmp_path / "results" / "study"
+    stale = dest / "search" / "yesno" / "tanh" / "search.draw=1,seed=0" / "best.pt"  # (an earlier export's)
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old weights")
     assert export_runs.main([*map(str, sweeps), "--dest", str(dest), "--best", "selected"]) == 0
+    assert not stale.exists()
     kept = sorted(p.parent.relative_to(dest).as_posix() for p in dest.rglob("best.pt"))
     assert kept == ["search/yesno/tanh/search.draw=0,seed=0", "seeds/yesno/tanh/search.draw=0,seed=1",
                     "seeds/yesno/tanh/search.draw=0,seed=2", "tanh_diagnostics/yesno/tanh/search.draw=1,seed=0",
