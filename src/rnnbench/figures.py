@@ -98,16 +98,16 @@ def paper_figure(tasks) -> str:
     return "the paper's Figures 2 (music) and 3 (speech)"
 
 
-def _legend_rows(rows: list[list], ncol: int) -> tuple[list, int]:
+def _legend_rows(rows: list[list], ncol: int) -> list:
     """Handles in the order that makes ``fig.legend(ncol=ncol)`` (which fills column by column)
-    show each of ``rows`` on lines of its own, at most ``ncol`` to a line; and how many lines."""
+    show each of ``rows`` on lines of its own, at most ``ncol`` to a line."""
     blank = Line2D([], [], alpha=0, label=" ")
     lines = []
     for row in rows:
         for i in range(0, max(len(row), 1), ncol):
             part = row[i:i + ncol]
             lines.append(part + [blank] * (ncol - len(part)))
-    return [line[c] for c in range(ncol) for line in lines], len(lines)
+    return [line[c] for c in range(ncol) for line in lines]
 
 
 def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
@@ -188,7 +188,7 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
                                 label="training NLL, no weight noise (every 10th epoch by default, and the best)"),
                          Line2D([], [], color="black", marker="*", ms=11, ls="none", mec="black",
                                 label="best validation epoch (the weights scored)")]
-        handles, _ = _legend_rows([cell_handles, style_handles], ncol)
+        handles = _legend_rows([cell_handles, style_handles], ncol)
         fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
         title = f"{names}: training and validation NLL of each cell's selected run {what}" + (
             f"; {seeds}" if seeds else "")
