@@ -101,11 +101,15 @@ def stop_path(args) -> Path:
     return Path(os.environ.get("RNNBENCH_STOP_FILE") or Path(args.runs) / "STOP")
 
 
+def _cap_override(args) -> int | None:
+    """The epoch cap the command line after ``--`` sets for every command, if it sets one."""
+    return next((int(e.split("=", 1)[1]) for e in args.extra if e.lstrip("+").startswith("train.max_epochs=")), None)
+
+
 def epoch_cap(dataset: str, args) -> list[str]:
     """``train.max_epochs=N`` of a speech corpus (``SPEECH_MAX_EPOCHS``), unless the command line
     after ``--`` sets its own cap; nothing for music (the experiment's 500)."""
-    if args.task != "speech" or dataset not in SPEECH_MAX_EPOCHS or any(
-            e.lstrip("+").startswith("train.max_epochs=") for e in args.extra):
+    if args.task != "speech" or dataset not in SPEECH_MAX_EPOCHS or _cap_override(args) is not None:
         return []
     return [f"train.max_epochs={SPEECH_MAX_EPOCHS[dataset]}"]
 
@@ -265,7 +269,7 @@ def plan(args) -> list[str]:
         schedule = halving_schedule(halving_settings(compose("train", overrides=[
             f"experiment=chung2014_{args.task}", "hparams_search=paper_lr_halving"])), 10)
     runs = Path(args.runs)
-    override = next((int(e.split("=", 1)[1]) for e in args.extra if e.lstrip("+").startswith("train.max_epochs=")), None)
+    override = _cap_override(args)
     lines, total, untimed, per_dataset = [], 0.0, 0, {}
     for d, c in queue(args):
         cap = override or (SPEECH_MAX_EPOCHS.get(d, 500) if args.task == "speech" else 500)
@@ -273,11 +277,10 @@ def plan(args) -> list[str]:
         left, parts, dirs = 0, [], []
         for root, cell in roots:
             search = _summaries(root / "search" / d / cell)
-            draw = selected_draw(root / "search", d, cell) if search and _search_left(
-                [s for _, s in search], cap, schedule) == 0 else None
+            s_left = _search_left([s for _, s in search], cap, schedule)
+            draw = selected_draw(root / "search", d, cell) if search and s_left == 0 else None
             seeds = [(p, s) for p, s in _summaries(root / "seeds" / d / cell) if draw is None or _draw_of(p) == draw]
             dirs += [p for p, _ in search + seeds]
-            s_left = _search_left([s for _, s in search], cap, schedule)
             ended = sum(1 for _, s in search if s.get("status") != "running")
             alive = [int(s.get("epochs") or 0) for _, s in search if s.get("status") == "running"]
             no_draw = search and s_left == 0 and not any(s.get("best_epoch") for _, s in search)
