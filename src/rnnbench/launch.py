@@ -48,6 +48,10 @@ class JobFailed(CompactHydraException):
     """A job's one-line error, which Hydra prints without a traceback."""
 
 
+class JobStopped(JobFailed):
+    """A job the stop file stopped (or kept from starting): reported as stopped, not failed."""
+
+
 def one_line(exc: BaseException) -> str:
     """An error as one line for people: rnnbench's own messages as they are, an OS error as
     ``<path>: <what>`` (``No space left on device``), anything else with its type."""
@@ -155,7 +159,7 @@ def _run_group(index: int, cfgs: list[DictConfig], dirs: list[Path], log_file: P
     except StopRequested as exc:  # (asked for: each run under way has its last.pt; one not started, nothing)
         logging.getLogger("rnnbench.launch").warning("stack in %s: %s", dirs[0].parent, one_line(exc))
         refused = exc.epoch is None
-        return index, [JobFailed(one_line(exc))] * len(cfgs)
+        return index, [JobStopped(one_line(exc))] * len(cfgs)
     except Exception as exc:  # reported per job below, like a failed Hydra job
         message = one_line(exc)
         logging.getLogger("rnnbench.launch").error("stack in %s failed: %s", dirs[0].parent, message)
@@ -199,7 +203,7 @@ class Progress:
 
     def end(self, k: int, results: list) -> None:
         """Stack ``k`` is over: its runs' results (summaries, or exceptions for failed runs)."""
-        self.ended[k] = [("stopped" if "the stop file" in str(r) else "failed") if isinstance(r, BaseException)
+        self.ended[k] = [("stopped" if isinstance(r, JobStopped) else "failed") if isinstance(r, BaseException)
                          else str(r.get("status")) for r in results]
 
     def stack_status(self, k: int) -> dict:
@@ -347,7 +351,7 @@ def launch_stacked(launcher, job_overrides: Sequence[Sequence[str]], initial_job
             for i, r in zip(idx, result):
                 out = jobs[i][3]
                 if isinstance(r, BaseException):
-                    what = "" if "the stop file" in str(r) else "failed: "  # ("stopped after ...", "not started: ...")
+                    what = "" if isinstance(r, JobStopped) else "failed: "  # ("stopped after ...", "not started: ...")
                     print(f"{run_label(_summary_of(jobs[i][2]))}: {what}{r}  [{out}]", flush=True)
                 else:
                     print(result_line(r, out), flush=True)

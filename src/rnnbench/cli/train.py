@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ..errors import RnnbenchError, StopRequested
-from ..launch import JobFailed, one_line
+from ..launch import JobFailed, JobStopped, one_line
 from ..runs import discard_unstarted, is_unstarted, result_line
 from ..schema import validate_config
 from ..train import train
@@ -61,7 +61,7 @@ def _app(cfg: DictConfig) -> float | None:
         if not multirun:
             print(f"rnnbench-train: {message}", file=sys.stderr)
             sys.exit(EXIT_STOPPED)
-        raise JobFailed(message) from exc
+        raise JobStopped(message) from exc
     except (RnnbenchError, OSError) as exc:
         message = one_line(exc)
         log.error("%s", message)
