@@ -106,6 +106,15 @@ def _cap_override(args) -> int | None:
     return next((int(e.split("=", 1)[1]) for e in args.extra if e.lstrip("+").startswith("train.max_epochs=")), None)
 
 
+def max_epochs(dataset: str, args) -> int:
+    """The cap a corpus's runs train to: the command line's after ``--``, else the speech corpus's
+    (``SPEECH_MAX_EPOCHS``), else the experiment's 500."""
+    override = _cap_override(args)
+    if override is not None:
+        return override
+    return SPEECH_MAX_EPOCHS.get(dataset, 500) if args.task == "speech" else 500
+
+
 def epoch_cap(dataset: str, args) -> list[str]:
     """``train.max_epochs=N`` of a speech corpus (``SPEECH_MAX_EPOCHS``), unless the command line
     after ``--`` sets its own cap; nothing for music (the experiment's 500)."""
@@ -269,10 +278,9 @@ def plan(args) -> list[str]:
         schedule = halving_schedule(halving_settings(compose("train", overrides=[
             f"experiment=chung2014_{args.task}", "hparams_search=paper_lr_halving"])), 10)
     runs = Path(args.runs)
-    override = _cap_override(args)
     lines, total, untimed, per_dataset = [], 0.0, 0, {}
     for d, c in queue(args):
-        cap = override or (SPEECH_MAX_EPOCHS.get(d, 500) if args.task == "speech" else 500)
+        cap = max_epochs(d, args)
         roots = [(runs, c)] if c is not None else [(runs / f"tanh_sigma{TANH_SIGMA}", "tanh")]
         left, parts, dirs = 0, [], []
         for root, cell in roots:
