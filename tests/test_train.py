@@ -135,6 +135,31 @@ def test_finished_run_is_not_retrained(toy_cfg, tmp_path):
 
 
 
+def test_a_run_ended_at_its_cap_is_not_scored_again_by_a_rerun_at_that_cap(toy_cfg, tmp_path, monkeypatch):
+    """A run stopped by train.max_epochs that still has its last.pt: called again with the same
+    cap it trains nothing and scores nothing again (its best epoch's train/test NLLs, scored once
+    when it ended, could otherwise move in the last digits with the thread count), so not a byte
+    is rewritten; with a higher cap it goes on (and is scored again when it ends there)."""
+    from rnnbench.runs import Run
+
+    cfg = OmegaConf.merge(toy_cfg, {"train": {"max_epochs": 2}})
+    first = train(cfg, tmp_path / "r")
+    assert first["status"] == "finished" and first["stop_reason"] == "max_epochs"
+    assert (tmp_path / "r" / "last.pt").is_file()
+    kept = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "r").iterdir() if p.is_file()
+            and p.name != ".lock"}
+    scored = []
+    fill_best = Run.fill_best
+    monkeypatch.setattr(Run, "fill_best", lambda self, nll, seconds=0.0: (scored.append(dict(nll)),
+                                                                          fill_best(self, nll, seconds))[1])
+    assert train(cfg, tmp_path / "r") == first
+    assert scored == []  # nothing scored again
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "r").iterdir() if p.is_file()
+            and p.name != ".lock"} == kept  # not a byte rewritten
+    longer = train(OmegaConf.merge(cfg, {"train": {"max_epochs": 3}}), tmp_path / "r")
+    assert longer["epochs"] == 3 and longer["stop_reason"] == "max_epochs" and scored
+
+
 def test_an_ended_run_whose_last_pt_was_dropped_is_kept_not_retrained(toy_cfg, tmp_path):
     """Committed results keep summary.json, metrics.csv and best.pt but not last.pt.  Called again,
     such a run is kept as it is (nothing rewritten), alone or beside a run that trains; asked to

@@ -608,8 +608,7 @@ class Run:
         self._refuse_another_config(summary.get("fingerprint"))
         status, reason, epochs = summary.get("status"), summary.get("stop_reason"), int(summary.get("epochs") or 0)
         ended = status in ("finished", "diverged", "pruned")
-        reopens = status == "finished" and (reason == "time_budget" or (
-            reason == "max_epochs" and int(self.tcfg.max_epochs) > epochs))
+        reopens = status == "finished" and self._budget_allows_more(reason, epochs)
         if ended and not reopens:
             read_metrics(self.run_dir, epochs)  # (its history must be readable: the report reads it)
             return summary
@@ -621,6 +620,14 @@ class Run:
                                      f"removed, so it cannot go on to {want}", RETRAIN)
         raise RunFileError(last, f"missing, but summary.json says the run is {status} after {epochs} epochs",
                            RETRAIN)
+
+    def _budget_allows_more(self, reason: str | None, epochs: int) -> bool:
+        """Whether a run that ended on a budget after ``epochs`` epochs goes on under this
+        configuration: one stopped by the epoch cap when the cap is now higher, one stopped by the
+        time budget (a new session brings new time) while the cap leaves epochs to train.  A run
+        that would train nothing more is kept as it ended: a rerun at the same cap scores nothing
+        again and rewrites no file."""
+        return reason in ("max_epochs", "time_budget") and int(self.tcfg.max_epochs) > epochs
 
     def _check_checkpoint(self, ckpt: dict, path: Path, shapes: Mapping[str, tuple] | None) -> dict:
         """``ckpt`` if it holds a resumable state (and weights of ``shapes``), else RunFileError."""
@@ -705,7 +712,8 @@ class Run:
             log.info("%s/%s: %d units, %d recurrent / %d total parameters, lr=%.3g, batch %d",
                      cfg.dataset.name, cfg.cell.name, cfg.cell.units, counts["recurrent"], counts["total"],
                      cfg.optim.lr, self.tcfg.batch_size)
-        if self.state.status == "running" or self.state.stop_reason in ("max_epochs", "time_budget"):
+        if self.state.status == "running" or (self.state.status == "finished" and self._budget_allows_more(
+                self.state.stop_reason, self.state.epoch)):
             self.state.status, self.state.stop_reason = "running", None
             # reopened: the best epoch's after-training scores go, as if the run had never stopped
             # (its files then equal an uninterrupted run's)
