@@ -160,6 +160,43 @@ def test_a_run_ended_at_its_cap_is_not_scored_again_by_a_rerun_at_that_cap(toy_c
     assert longer["epochs"] == 3 and longer["stop_reason"] == "max_epochs" and scored
 
 
+def test_a_run_stopped_by_its_time_budget_goes_on_when_called_again(toy_cfg, tmp_path, monkeypatch):
+    """train.max_minutes ends a session, not the run: called again (a new session, new time) it
+    trains on to the same numbers as an uninterrupted run; called with a cap it has already
+    reached it is kept as it ended (nothing scored again, no byte rewritten)."""
+    import time as real_time
+
+    import rnnbench.runs as runs_module
+
+    train(toy_cfg, tmp_path / "full")
+
+    class Clock:  # every reading of the clock 10 s later than the last: the 30 s budget ends after an epoch or two
+        now = 0.0
+
+        def perf_counter(self):
+            Clock.now += 10.0
+            return Clock.now
+
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+    with monkeypatch.context() as m:
+        m.setattr(runs_module, "time", Clock())
+        cut = train(OmegaConf.merge(toy_cfg, {"train": {"max_minutes": 0.5}}), tmp_path / "r")
+    assert cut["status"] == "finished" and cut["stop_reason"] == "time_budget" and 1 <= cut["epochs"] < 3
+    at_cap = OmegaConf.merge(toy_cfg, {"train": {"max_epochs": cut["epochs"]}})
+    def files():  # (config.yaml records the configuration of the latest call: here another cap)
+        return {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()
+                and p.name not in (".lock", "config.yaml")}
+
+    kept = files()
+    assert train(at_cap, tmp_path / "r") == cut
+    assert files() == kept
+    summary = train(toy_cfg, tmp_path / "r")
+    assert summary["epochs"] == 3 and summary["stop_reason"] == "max_epochs"
+    assert strip_time(read_metrics(tmp_path / "r")) == strip_time(read_metrics(tmp_path / "full"))
+
+
 def test_an_ended_run_whose_last_pt_was_dropped_is_kept_not_retrained(toy_cfg, tmp_path):
     """Committed results keep summary.json, metrics.csv and best.pt but not last.pt.  Called again,
     such a run is kept as it is (nothing rewritten), alone or beside a run that trains; asked to
