@@ -102,6 +102,7 @@ def test_committed_speech_runs_resume_into_the_hand_written_step(real_root, tmp_
     torch's float32 error on one thread (fixed, so the bound is the same on every machine),
     whichever is looser; a wrong term would be off by a sizeable part of max |g|. The gated runs
     are well conditioned and meet the 1e-4 bound outright."""
+    import copy
     import shutil
 
     import torch
@@ -135,11 +136,13 @@ def test_committed_speech_runs_resume_into_the_hand_written_step(real_root, tmp_
     proto = SequenceModel.for_corpus(cell, int(cfg.cell.units), data.corpus)
     stack = StackedModel(proto, 1, inits=[ckpt["model"]])
     w = stack.noisy_weights([gen], float(cfg.train.weight_noise))
+    # (Module.to converts in place: the float64 member holds a copy, so the stack's proto stays float32)
+    members = {torch.float32: _MemberNLL(proto), torch.float64: _MemberNLL(copy.deepcopy(proto)).double()}
 
     def autograd(batch, dtype):
         """The summed NLL and the gradient of its mean per frame, by autograd in ``dtype``."""
         flat = w.detach().to(dtype).requires_grad_(True)
-        member, v = _MemberNLL(proto).to(dtype), stack.views(flat)
+        member, v = members[dtype], stack.views(flat)
         nll = functional_call(member, {f"model.{n}": t[0] for n, t in v.items()},
                               (batch.inputs.to(dtype), batch.targets.to(dtype)))[batch.mask].sum()
         (g,) = torch.autograd.grad(nll / batch.frames, flat)
