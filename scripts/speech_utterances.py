@@ -1,0 +1,140 @@
+"""Where a speech run's NLL comes from: utterance by utterance, and epoch by epoch.
+
+    python scripts/speech_utterances.py results/speech/runs/study --out results/speech/utterances
+
+The speech NLL is a density: with the mixture's scales floored at 1e-3 of the normalised signal
+(``rnnbench/mixture.py``) one step can cost up to ~5e5 nats when the model is sure and wrong, and
+the reported metric -- the mean over every step of a split -- can then be carried by a handful of
+steps.  Gated runs on FSDD show it in their learning curves: between good epochs the noise-free
+validation NLL jumps from about -7 to +45 or +6e4 nats per step.  This script says, for every
+speech run under the given folders that holds a ``best.pt`` (each is scored from it alone; nothing
+is retrained), how the mean it reports is made:
+
+* ``mean``: the NLL per step over the split, every step weighing the same (the metric; equals
+  ``summary.json``'s ``valid_nll`` / ``test_nll``, shown as ``summary``, up to float32 rounding);
+* ``median_utt`` / ``worst_utt``: the median and the largest of the utterances' own means, and
+  ``worst_name`` the worst utterance;
+* ``mean_wo_worst``: the metric with the worst utterance left out;
+* ``p99_step`` / ``max_step``: the 99th percentile and the largest NLL of a single step;
+* ``mean_wo_top1pct``: the metric with the worst 1% of steps left out (how much a few steps move
+  the mean);
+
+and, from ``metrics.csv``, ``spikes``: how many of the run's epochs had a validation NLL more than
+``--spike`` (default 10) nats per step above the best of the epochs before them -- a jump no
+learning trend explains -- and ``worst_valid`` the largest validation NLL of an epoch.  Writes ``utterances.csv`` and ``utterances.md`` to ``--out`` (atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+def find_runs(folders: list[Path]) -> list[Path]:
+    """Run directories under ``folders`` (or the folders themselves) holding best.pt and config.yaml."""
+    out = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise SystemExit(f"speech_utterances: {folder}: not a folder")
+        found = [p.parent for p in sorted(folder.rglob("best.pt")) if (p.parent / "config.yaml").is_file()]
+        if (folder / "best.pt").is_file() and (folder / "config.yaml").is_file():
+            found = [folder]
+        out.extend(found)
+    return out
+
+
+def utterance_nll(model, seqs) -> list[np.ndarray]:
+    """The NLL of every step of every sequence (one array per sequence), in float32 as trained."""
+    from rnnbench.data import make_batch
+
+    out = []
+    with torch.no_grad():
+        for i, seq in enumerate(seqs):
+            b = make_batch([seq], [i])
+            out.append(model.frame_nll(b.inputs, b.targets)[:, 0].double().numpy())
+    return out
+
+
+def describe(nll: list[np.ndarray], names: list[str]) -> dict:
+    steps = np.concatenate(nll)
+    means = np.array([float(x.mean()) for x in nll])
+    worst = int(means.argmax())
+    rest = np.concatenate([x for i, x in enumerate(nll) if i != worst]) if len(nll) > 1 else steps[:0]
+    top = int(math.ceil(0.01 * len(steps)))
+    kept = np.sort(steps)[: len(steps) - top]
+    return {
+        "utterances": len(nll), "steps": int(len(steps)),
+        "mean": float(steps.mean()),
+        "median_utt": float(np.median(means)), "worst_utt": float(means[worst]),
+        "worst_name": names[worst] if worst < len(names) else str(worst),
+        "mean_wo_worst": float(rest.mean()) if len(rest) else math.nan,
+        "p99_step": float(np.quantile(steps, 0.99)), "max_step": float(steps.max()),
+        "mean_wo_top1pct": float(kept.mean()) if len(kept) else math.nan,
+    }
+
+
+def spikes(valid: pd.Series, jump: float) -> int:
+    """Epochs whose validation NLL is more than ``jump`` above the best of the epochs before them."""
+    best_before = valid.cummin().shift(1)
+    return int((valid > best_before + jump).sum())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folders", nargs="+", type=Path, help="run directories, or folders searched for them")
+    ap.add_argument("--splits", default="valid,test", help="comma-separated splits to score (default valid,test)")
+    ap.add_argument("--spike", type=float, default=10.0, help="a jump of the validation NLL above the best before it "
+                    "that counts as a spike (nats per step; default 10)")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    from rnnbench.data import load_dataset
+    from rnnbench.fileio import atomic_write_text, read_json
+    from rnnbench.report import _markdown, read_metrics
+    from rnnbench.runs import load_config, load_model
+
+    splits = [s for s in args.splits.split(",") if s]
+    torch.set_num_threads(1)
+    rows, corpora = [], {}
+    runs = find_runs(args.folders)
+    for run_dir in runs:
+        cfg = load_config(run_dir)
+        if cfg.dataset.task != "speech":
+            continue
+        key = repr(sorted((k, str(v)) for k, v in cfg.dataset.items()))
+        if key not in corpora:
+            corpora[key] = load_dataset(cfg.dataset, cfg.get("data_root"))
+        corpus = corpora[key]
+        _, model = load_model(run_dir, corpus=corpus)
+        summary = read_json(run_dir / "summary.json")
+        m = read_metrics(run_dir)
+        valid = pd.to_numeric(m["valid_nll"], errors="coerce")
+        for split in splits:
+            row = {"run": str(run_dir), "dataset": cfg.dataset.name, "cell": cfg.cell.name, "lr": float(cfg.optim.lr),
+                   "seed": int(cfg.seed), "split": split,
+                   **describe(utterance_nll(model, corpus[split]), list(corpus.utterances.get(split, []))),
+                   "summary": summary.get(f"{split}_nll", math.nan),
+                   "spikes": spikes(valid, args.spike), "epochs": int(valid.notna().sum()),
+                   "worst_valid": float(valid.max())}
+            rows.append(row)
+            print(f"{run_dir} {split}: mean {row['mean']:.4f} (summary {row['summary']}), median utterance "
+                  f"{row['median_utt']:.4f}, worst {row['worst_utt']:.4f} ({row['worst_name']}), max step "
+                  f"{row['max_step']:.1f}", flush=True)
+    if not rows:
+        raise SystemExit(f"speech_utterances: no speech run with best.pt under {', '.join(map(str, args.folders))}")
+    df = pd.DataFrame(rows)
+    df["lr"] = df["lr"].map(lambda v: f"{v:.3g}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "utterances.csv", df.to_csv(index=False, float_format="%.6g"))
+    shown = df.drop(columns=["run"])
+    atomic_write_text(args.out / "utterances.md", _markdown(shown, ".3f") + "\n")
+    print(_markdown(shown, ".3f"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

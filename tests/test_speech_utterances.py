@@ -1,0 +1,80 @@
+"""scripts/speech_utterances.py: its per-step numbers add up to the run's own valid/test NLL."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "speech_utterances.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("speech_utterances", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_describe_and_spikes_on_known_numbers():
+    mod = _module()
+    nll = [np.array([1.0, 2.0, 3.0]), np.array([-1.0] * 99), np.array([500.0])]
+    d = mod.describe(nll, ["a.wav", "b.wav", "c.wav"])
+    assert d["steps"] == 103 and d["utterances"] == 3
+    assert d["mean"] == pytest.approx((6 - 99 + 500) / 103)
+    assert d["worst_name"] == "c.wav" and d["worst_utt"] == 500.0 and d["median_utt"] == 2.0
+    assert d["mean_wo_worst"] == pytest.approx((6 - 99) / 102)
+    assert d["max_step"] == 500.0
+    # the worst 1% of 103 steps is 2 steps (500 and 3)
+    assert d["mean_wo_top1pct"] == pytest.approx((1 + 2 - 99) / 101)
+    valid = pd.Series([5.0, 3.0, 20.0, 2.0, 11.9, 12.1, math.nan, 1.0])
+    assert mod.spikes(valid, 10.0) == 2  # 20 > 3 + 10 and 12.1 > 2 + 10; 11.9 is not
+
+
+@pytest.mark.slow  # (trains one tiny speech run through the CLI: ~10 s)
+def test_scores_add_up_to_the_runs_summary(tmp_path):
+    rate = 8000
+    folder = tmp_path / "waves_yesno"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        t = np.arange(300 + 17 * i) / rate
+        x = 0.1 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.01 * rng.standard_normal(len(t))
+        sf.write(str(folder / f"{i >> 2 & 1}_{i >> 1 & 1}_{i & 1}_0_1_1_0_{i:02d}.wav"), x.astype(np.float32), rate,
+                 subtype="PCM_16")
+    env = dict(os.environ, RNNBENCH_RUNS=str(tmp_path / "runs"), HYDRA_FULL_ERROR="1",
+               RNNBENCH_CACHE=str(tmp_path / "cache"))
+    env.pop("RNNBENCH_DATA", None)
+    run = tmp_path / "runs" / "yesno"
+    p = subprocess.run([sys.executable, "-m", "rnnbench.cli.train", "-m", "dataset=yesno", f"dataset.path={folder}",
+                        "cell=gru", "cell.units=6", "train.batch_size=4", "optim.lr=1e-2", "train.max_epochs=3",
+                        "train.threads=1", f"hydra.sweep.dir={run}"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = tmp_path / "utt"
+    p = subprocess.run([sys.executable, str(SCRIPT), str(run), "--out", str(out)], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "utterances.csv")))
+    assert sorted(r["split"] for r in rows) == ["test", "valid"]
+    (summary,) = [json.loads(s.read_text()) for s in run.rglob("summary.json")]
+    for r in rows:
+        assert float(r["mean"]) == pytest.approx(summary[f"{r['split']}_nll"], rel=1e-5, abs=1e-5)
+        assert int(r["utterances"]) == 2 and r["worst_name"].endswith(".wav")
+        assert float(r["mean_wo_top1pct"]) <= float(r["mean"]) <= float(r["max_step"])
+        assert int(r["epochs"]) == 3
+    assert (out / "utterances.md").read_text().startswith("| dataset | cell |")
+    p = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nowhere"), "--out", str(out)], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "nowhere: not a folder" in p.stderr
