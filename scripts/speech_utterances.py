@@ -11,22 +11,31 @@ speech run under the given folders that holds a ``best.pt`` (each is scored from
 is retrained), how the mean it reports is made:
 
 * ``mean``: the NLL per step over the split, every step weighing the same (the metric; equals
-  ``summary.json``'s ``valid_nll`` / ``test_nll``, shown as ``summary``, up to float32 rounding);
+  ``summary.json``'s ``valid_nll`` / ``test_nll``, shown as ``summary``, up to float32 rounding --
+  which can be large where ``utts_off`` below is not 0: the trainer scores in batches, this script
+  one utterance at a time, and the rounding differs);
 * ``median_utt`` / ``worst_utt``: the median and the largest of the utterances' own means, and
   ``worst_name`` the worst utterance;
 * ``mean_wo_worst``: the metric with the worst utterance left out;
 * ``p99_step`` / ``max_step``: the 99th percentile and the largest NLL of a single step;
 * ``mean_wo_top1pct``: the metric with the worst 1% of steps left out (how much a few steps move
   the mean);
+* ``mean_float64``: the metric with the model and data in float64 (the runs train and score in
+  float32), and ``utts_off``: how many utterances' own means move by more than 1e-3 nats per step
+  between the two -- a hidden state driven into saturation can make a sequence's score depend on
+  the rounding of every step (FSDD's GRU search draw 1 at its best epoch: 4 of 300 test
+  utterances, one by 264 nats per step, the split's mean by 0.44);
 
 and, from ``metrics.csv``, ``spikes``: how many of the run's epochs had a validation NLL more than
 ``--spike`` (default 10) nats per step above the best of the epochs before them -- a jump no
-learning trend explains -- and ``worst_valid`` the largest validation NLL of an epoch.  Writes ``utterances.csv`` and ``utterances.md`` to ``--out`` (atomically).
+learning trend explains -- and ``worst_valid`` the largest validation NLL of an epoch.  Writes
+``utterances.csv`` and ``utterances.md`` to ``--out`` (atomically).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from pathlib import Path
 
@@ -48,16 +57,22 @@ def find_runs(folders: list[Path]) -> list[Path]:
     return out
 
 
-def utterance_nll(model, seqs) -> list[np.ndarray]:
-    """The NLL of every step of every sequence (one array per sequence), in float32 as trained."""
+def utterance_nll(model, seqs, dtype=torch.float32) -> list[np.ndarray]:
+    """The NLL of every step of every sequence (one array per sequence), model and data in ``dtype``."""
     from rnnbench.data import make_batch
 
     out = []
     with torch.no_grad():
         for i, seq in enumerate(seqs):
             b = make_batch([seq], [i])
-            out.append(model.frame_nll(b.inputs, b.targets)[:, 0].double().numpy())
+            out.append(model.frame_nll(b.inputs.to(dtype), b.targets.to(dtype))[:, 0].double().numpy())
     return out
+
+
+def float64_columns(nll: list[np.ndarray], nll64: list[np.ndarray], tol: float = 1e-3) -> dict:
+    steps = sum(len(x) for x in nll64)
+    off = sum(abs(float(a.mean()) - float(b.mean())) > tol for a, b in zip(nll, nll64))
+    return {"mean_float64": sum(float(x.sum()) for x in nll64) / steps, "utts_off": int(off)}
 
 
 def describe(nll: list[np.ndarray], names: list[str]) -> dict:
@@ -110,20 +125,23 @@ def main(argv=None) -> int:
             corpora[key] = load_dataset(cfg.dataset, cfg.get("data_root"))
         corpus = corpora[key]
         _, model = load_model(run_dir, corpus=corpus)
+        model64 = copy.deepcopy(model).double()
         summary = read_json(run_dir / "summary.json")
         m = read_metrics(run_dir)
         valid = pd.to_numeric(m["valid_nll"], errors="coerce")
         for split in splits:
+            nll = utterance_nll(model, corpus[split])
+            nll64 = utterance_nll(model64, corpus[split], torch.float64)
             row = {"run": str(run_dir), "dataset": cfg.dataset.name, "cell": cfg.cell.name, "lr": float(cfg.optim.lr),
                    "seed": int(cfg.seed), "split": split,
-                   **describe(utterance_nll(model, corpus[split]), list(corpus.utterances.get(split, []))),
+                   **describe(nll, list(corpus.utterances.get(split, []))), **float64_columns(nll, nll64),
                    "summary": summary.get(f"{split}_nll", math.nan),
                    "spikes": spikes(valid, args.spike), "epochs": int(valid.notna().sum()),
                    "worst_valid": float(valid.max())}
             rows.append(row)
             print(f"{run_dir} {split}: mean {row['mean']:.4f} (summary {row['summary']}), median utterance "
                   f"{row['median_utt']:.4f}, worst {row['worst_utt']:.4f} ({row['worst_name']}), max step "
-                  f"{row['max_step']:.1f}", flush=True)
+                  f"{row['max_step']:.1f}; float64 {row['mean_float64']:.4f} ({row['utts_off']} utterances off)", flush=True)
     if not rows:
         raise SystemExit(f"speech_utterances: no speech run with best.pt under {', '.join(map(str, args.folders))}")
     df = pd.DataFrame(rows)

@@ -38,6 +38,8 @@ def test_describe_and_spikes_on_known_numbers():
     assert d["max_step"] == 500.0
     # the worst 1% of 103 steps is 2 steps (500 and 3)
     assert d["mean_wo_top1pct"] == pytest.approx((1 + 2 - 99) / 101)
+    off = mod.float64_columns([np.array([1.0, 1.0]), np.array([2.0])], [np.array([1.0, 1.0005]), np.array([2.5])])
+    assert off == {"mean_float64": pytest.approx((2.0005 + 2.5) / 3), "utts_off": 1}
     valid = pd.Series([5.0, 3.0, 20.0, 2.0, 11.9, 12.1, math.nan, 1.0])
     assert mod.spikes(valid, 10.0) == 2  # 20 > 3 + 10 and 12.1 > 2 + 10; 11.9 is not
 
@@ -73,6 +75,7 @@ def test_scores_add_up_to_the_runs_summary(tmp_path):
         assert float(r["mean"]) == pytest.approx(summary[f"{r['split']}_nll"], rel=1e-5, abs=1e-5)
         assert int(r["utterances"]) == 2 and r["worst_name"].endswith(".wav")
         assert float(r["mean_wo_top1pct"]) <= float(r["mean"]) <= float(r["max_step"])
+        assert float(r["mean_float64"]) == pytest.approx(float(r["mean"]), abs=1e-3) and r["utts_off"] == "0"
         assert int(r["epochs"]) == 3
     assert (out / "utterances.md").read_text().startswith("| dataset | cell |")
     p = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nowhere"), "--out", str(out)], env=env,
