@@ -40,6 +40,11 @@ def test_describe_and_spikes_on_known_numbers():
     assert d["mean_wo_top1pct"] == pytest.approx((1 + 2 - 99) / 101)
     off = mod.float64_columns([np.array([1.0, 1.0]), np.array([2.0])], [np.array([1.0, 1.0005]), np.array([2.5])])
     assert off == {"mean_float64": pytest.approx((2.0005 + 2.5) / 3), "utts_off": 1}
+    base = [np.array([1.0, 1.0]), np.array([2.0])]
+    st = mod.stability_columns(base, [[np.array([1.0, 1.0]), np.array([2.0])], [np.array([1.0, 1.0]), np.array([5.0])]],
+                               [[np.array([1.0, 1.0005]), np.array([2.0])]])
+    assert st == {"perturbed_median": pytest.approx(5.5 / 3), "perturbed_min": pytest.approx(4 / 3),
+                  "perturbed_max": pytest.approx(7 / 3), "utts_unstable": 1}
     valid = pd.Series([5.0, 3.0, 20.0, 2.0, 11.9, 12.1, math.nan, 1.0])
     assert mod.spikes(valid, 10.0) == 2  # 20 > 3 + 10 and 12.1 > 2 + 10; 11.9 is not
 
@@ -76,6 +81,9 @@ def test_scores_add_up_to_the_runs_summary(tmp_path):
         assert int(r["utterances"]) == 2 and r["worst_name"].endswith(".wav")
         assert float(r["mean_wo_top1pct"]) <= float(r["mean"]) <= float(r["max_step"])
         assert float(r["mean_float64"]) == pytest.approx(float(r["mean"]), abs=1e-3) and r["utts_off"] == "0"
+        # ulp-sized weight changes move a small healthy model's score by rounding only
+        assert float(r["perturbed_min"]) == pytest.approx(float(r["mean"]), abs=1e-4)
+        assert float(r["perturbed_max"]) == pytest.approx(float(r["mean"]), abs=1e-4) and r["utts_unstable"] == "0"
         assert int(r["epochs"]) == 3
     assert (out / "utterances.md").read_text().startswith("| dataset | cell |")
     p = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nowhere"), "--out", str(out)], env=env,
