@@ -45,6 +45,12 @@ the same checkpoint without float32 rounding.  ``--selected REPORT/selected_runs
 runs whose dataset, cell (a labelled variant such as ``tanh (σ=0.02)`` by its weight noise and
 chunking) and learning rate match a row of a report's selected runs (every seed),
 and checks that each row finds as many seeds as its ``seeds`` column says.
+
+A checkpoint that disagrees is scored again one sequence at a time (another summation order), in
+the chosen dtype and in float64, beside the first score: a tampered checkpoint scores the same
+each way, while one whose recurrence rounding can tip into another regime (a hidden state driven
+into saturation; FSDD's GRU at 1.30e-3 scores -6.41, +25105 or -5.93 nats per step by these three)
+disagrees with itself, and the report says so ("rounding decides"); the exit status stays 1.
 """
 
 from __future__ import annotations
@@ -485,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
         row["rel"] = row["diff"] / max(abs(float(want)), 1e-300)
         row["ok"] = "yes" if math.isfinite(row["ours"]) and row["diff"] <= args.atol + args.rtol * abs(float(want)) \
             else "**NO**"
+        if row["ok"] != "yes":  # the same checkpoint, one sequence at a time: another summation order
+            row["alone"] = score(r["cell"], sd, items, head, dtype, rows=1)[0]
+            row["alone64"] = score(r["cell"], sd, items, head, torch.float64, rows=1)[0]
 
     wall = time.perf_counter() - start
     compared = [x for x in rows if x["diff"] is not None]
@@ -512,6 +521,26 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['dataset']} | {r['cell']} | {r['lr']:g} | {r['seed']} | `{r['dir']}` | {fmt(x['ours'])} | "
                      f"{fmt(summ)} | {diff} | {rel} | {x['ok']} |")
     lines.append("")
+    examined = [x for x in rows if "alone" in x]
+    rounding = 0
+    if examined:
+        lines += ["Each disagreement scored again one sequence at a time (another summation order), in "
+                  f"{'float64' if args.float64 else 'float32'} and in float64: where these differ among themselves "
+                  "by more than the tolerance, the checkpoint's score is not fixed by its weights to rounding (a "
+                  "recurrence that rounding can tip into another regime), and no evaluator can be expected to "
+                  "agree with another.", "",
+                  "| dataset | cell | lr | seed | summary NLL | ours, 64 a batch | ours, 1 a batch | float64, 1 a batch "
+                  "| rounding decides |", "|---|---|---|---|---|---|---|---|---|"]
+        for x in examined:
+            r, vals = x["run"], [x["ours"], x["alone"], x["alone64"]]
+            spread = max(vals) - min(vals) if all(math.isfinite(v) for v in vals) else math.inf
+            tol = args.atol + args.rtol * max(abs(v) for v in vals if math.isfinite(v)) if any(map(math.isfinite, vals)) \
+                else 0.0
+            lines.append(f"| {r['dataset']} | {r['cell']} | {r['lr']:g} | {r['seed']} | "
+                         f"{fmt(None if x['summary'] is None else float(x['summary']))} | {fmt(x['ours'])} | "
+                         f"{fmt(x['alone'])} | {fmt(x['alone64'])} | {'yes' if spread > tol else 'no'} |")
+            rounding += spread > tol
+        lines.append("")
     if no_best:
         lines.append(f"Not scored: {len(no_best)} run director{'y' if len(no_best) == 1 else 'ies'} without best.pt "
                      f"({', '.join('`%s`' % r['dir'] for r in no_best)}).")
@@ -527,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
                f"(max abs diff {max_abs:.2e}, max rel diff {max_rel:.2e})"
                + (f"; {skipped} not compared (summary has no {args.split}_nll)" if skipped else "")
                + (f"; {len(bad)} DISAGREE or could not be scored" if bad else "")
+               + (f" ({rounding} of them scored differently by this evaluator itself in another summation order: "
+                  "rounding decides their score)" if rounding else "")
                + (f"; {len(problems)} problem(s) with the selection" if problems else "") + ".")
     lines.append(verdict)
     text = "\n".join(lines) + "\n"

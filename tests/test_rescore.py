@@ -108,9 +108,18 @@ def trained(tmp_path_factory) -> Path:
     return root / "runs"
 
 
-def table(out: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
-            if line.startswith("| ") and not line.startswith("| dataset")]
+def table(out: str, which: int = 0) -> list[list[str]]:
+    """The rows of the report's ``which``-th table (0: the scores; 1: the disagreements examined)."""
+    tables, rows = [], None
+    for line in out.splitlines():
+        if line.startswith("| dataset"):
+            rows = []
+            tables.append(rows)
+        elif line.startswith("| ") and rows is not None:
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif not line.startswith("|"):
+            rows = None
+    return tables[which] if which < len(tables) else []
 
 
 @pytest.mark.slow  # (the fixture trains 7 tiny runs through the CLI: ~35 s on 2 loaded cores)
@@ -143,6 +152,13 @@ def test_a_tampered_checkpoint_disagrees(trained, tmp_path):
     assert "1 of 2 checkpoints agree" in p.stdout and "1 DISAGREE" in p.stdout
     rows = table(out.read_text())
     assert [r[9] for r in rows] == (["**NO**", "yes"] if str(bad) < str(run) else ["yes", "**NO**"])
+    # the disagreement is scored again in another summation order and in float64: a tampered
+    # checkpoint scores the same each way, so rounding is not what decides it
+    (examined,) = table(out.read_text(), 1)
+    ours = next(r for r in rows if r[9] == "**NO**")[5]
+    assert examined[5] == ours and float(examined[6]) == pytest.approx(float(ours), rel=1e-5)
+    assert float(examined[7]) == pytest.approx(float(ours), rel=1e-4) and examined[8] == "no"
+    assert "rounding decides" not in p.stdout
 
 
 @pytest.mark.slow  # (the fixture trains 7 tiny runs through the CLI: ~35 s on 2 loaded cores)
