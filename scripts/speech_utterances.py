@@ -8,7 +8,8 @@ the reported metric -- the mean over every step of a split -- can then be carrie
 steps.  Gated runs on FSDD show it in their learning curves: between good epochs the noise-free
 validation NLL jumps from about -7 to +45 or +6e4 nats per step.  This script says, for every
 speech run under the given folders that holds a ``best.pt`` (each is scored from it alone; nothing
-is retrained), how the mean it reports is made:
+is retrained), how the mean it reports is made (a corpus cut into chunks, ``dataset.chunk_steps``,
+is scored piece by piece, and its pieces are named by position):
 
 * ``mean``: the NLL per step over the split, every step weighing the same (the metric; equals
   ``summary.json``'s ``valid_nll`` / ``test_nll``, shown as ``summary``, up to float32 rounding --
@@ -144,6 +145,9 @@ def main(argv=None) -> int:
     from rnnbench.runs import load_config, load_model
 
     splits = [s for s in args.splits.split(",") if s]
+    if not splits or set(splits) - {"train", "valid", "test"}:
+        raise SystemExit(f"speech_utterances: --splits {args.splits!r}: expected a comma-separated choice of train, "
+                         "valid, test")
     torch.set_num_threads(1)
     rows, corpora = [], {}
     runs = find_runs(args.folders)
@@ -158,15 +162,18 @@ def main(argv=None) -> int:
         _, model = load_model(run_dir, corpus=corpus)
         model64 = copy.deepcopy(model).double()
         summary = read_json(run_dir / "summary.json")
-        m = read_metrics(run_dir)
-        valid = pd.to_numeric(m["valid_nll"], errors="coerce")
+        metrics = read_metrics(run_dir)
+        valid = pd.to_numeric(metrics["valid_nll"], errors="coerce")
         for split in splits:
             nll = utterance_nll(model, corpus[split])
             nll64 = utterance_nll(model64, corpus[split], torch.float64)
-            others = [utterance_nll(m, corpus[split]) for m in perturbed(model, args.perturb)]
+            others = [utterance_nll(copy_, corpus[split]) for copy_ in perturbed(model, args.perturb)]
+            names = list(corpus.utterances.get(split, []))
+            if len(names) != len(nll):  # (cut into chunks: the pieces are named by position)
+                names = [f"piece {i}" for i in range(len(nll))]
             row = {"run": str(run_dir), "dataset": cfg.dataset.name, "cell": cfg.cell.name, "lr": float(cfg.optim.lr),
                    "seed": int(cfg.seed), "split": split,
-                   **describe(nll, list(corpus.utterances.get(split, []))), **float64_columns(nll, nll64),
+                   **describe(nll, names), **float64_columns(nll, nll64),
                    **stability_columns(nll, others, [nll64]),
                    "summary": summary.get(f"{split}_nll", math.nan),
                    "spikes": spikes(valid, args.spike), "epochs": int(valid.notna().sum()),

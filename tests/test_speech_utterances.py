@@ -89,3 +89,6 @@ def test_scores_add_up_to_the_runs_summary(tmp_path):
     p = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nowhere"), "--out", str(out)], env=env,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode != 0 and "nowhere: not a folder" in p.stderr
+    p = subprocess.run([sys.executable, str(SCRIPT), str(run), "--splits", "valid,dev", "--out", str(out)], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "--splits 'valid,dev': expected" in p.stderr
