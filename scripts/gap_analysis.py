@@ -33,18 +33,6 @@ import pandas as pd
 import torch
 
 
-def score_sequences(model, seqs, dtype=torch.float32) -> list:
-    """Per-frame NLL of every test sequence (one array per sequence), the model and data in ``dtype``."""
-    from rnnbench.data import make_batch
-
-    out = []
-    with torch.no_grad():
-        for i in range(len(seqs)):
-            b = make_batch([seqs[i]], [i])
-            out.append(model.frame_nll(b.inputs.to(dtype), b.targets.to(dtype))[:, 0].double().numpy())
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sweep_dirs", nargs="+", type=Path)
@@ -53,6 +41,7 @@ def main(argv=None) -> int:
     from rnnbench.data import load_dataset
     from rnnbench.report import collect_runs, read_metrics, select_best
     from rnnbench.runs import load_config, load_model
+    from rnnbench.stack import sequence_nlls
 
     torch.set_num_threads(1)
     runs = collect_runs(args.sweep_dirs)
@@ -70,9 +59,9 @@ def main(argv=None) -> int:
             continue
         _, model = load_model(run_dir, corpus=corpus)
         seqs = corpus["test"]
-        nll = score_sequences(model, seqs)
+        nll = sequence_nlls(model, seqs)
         frames = sum(len(x) for x in nll)
-        nll64 = score_sequences(model.double(), seqs, torch.float64)
+        nll64 = sequence_nlls(model.double(), seqs, torch.float64)
         sounding = [s.sum(1) > 0 for s in seqs]
         m = read_metrics(run_dir).set_index("epoch")
         rows.append({

@@ -64,18 +64,6 @@ def find_runs(folders: list[Path]) -> list[Path]:
     return out
 
 
-def utterance_nll(model, seqs, dtype=torch.float32) -> list[np.ndarray]:
-    """The NLL of every step of every sequence (one array per sequence), model and data in ``dtype``."""
-    from rnnbench.data import make_batch
-
-    out = []
-    with torch.no_grad():
-        for i, seq in enumerate(seqs):
-            b = make_batch([seq], [i])
-            out.append(model.frame_nll(b.inputs.to(dtype), b.targets.to(dtype))[:, 0].double().numpy())
-    return out
-
-
 def float64_columns(nll: list[np.ndarray], nll64: list[np.ndarray], tol: float = 1e-3) -> dict:
     steps = sum(len(x) for x in nll64)
     off = sum(abs(float(a.mean()) - float(b.mean())) > tol for a, b in zip(nll, nll64))
@@ -143,6 +131,7 @@ def main(argv=None) -> int:
     from rnnbench.fileio import atomic_write_text, read_json
     from rnnbench.report import _markdown, read_metrics
     from rnnbench.runs import load_config, load_model
+    from rnnbench.stack import sequence_nlls
 
     splits = [s for s in args.splits.split(",") if s]
     if not splits or set(splits) - {"train", "valid", "test"}:
@@ -165,9 +154,9 @@ def main(argv=None) -> int:
         metrics = read_metrics(run_dir)
         valid = pd.to_numeric(metrics["valid_nll"], errors="coerce")
         for split in splits:
-            nll = utterance_nll(model, corpus[split])
-            nll64 = utterance_nll(model64, corpus[split], torch.float64)
-            others = [utterance_nll(copy_, corpus[split]) for copy_ in perturbed(model, args.perturb)]
+            nll = sequence_nlls(model, corpus[split])
+            nll64 = sequence_nlls(model64, corpus[split], torch.float64)
+            others = [sequence_nlls(copy_, corpus[split]) for copy_ in perturbed(model, args.perturb)]
             names = list(corpus.utterances.get(split, []))
             if len(names) != len(nll):  # (cut into chunks: the pieces are named by position)
                 names = [f"piece {i}" for i in range(len(nll))]

@@ -42,7 +42,7 @@ from torch.func import functional_call, vmap
 
 from . import fused, mixture
 from .cells import GRUCell, PeepholeLSTMCell, TanhCell, has_fused
-from .data import iterate
+from .data import iterate, make_batch
 from .errors import ConfigError, StopRequested
 from .mixture import GaussianMixtureHead
 from .model import BernoulliHead, SequenceModel
@@ -416,6 +416,19 @@ def evaluate_members(model: StackedModel, seqs, batches, device, flat: Tensor | 
 def evaluate(model: SequenceModel, seqs, batches, device) -> float:
     """NLL per frame of one model over a whole split (the stacked evaluator with one member)."""
     return evaluate_members(StackedModel(model, 1).to(device), seqs, batches, device)[0]
+
+
+@torch.no_grad()
+def sequence_nlls(model: SequenceModel, seqs, dtype: torch.dtype = torch.float32) -> list:
+    """The NLL of every frame of every sequence, each sequence scored alone (no padding, no
+    batch-mates), the data cast to ``dtype`` (the model must already be in it): one float64 numpy
+    array per sequence.  For diagnostics that look inside a split's mean (scripts/gap_analysis.py,
+    scripts/speech_utterances.py)."""
+    out = []
+    for i, seq in enumerate(seqs):
+        b = make_batch([seq], [i])
+        out.append(model.frame_nll(b.inputs.to(dtype), b.targets.to(dtype))[:, 0].double().numpy())
+    return out
 
 
 # --------------------------------------------------------------------------- grouping
