@@ -533,13 +533,14 @@ def main(argv: list[str] | None = None) -> int:
                   "| rounding decides |", "|---|---|---|---|---|---|---|---|---|"]
         for x in examined:
             r, vals = x["run"], [x["ours"], x["alone"], x["alone64"]]
-            spread = max(vals) - min(vals) if all(math.isfinite(v) for v in vals) else math.inf
-            tol = args.atol + args.rtol * max(abs(v) for v in vals if math.isfinite(v)) if any(map(math.isfinite, vals)) \
-                else 0.0
+            finite = [v for v in vals if math.isfinite(v)]
+            # (finite one way and not another: rounding decides; not finite any way: the weights do)
+            decides = len(finite) == len(vals) and max(vals) - min(vals) > args.atol + args.rtol * max(map(abs, vals)) \
+                or 0 < len(finite) < len(vals)
             lines.append(f"| {r['dataset']} | {r['cell']} | {r['lr']:g} | {r['seed']} | "
                          f"{fmt(None if x['summary'] is None else float(x['summary']))} | {fmt(x['ours'])} | "
-                         f"{fmt(x['alone'])} | {fmt(x['alone64'])} | {'yes' if spread > tol else 'no'} |")
-            rounding += spread > tol
+                         f"{fmt(x['alone'])} | {fmt(x['alone64'])} | {'yes' if decides else 'no'} |")
+            rounding += decides
         lines.append("")
     if no_best:
         lines.append(f"Not scored: {len(no_best)} run director{'y' if len(no_best) == 1 else 'ies'} without best.pt "
