@@ -278,7 +278,7 @@ def plan(args) -> list[str]:
         schedule = halving_schedule(halving_settings(compose("train", overrides=[
             f"experiment=chung2014_{args.task}", "hparams_search=paper_lr_halving"])), 10)
     runs = Path(args.runs)
-    lines, total, untimed, per_dataset = [], 0.0, 0, {}
+    lines, total, untimed, per_dataset, longest = [], 0.0, 0, {}, 0.0
     for d, c in queue(args):
         cap = max_epochs(d, args)
         roots = [(runs, c)] if c is not None else [(runs / f"tanh_sigma{TANH_SIGMA}", "tanh")]
@@ -316,9 +316,15 @@ def plan(args) -> list[str]:
             untimed += left
         else:
             total += left * per
+            longest = max(longest, left * per)
         lines.append(f"{name}: {'; '.join(parts)}; left ≤ {left} member-epochs (cap {cap}){hours}")
-    lines.append(f"in all ≤ {total / 3600:.1f} h of one core, ≤ {total / 3600 / max(1, args.jobs):.1f} h on "
-                 f"{args.jobs} worker{'s' if args.jobs > 1 else ''}"
+    # a job is one process on one core, so the whole takes no less than its longest job, however many
+    # workers share the cores (more workers than cores only time-share them)
+    cores = max(1, min(args.jobs, os.cpu_count() or 1))
+    wall = max(total / cores, longest)
+    lines.append(f"in all ≤ {total / 3600:.1f} h of one core; on {args.jobs} worker{'s' if args.jobs > 1 else ''}"
+                 f" ({cores} core{'s' if cores > 1 else ''}), ≤ {wall / 3600:.1f} h if the cores never idle "
+                 f"(the larger of {total / 3600:.1f} h / {cores} and the longest job, {longest / 3600:.1f} h)"
                  + (f", and ≤ {untimed} member-epochs of corpora no run has timed yet" if untimed else "")
                  + ": upper bounds, every run to its cap (early stopping ends runs sooner)")
     return lines

@@ -130,11 +130,13 @@ def test_a_stop_file_ends_the_study_after_the_command_under_way(tmp_path, monkey
     assert len(calls) == 8 and not (runs / "STOP").exists()  # 6 searches, 2 variant searches (no draw selected)
 
 
-def test_the_plan_says_how_far_the_study_is_and_bounds_what_is_left(tmp_path):
+def test_the_plan_says_how_far_the_study_is_and_bounds_what_is_left(tmp_path, monkeypatch):
     """`--plan` on a study part-way: the finished pair has nothing left, the search under way its
     halving schedule's member-epochs to the cap plus 4 seeds, timed by its own runs' clocks; the
-    pairs no run has timed are counted apart."""
+    pairs no run has timed are counted apart; the wall-time bound is never below the longest job
+    (one process, one core), however many workers share the cores."""
     study = _study_module()
+    monkeypatch.setattr(study.os, "cpu_count", lambda: 2)
     runs = tmp_path / "study"
 
     def run(folder, draw, status, epochs, best=None, valid=None, seconds_per_epoch=30.0, members=3):
@@ -159,3 +161,7 @@ def test_the_plan_says_how_far_the_study_is_and_bounds_what_is_left(tmp_path):
     assert "at 10.0 s each" in lines[1]
     assert lines[2].startswith(f"fsdd/tanh: search 0 of 10 ended; seeds 0 of 4 ended; left ≤ {100 + 50 + 3 * 180 + 800} ")
     assert lines[-1].startswith(f"in all ≤ {3200 * 10 / 3600:.1f} h of one core") and f"{2 * 1490} member-epochs" in lines[-1]
+    # the one timed job is the whole: two cores do not halve it
+    assert f"on 2 workers (2 cores), ≤ {3200 * 10 / 3600:.1f} h if the cores never idle" in lines[-1]
+    args.jobs = 3  # three workers still share two cores
+    assert "on 3 workers (2 cores)" in study.plan(args)[-1]
