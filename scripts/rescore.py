@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             r, vals = x["run"], [x["ours"], x["alone"], x["alone64"]]
             finite = [v for v in vals if math.isfinite(v)]
             # (finite one way and not another: rounding decides; not finite any way: the weights do)
-            decides = len(finite) == len(vals) and max(vals) - min(vals) > args.atol + args.rtol * max(map(abs, vals)) \
+            decides = (len(finite) == len(vals) and max(vals) - min(vals) > args.atol + args.rtol * max(map(abs, vals))) \
                 or 0 < len(finite) < len(vals)
             lines.append(f"| {r['dataset']} | {r['cell']} | {r['lr']:g} | {r['seed']} | "
                          f"{fmt(None if x['summary'] is None else float(x['summary']))} | {fmt(x['ours'])} | "
