@@ -15,8 +15,10 @@ enter the faithful Table 2:
 * ``RUNS/tanh_diagnostics``: seed 0 at that variant's selected draw with ``train.weight_noise`` 0
   and 0.04, and 0.075 with ``dataset.chunk_steps=50``: where training breaks, and why.
 
-Each dataset's variants are one more job of the same queue, taken by the first worker that frees
-up (they need none of the faithful runs); ``--variants none`` skips them.  Speech's epoch caps are
+Each dataset's variant is one more job of the same queue, taken by the first worker that frees up
+(it needs none of the faithful runs); its diagnostics are one more, queued when the variant's search
+has selected its draw, so that on a free worker they train beside the variant's seeds rather than
+after them (``--jobs`` still bounds the commands under way); ``--variants none`` skips both.  Speech's epoch caps are
 per corpus (``SPEECH_MAX_EPOCHS``: YESNO the paper's 500, FSDD 200, the cap its projection asks
 for: results/speed/README.md); ``train.max_epochs=N`` after ``--`` sets one cap for every command
 instead, as any override after ``--`` applies to every command.
@@ -58,8 +60,9 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 COST = {"musedata": 0, "nottingham": 1, "piano": 2, "jsb": 3, "fsdd": 0, "yesno": 1}  # the longest first
@@ -123,9 +126,11 @@ def epoch_cap(dataset: str, args) -> list[str]:
     return [f"train.max_epochs={SPEECH_MAX_EPOCHS[dataset]}"]
 
 
-def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tuple = ()) -> str:
+def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tuple = (),
+             selected=None) -> str:
     """Search, selection and seeds of one dataset x cell under ``root`` (default ``--runs``), with
-    ``extra`` overrides on top of the study's own."""
+    ``extra`` overrides on top of the study's own; ``selected(draw)``, if given, is called once the
+    search has selected its draw, before the seeds start."""
     root = Path(args.runs) if root is None else root
     tag = "" if root == Path(args.runs) else f"{root.name}: "
     log = root / "logs" / f"{dataset}-{cell}.log"
@@ -156,6 +161,8 @@ def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tup
         draw = selected_draw(root / "search", dataset, cell)
         if draw is None:
             return f"{tag}{dataset}/{cell}: no draw reached a best epoch (see {log})"
+        if selected is not None:
+            selected(draw)
         if not args.seeds:
             return f"{tag}{dataset}/{cell}: draw {draw} selected"
         seeds = [exe, "-m", experiment, *common, f"search.draw={draw}",
@@ -169,16 +176,21 @@ def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tup
         return f"{tag}{dataset}/{cell}: draw {draw} selected, seeds {args.seeds} done"
 
 
-def run_tanh_variants(dataset: str, args) -> list[str]:
-    """The speech tanh RNN at weight noise ``TANH_SIGMA`` (the whole protocol), then the seed-0
-    diagnostics at that variant's selected draw.  Labelled folders, never the faithful Table 2."""
+def run_tanh_variants(dataset: str, args, selected=None) -> list[str]:
+    """The speech tanh RNN at weight noise ``TANH_SIGMA``: the whole protocol, in labelled folders
+    that never enter the faithful Table 2.  ``selected(draw)`` is called once its search has selected
+    a draw (``main`` queues the diagnostics then, to train beside the variant's seeds)."""
     variant = Path(args.runs) / f"tanh_sigma{TANH_SIGMA}"
-    lines = [run_pair(dataset, "tanh", args, variant, (f"train.weight_noise={TANH_SIGMA}",))]
-    if stop_path(args).exists():
-        return lines
-    draw = selected_draw(variant / "search", dataset, "tanh")
-    if draw is None:
-        return lines + [f"tanh_diagnostics: {dataset}: no selected draw at sigma {TANH_SIGMA}"]
+    lines = [run_pair(dataset, "tanh", args, variant, (f"train.weight_noise={TANH_SIGMA}",), selected)]
+    if not stop_path(args).exists() and selected_draw(variant / "search", dataset, "tanh") is None:
+        lines.append(f"tanh_diagnostics: {dataset}: no selected draw at sigma {TANH_SIGMA}")
+    return lines
+
+
+def run_tanh_diagnostics(dataset: str, draw: int, args) -> list[str]:
+    """Seed 0 at the tanh variant's selected ``draw`` under each of ``TANH_DIAGNOSTICS``, one after
+    another: where training breaks, and why."""
+    lines = []
     root = Path(args.runs) / "tanh_diagnostics"
     log = root / "logs" / f"{dataset}-tanh.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -299,13 +311,18 @@ def plan(args) -> list[str]:
                          + ("; no draw reached a best epoch" if no_draw else
                             f"; seeds {sum(1 for _, s in seeds if s.get('status') != 'running')} of "
                             f"{len(args.seeds)} ended"))
+        chain = left  # the member-epochs one after another: the job's own length
         if c is None:
             diag = _summaries(runs / "tanh_diagnostics" / d / "tanh")
             dirs += [p for p, _ in diag]
-            left += sum(cap - int(s.get("epochs") or 0) for _, s in diag if s.get("status") == "running") \
-                + cap * (len(TANH_DIAGNOSTICS) - len(diag))
+            diag_left = 0 if no_draw else sum(cap - int(s.get("epochs") or 0) for _, s in diag
+                                              if s.get("status") == "running") + cap * (len(TANH_DIAGNOSTICS) - len(diag))
+            left += diag_left
+            # the diagnostics train beside the seeds where a second worker is free, after them where not
+            chain = s_left + (max(seeds_left, diag_left) if args.jobs > 1 else seeds_left + diag_left)
             parts.append(f"diagnostics {sum(1 for _, s in diag if s.get('status') != 'running')} of "
-                         f"{len(TANH_DIAGNOSTICS)} ended")
+                         f"{len(TANH_DIAGNOSTICS)} ended" + (f" (beside the seeds: ≤ {chain} member-epochs one after "
+                                                              "another)" if args.jobs > 1 and left else ""))
         per = _seconds_per_member_epoch(dirs)
         if per is not None:
             per_dataset.setdefault(d, per)
@@ -316,7 +333,7 @@ def plan(args) -> list[str]:
             untimed += left
         else:
             total += left * per
-            longest = max(longest, left * per)
+            longest = max(longest, chain * per)
         lines.append(f"{name}: {'; '.join(parts)}; left ≤ {left} member-epochs (cap {cap}){hours}")
     # a job is one process on one core, so the whole takes no less than its longest job, however many
     # workers share the cores (more workers than cores only time-share them)
@@ -368,13 +385,32 @@ def main(argv=None) -> int:
     os.environ.setdefault("RNNBENCH_STOP_FILE", str(stop.resolve()))  # (for every command it runs)
     t0 = time.time()
 
-    def job(d, c):
-        return [run_pair(d, c, args)] if c is not None else run_tanh_variants(d, args)
+    futures, lock = [], threading.Lock()
 
+    def submit(fn, *a):
+        with lock:
+            futures.append(pool.submit(fn, *a))
+
+    def job(d, c):
+        if c is not None:
+            return [run_pair(d, c, args)]
+        # the diagnostics need only the variant's selected draw: queued then, they take the next free
+        # worker and train beside the variant's seeds rather than after them
+        return run_tanh_variants(d, args, lambda draw: submit(run_tanh_diagnostics, d, draw, args))
+
+    reported = set()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for future in as_completed([pool.submit(job, *j) for j in jobs]):
-            for line in future.result():
-                print(f"[{time.time() - t0:7.0f} s] {line}", flush=True)
+        for j in jobs:
+            submit(job, *j)
+        while True:
+            with lock:  # (a job still running may queue another before it ends, never after)
+                pending = [fut for fut in futures if fut not in reported]
+            if not pending:
+                break
+            for future in wait(pending, return_when=FIRST_COMPLETED).done:
+                reported.add(future)
+                for line in future.result():
+                    print(f"[{time.time() - t0:7.0f} s] {line}", flush=True)
     if stop.exists():
         print(f"study stopped by {stop} after {(time.time() - t0) / 3600:.2f} h: every run under way has its "
               "last.pt; run the same command again to resume", flush=True)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -165,3 +166,61 @@ def test_the_plan_says_how_far_the_study_is_and_bounds_what_is_left(tmp_path, mo
     assert f"on 2 workers (2 cores), ≤ {3200 * 10 / 3600:.1f} h if the cores never idle" in lines[-1]
     args.jobs = 3  # three workers still share two cores
     assert "on 3 workers (2 cores)" in study.plan(args)[-1]
+
+
+def test_the_variants_diagnostics_train_beside_its_seeds_when_a_worker_is_free(tmp_path, monkeypatch, capsys):
+    """The diagnostics need only the σ variant's selected draw: with two workers they start while the
+    variant's seeds train (the critical path of the speech study is search + the longer of the two,
+    not their sum); with one worker they follow the seeds, as every job follows the one before."""
+    study = _study_module()
+    started = threading.Event()
+    calls = []
+
+    def fake_call(cmd, **kw):
+        line = " ".join(cmd)
+        calls.append("diagnostics" if "tanh_diagnostics" in line else "variant seeds" if "tanh_sigma0.02/seeds" in line
+                     else "other")
+        if calls[-1] == "diagnostics":
+            started.set()
+        if calls[-1] == "variant seeds" and beside:  # (ends only once a diagnostic has started beside it)
+            assert started.wait(timeout=120), "the diagnostics waited for the variant's seeds"
+        return 0
+
+    monkeypatch.setattr(study.subprocess, "call", fake_call)
+    monkeypatch.setattr(study, "selected_draw", lambda *a: 3)
+    for jobs, beside in (("2", True), ("1", False)):
+        calls.clear()
+        started.clear()
+        argv = ["--task", "speech", "--datasets", "yesno", "--cells", "tanh", "--jobs", jobs, "--runs", str(tmp_path / jobs)]
+        assert study.main(argv) == 0
+        out = capsys.readouterr().out
+        assert calls.count("diagnostics") == 3 and "tanh_diagnostics: yesno sigma0.04 at draw 3: exit 0" in out
+        if not beside:
+            assert calls[calls.index("variant seeds") + 1:] == ["diagnostics"] * 3
+
+
+def test_the_plan_counts_the_diagnostics_beside_the_variants_seeds(tmp_path, monkeypatch):
+    """`--plan` for the σ variant whose search has ended: its 4 seeds and 3 diagnostics are all left,
+    counted in the core-hours; the longest job is the seeds alone with two workers (the diagnostics
+    beside them), seeds and diagnostics one after the other with one."""
+    study = _study_module()
+    monkeypatch.setattr(study.os, "cpu_count", lambda: 2)
+    runs = tmp_path / "study"
+    for k in range(10):
+        d = runs / "tanh_sigma0.02" / "search" / "fsdd" / "tanh" / f"hparams_search=paper_lr_halving,search.draw={k}"
+        d.mkdir(parents=True)
+        epochs = 60 if k < 3 else 20  # (3 members from epoch 20: 12 s a member-epoch)
+        (d / "summary.json").write_text(json.dumps({"status": "finished" if k < 3 else "pruned", "epochs": epochs,
+                                                    "seed": 0, "best_epoch": 15, "valid_nll": -1.0 - (k == 2)}))
+        (d / "config.yaml").write_text(f"search:\n  draw: {k}\n")
+        (d / "metrics.csv").write_text("epoch,wall_seconds,eval_seconds\n" + "".join(
+            f"{e},{e * 36.0:.1f},0\n" for e in range(1, epochs + 1)))
+    args = study.argparse.Namespace(task="speech", datasets=["fsdd"], cells=["tanh"], seeds=[1, 2, 3, 4], jobs=2,
+                                    runs=str(runs), order="cheapest-first", variants="tanh", extra=[])
+    line = next(x for x in study.plan(args) if x.startswith("fsdd/tanh (σ=0.02)"))
+    assert "search 10 of 10 ended; seeds 0 of 4 ended; diagnostics 0 of 3 ended (beside the seeds: ≤ 800 " in line
+    assert f"left ≤ {800 + 600} member-epochs (cap 200)" in line
+    last = study.plan(args)[-1]
+    assert f"the longest job, {800 * 12 / 3600:.1f} h" in last and f"in all ≤ {1400 * 12 / 3600:.1f} h" in last
+    args.jobs = 1
+    assert f"the longest job, {1400 * 12 / 3600:.1f} h" in study.plan(args)[-1]
