@@ -217,10 +217,10 @@ def test_the_plan_counts_the_diagnostics_beside_the_variants_seeds(tmp_path, mon
             f"{e},{e * 36.0:.1f},0\n" for e in range(1, epochs + 1)))
     args = study.argparse.Namespace(task="speech", datasets=["fsdd"], cells=["tanh"], seeds=[1, 2, 3, 4], jobs=2,
                                     runs=str(runs), order="cheapest-first", variants="tanh", extra=[])
-    line = next(x for x in study.plan(args) if x.startswith("fsdd/tanh (σ=0.02)"))
+    lines = study.plan(args)
+    line, last = next(x for x in lines if x.startswith("fsdd/tanh (σ=0.02)")), lines[-1]
     assert "search 10 of 10 ended; seeds 0 of 4 ended; diagnostics 0 of 3 ended (beside the seeds: ≤ 800 " in line
     assert f"left ≤ {800 + 600} member-epochs (cap 200)" in line
-    last = study.plan(args)[-1]
     assert f"the longest job, {800 * 12 / 3600:.1f} h" in last and f"in all ≤ {1400 * 12 / 3600:.1f} h" in last
     args.jobs = 1
     assert f"the longest job, {1400 * 12 / 3600:.1f} h" in study.plan(args)[-1]
