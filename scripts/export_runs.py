@@ -6,7 +6,7 @@
 Per run: summary.json, metrics.csv, config.yaml; per sweep: multirun.yaml.  ``--best selected``
 also copies ``best.pt`` of every run at the learning rate the report selects for its dataset x
 cell (all its seeds), so anyone can re-score or sample the reproduced models (``--best all``:
-every run's).  ``--last unfinished`` copies ``last.pt`` (and ``best.pt``) of runs that have not
+every run's).  ``--last unfinished`` copies ``last.pt`` (and ``best.pt``, and a ``best.next.pt`` a killed run left) of runs that have not
 ended, so that a fresh clone resumes them with the same command (pointed at ``--dest``); ended
 runs' ``last.pt``, and the ``best.pt`` of runs this export does not copy (an earlier export's,
 stale if the run trained on since), are removed from ``--dest``.  The copies keep the sweep layout below the sweeps'
@@ -58,6 +58,11 @@ def export(sweep: Path, target: Path, best_runs: set[Path] | None, last_unfinish
             shutil.copy2(run / "last.pt", out / "last.pt")
         elif (out / "last.pt").is_file():
             (out / "last.pt").unlink()  # the run has ended: its resumable state is no longer needed
+        # a new best's weights a killed run wrote before renaming them (the resume settles them)
+        if last_unfinished and running and (run / "best.next.pt").is_file():
+            shutil.copy2(run / "best.next.pt", out / "best.next.pt")
+        elif (out / "best.next.pt").is_file():
+            (out / "best.next.pt").unlink()
         n += 1
     return n
 

@@ -127,6 +127,63 @@ def test_a_damaged_best_pt_is_named_when_it_must_be_scored(toy_cfg, tmp_path):
         load_model(run)
 
 
+
+class _Killed(BaseException):
+    """kill -9, as far as the run's files are concerned: nothing after it is written."""
+
+
+def _kill_at(monkeypatch, method: str, epoch: int) -> None:
+    """Make ``Run.<method>`` die at ``epoch`` (a new best epoch, checked) before it writes anything."""
+    real = getattr(Run, method)
+
+    def dying(self, *args, **kwargs):
+        if self.state.epoch == epoch:
+            assert self.state.best_epoch == epoch and (self.run_dir / "best.next.pt").is_file()
+            raise _Killed
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Run, method, dying)
+
+
+def test_a_kill_between_a_new_best_and_its_last_pt_drops_that_best_on_resume(toy_cfg, tmp_path, reference,
+                                                                              monkeypatch):
+    """Killed after epoch 2's best weights were written and before its last.pt: on resume best.pt
+    still holds epoch 1, the checkpoint's best.  With a lower cap (epoch 2 is then never trained
+    again) the run ends at epoch 1 and is scored from it; at the same cap it retrains epoch 2 to the
+    uninterrupted run's numbers."""
+    run = tmp_path / "r"
+    _kill_at(monkeypatch, "persist", 2)
+    with pytest.raises(_Killed):
+        train(toy_cfg, run)
+    monkeypatch.undo()
+    assert torch.load(run / "best.pt", weights_only=False)["epoch"] == 1  # the pair on disk: epoch 1's
+    shutil.copytree(run, tmp_path / "same_cap")
+    one = train(short(toy_cfg, 1), run)
+    assert not (run / "best.next.pt").exists() and torch.load(run / "best.pt", weights_only=False)["epoch"] == 1
+    assert one["epochs"] == 1 and one["best_epoch"] == 1 and one["test_nll"] is not None
+    assert numbers(train(toy_cfg, tmp_path / "same_cap")) == numbers(reference[0])
+    assert rows(tmp_path / "same_cap") == reference[1]
+
+
+def test_a_kill_after_a_new_best_s_last_pt_keeps_that_best_on_resume(toy_cfg, tmp_path, reference, monkeypatch):
+    """Killed after epoch 2's last.pt and before its best weights became best.pt: on resume they
+    are best.pt (the checkpoint's best epoch is 2), and a run capped at 2 is scored from them."""
+    run = tmp_path / "r"
+    _kill_at(monkeypatch, "promote_best", 2)
+    with pytest.raises(_Killed):
+        train(toy_cfg, run)
+    monkeypatch.undo()
+    assert torch.load(run / "best.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(run / "best.next.pt", weights_only=False)["epoch"] == 2
+    shutil.copytree(run, tmp_path / "same_cap")
+    two = train(short(toy_cfg, 2), run)
+    assert not (run / "best.next.pt").exists() and torch.load(run / "best.pt", weights_only=False)["epoch"] == 2
+    assert two["epochs"] == 2 and two["best_epoch"] == 2
+    assert numbers(two) == numbers(train(short(toy_cfg, 2), tmp_path / "uninterrupted"))
+    assert numbers(train(toy_cfg, tmp_path / "same_cap")) == numbers(reference[0])
+    assert rows(tmp_path / "same_cap") == reference[1]
+
+
 # --------------------------------------------------------------------------- summary.json, metrics.csv, config.yaml
 
 @pytest.mark.parametrize("how", sorted(DAMAGES))
@@ -217,7 +274,9 @@ def test_a_full_disk_names_the_file_loses_nothing_and_resumes(toy_cfg, tmp_path,
     assert not list(run.glob(".*.tmp"))
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
     for name, data in after.items():  # every file is a complete version: the old one or epoch 2's
-        assert name in before
+        assert name in before or name == "best.next.pt"  # (epoch 2's best, until its last.pt is written)
+    if (run / "best.next.pt").exists():
+        assert torch.load(run / "last.pt", weights_only=False)["state"]["epoch"] == 1
     assert torch.load(run / "last.pt", weights_only=False)["state"]["epoch"] in (1, 2)
     summary = train(toy_cfg, run)  # space freed: the same command resumes
     assert numbers(summary) == numbers(reference[0]) and rows(run) == reference[1]

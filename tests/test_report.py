@@ -709,3 +709,29 @@ def test_export_keeps_the_layout_below_the_sweeps_parent_and_the_selected_checkp
                     "tanh_sigma0.02/seeds/yesno/tanh/search.draw=1,seed=1",
                     "tanh_sigma0.02/seeds/yesno/tanh/search.draw=1,seed=2"]
     assert len(list(dest.rglob("summary.json"))) == 9
+
+
+def test_export_of_an_unfinished_run_carries_the_best_next_pt_a_kill_left(tmp_path):
+    """A run killed between its new best's best.next.pt and best.pt (runs.py): `--last unfinished`
+    copies best.next.pt beside its last.pt, so the copy resumes as the original would; once the run
+    has ended, the copy is removed with its last.pt."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_runs", REPO / "scripts" / "export_runs.py")
+    export_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_runs)
+    sweep = tmp_path / "work" / "search"
+    run = fake_run(sweep, "yesno", "gru", 0, 0, 1e-3, valid=1.0, test=1.0)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    for name in ("last.pt", "best.pt", "best.next.pt"):
+        (run / name).write_bytes(name.encode())
+    dest = tmp_path / "results"
+    assert export_runs.main([str(sweep), "--dest", str(dest), "--best", "selected", "--last", "unfinished"]) == 0
+    out = dest / run.relative_to(sweep.parent)  # (the layout below the sweeps' parent)
+    assert {p.name for p in out.glob("*.pt")} == {"last.pt", "best.pt", "best.next.pt"}
+    assert (out / "best.next.pt").read_bytes() == b"best.next.pt"
+    (run / "summary.json").write_text(json.dumps(summary))  # it ended (its files settled)
+    (run / "best.next.pt").unlink()
+    assert export_runs.main([str(sweep), "--dest", str(dest), "--best", "selected", "--last", "unfinished"]) == 0
+    assert not (out / "best.next.pt").exists() and not (out / "last.pt").exists()

@@ -8,6 +8,8 @@ A run directory holds::
     best.pt         weights at the best validation NLL
     last.pt         everything needed to resume (weights, optimizer, RNG states, history)
 
+    best.next.pt    a new best epoch's weights, renamed to best.pt once that epoch's last.pt is written
+
     last.prev.pt    the previous last.pt, kept until the new one is complete (a damaged last.pt falls back to it)
     .lock           held (``flock``) by the one process training the run; the OS releases it when that process dies
 
@@ -15,7 +17,10 @@ Writing: :class:`Run` is one run directory as the training loop (:mod:`rnnbench.
 its configuration, progress (:class:`TrainState`), history and files.  Every file is written
 atomically (and flushed to disk before it replaces the old one), so a run killed at any moment, or
 stopped by a full disk, resumes from its last completed epoch and never leaves a half-written file
-behind.  :func:`config_fingerprint` is the configuration a run directory holds, which a run
+behind.  ``best.pt`` and ``last.pt`` always describe the same epochs: a new best is written as
+``best.next.pt`` and becomes ``best.pt`` only after its epoch's ``last.pt`` (a run killed between
+the two writes finds on resume either the old pair, the new best then dropped with the epoch it
+belongs to, or the new ``last.pt`` with its best, renamed then).  :func:`config_fingerprint` is the configuration a run directory holds, which a run
 resumed in it must match.
 
 Reading: every reader checks what it reads: a damaged file (truncated, empty, random bytes, not
@@ -42,7 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError, RnnbenchError, RunFileError, qname, single_line
+from .errors import ConfigError, RnnbenchError, RunFileError, WriteError, qname, single_line
 from .fileio import (FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text, read_json, read_text,
                      read_torch, remove_stale_temporaries, replace_with_copy)
 from .progress import duration, time_left
@@ -52,7 +57,7 @@ from .schema import validate_config
 log = logging.getLogger("rnnbench.train")
 
 # The files a run writes (besides the lock file .lock and Hydra's .hydra/ and <job>.log).
-RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt", "last.prev.pt")
+RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "best.pt", "best.next.pt", "last.pt", "last.prev.pt")
 # The columns metrics.csv always has (later ones were added over time; older runs lack them).
 METRIC_COLUMNS = ("epoch", "updates", "wall_seconds", "train_nll", "valid_nll", "test_nll")
 # The columns the trainer writes, in order.
@@ -339,6 +344,7 @@ CHECKPOINT_KEYS = {
     "last.pt": ("model", "optimizer", "shuffle_rng", "noise_rng", "state", "history", "fingerprint"),
     "last.prev.pt": ("model", "optimizer", "shuffle_rng", "noise_rng", "state", "history", "fingerprint"),
     "best.pt": ("model", "epoch"),
+    "best.next.pt": ("model", "epoch"),
 }
 
 
@@ -524,8 +530,7 @@ class Run:
         """Release the lock.  ``discard_unstarted``: if the run never wrote a file (it was refused),
         remove the lock file and the directory if that leaves it empty."""
         if discard_unstarted and self.lock.held and not any(
-                (self.run_dir / n).exists() for n in ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt",
-                                                      "last.prev.pt")):
+                (self.run_dir / n).exists() for n in RUN_FILES):
             self.lock.path.unlink(missing_ok=True)
             self.lock.release()
             try:
@@ -568,12 +573,37 @@ class Run:
                 except RunFileError as exc:
                     log.warning("%s (padding_waste_eval is measured again)", exc)
                     self.extra["padding_waste_eval"] = None
+            self._settle_best()
             log.info("resuming %s from epoch %d (%s)", self.run_dir, self.state.epoch, self.state.status)
             return ckpt
         if last.is_file() or prev.is_file():
-            for name in ("last.pt", "last.prev.pt", "last.pt.damaged", "best.pt", "metrics.csv", "summary.json"):
+            for name in ("last.pt", "last.prev.pt", "last.pt.damaged", "best.pt", "best.next.pt", "metrics.csv",
+                         "summary.json"):
                 (self.run_dir / name).unlink(missing_ok=True)
         return None
+
+    def _settle_best(self) -> None:
+        """A ``best.next.pt`` left by a run killed between a new best epoch's two writes: renamed to
+        ``best.pt`` if the checkpoint resumed from holds that epoch as the best (the kill came after
+        its ``last.pt``), else removed (that epoch is not in the checkpoint: it is trained again, or
+        not at all under a lower ``train.max_epochs``, and ``best.pt`` still holds the checkpoint's
+        best).  Nothing is lost either way: the weights kept are those of the resumed best epoch."""
+        path = self.run_dir / "best.next.pt"
+        if not path.is_file():
+            return
+        try:
+            epoch = int(read_checkpoint(path)["epoch"])
+        except RunFileError as exc:  # (killed mid-write is not possible, atomic; damage is: it goes like a stale one)
+            log.warning("%s: %s; removed", exc.path, exc.reason)
+            path.unlink()
+            return
+        if self.state.best_epoch is not None and epoch == int(self.state.best_epoch) and epoch <= self.state.epoch:
+            os.replace(path, self.run_dir / "best.pt")
+            log.info("%s: the weights of best epoch %d, written before a stop, are best.pt now", path, epoch)
+        else:
+            path.unlink()
+            log.info("%s: the weights of epoch %d, which the checkpoint of epoch %d does not hold, removed", path,
+                     epoch, self.state.epoch)
 
     def _refuse_another_config(self, fingerprint: str | None) -> None:
         """Refuse a run directory made with another configuration.  A stored fingerprint that differs
@@ -794,8 +824,10 @@ class Run:
         elif row["valid_nll"] < state.best_valid:
             state.best_valid, state.best_epoch, state.bad_epochs = row["valid_nll"], state.epoch, 0
             kept = best_model()
-            atomic_torch_save(self.run_dir / "best.pt", {"model": kept, "epoch": state.epoch,
-                                                         "cell": self.cfg.cell.name, "units": int(self.cfg.cell.units)})
+            # best.pt once this epoch's last.pt is written (persist): the two never describe different epochs
+            atomic_torch_save(self.run_dir / "best.next.pt", {"model": kept, "epoch": state.epoch,
+                                                              "cell": self.cfg.cell.name,
+                                                              "units": int(self.cfg.cell.units)})
         else:
             state.bad_epochs += 1
             if state.bad_epochs >= int(self.tcfg.patience):
@@ -897,13 +929,24 @@ class Run:
         }
 
     def persist(self, payload: Mapping[str, Any], result: dict | None = None) -> None:
-        """Write metrics.csv, last.pt (``payload``: model, optimizer and RNG states) and summary.json."""
+        """Write metrics.csv, last.pt (``payload``: model, optimizer and RNG states), then the epoch's
+        new best weights as best.pt (written as best.next.pt by :meth:`end_epoch`), then summary.json."""
         _write_metrics(self.run_dir, self.history)
         atomic_torch_save(self.run_dir / "last.pt", {
             **payload, "state": vars(self.state).copy(), "history": self.history, "fingerprint": self.fingerprint,
             "extra": self.extra,
         }, keep_previous="last.prev.pt")
+        self.promote_best()
         atomic_write_json(self.run_dir / "summary.json", self.summary() if result is None else result)
+
+    def promote_best(self) -> None:
+        """best.next.pt -> best.pt (atomic rename), once the epoch it holds has its last.pt."""
+        path = self.run_dir / "best.next.pt"
+        if path.is_file():
+            try:
+                os.replace(path, self.run_dir / "best.pt")
+            except OSError as exc:
+                raise WriteError(self.run_dir / "best.pt", exc) from exc
 
     def finish(self, payload: Mapping[str, Any]) -> dict:
         result = self.summary()
