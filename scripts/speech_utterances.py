@@ -37,12 +37,21 @@ and, from ``metrics.csv``, ``spikes``: how many of the run's epochs had a valida
 ``--spike`` (default 10) nats per step above the best of the epochs before them -- a jump no
 learning trend explains -- and ``worst_valid`` the largest validation NLL of an epoch.  Writes
 ``utterances.csv`` and ``utterances.md`` to ``--out`` (atomically).
+
+Scoring is the slow part (minutes a run on FSDD and YESNO, each split scored 2 + ``--perturb``
+times), and a run's scores depend only on its ``best.pt`` and the corpus: a row of an
+``utterances.csv`` already in ``--out`` whose run, split, ``best_sha256`` (of the ``best.pt`` it
+scored) and ``perturbed_copies`` match is kept as it is, and only the columns read from
+``summary.json`` and ``metrics.csv`` are read again, so that a study's runs can be measured as
+they end and the final call scores only the rest (``--fresh`` scores every run again).  The
+output is the same either way.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import io
 import math
 from pathlib import Path
 
@@ -112,6 +121,35 @@ def describe(nll: list[np.ndarray], names: list[str]) -> dict:
     }
 
 
+def sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# the columns scored from best.pt (kept from an earlier call when its best.pt is the same); the rest
+# come from summary.json and metrics.csv and are read every time
+SCORED = ("utterances", "steps", "mean", "median_utt", "worst_utt", "worst_name", "mean_wo_worst", "p99_step",
+          "max_step", "mean_wo_top1pct", "mean_float64", "utts_off", "perturbed_median", "perturbed_min",
+          "perturbed_max", "utts_unstable")
+
+
+def earlier_scores(out: Path) -> dict:
+    """(run, split) -> the scored columns of an earlier call's utterances.csv in ``out`` (none if it
+    has no such file or one written before best_sha256 was kept)."""
+    path = out / "utterances.csv"
+    if not path.is_file():
+        return {}
+    df = pd.read_csv(path, dtype={"worst_name": str, "best_sha256": str})
+    if not {"run", "split", "best_sha256", "perturbed_copies", *SCORED} <= set(df.columns):
+        return {}
+    return {(r["run"], r["split"]): r for r in df.to_dict("records")}
+
+
 def spikes(valid: pd.Series, jump: float) -> int:
     """Epochs whose validation NLL is more than ``jump`` above the best of the epochs before them."""
     best_before = valid.cummin().shift(1)
@@ -126,6 +164,8 @@ def main(argv=None) -> int:
                     "that counts as a spike (nats per step; default 10)")
     ap.add_argument("--perturb", type=int, default=5, help="rounding-perturbed copies of each model to score (default 5)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--fresh", action="store_true", help="score every run again, also those an utterances.csv "
+                    "already in --out holds for the same best.pt")
     args = ap.parse_args(argv)
     from rnnbench.data import load_dataset
     from rnnbench.fileio import atomic_write_text, read_json
@@ -139,36 +179,45 @@ def main(argv=None) -> int:
                          "valid, test")
     torch.set_num_threads(1)
     rows, corpora = [], {}
+    earlier = {} if args.fresh else earlier_scores(args.out)
     runs = find_runs(args.folders)
     for run_dir in runs:
         cfg = load_config(run_dir)
         if cfg.dataset.task != "speech":
             continue
-        key = repr(sorted((k, str(v)) for k, v in cfg.dataset.items()))
-        if key not in corpora:
-            corpora[key] = load_dataset(cfg.dataset, cfg.get("data_root"))
-        corpus = corpora[key]
-        _, model = load_model(run_dir, corpus=corpus)
-        model64 = copy.deepcopy(model).double()
+        digest = sha256(run_dir / "best.pt")
         summary = read_json(run_dir / "summary.json")
         metrics = read_metrics(run_dir)
         valid = pd.to_numeric(metrics["valid_nll"], errors="coerce")
+        model = corpus = None
         for split in splits:
-            nll = sequence_nlls(model, corpus[split])
-            nll64 = sequence_nlls(model64, corpus[split], torch.float64)
-            others = [sequence_nlls(copy_, corpus[split]) for copy_ in perturbed(model, args.perturb)]
-            names = list(corpus.utterances.get(split, []))
-            if len(names) != len(nll):  # (cut into chunks: the pieces are named by position)
-                names = [f"piece {i}" for i in range(len(nll))]
+            kept = earlier.get((str(run_dir), split))
+            if kept is not None and kept["best_sha256"] == digest and int(kept["perturbed_copies"]) == args.perturb:
+                scored = {k: kept[k] for k in SCORED}
+                how = "kept from the earlier utterances.csv (the same best.pt)"
+            else:
+                if model is None:
+                    key = repr(sorted((k, str(v)) for k, v in cfg.dataset.items()))
+                    if key not in corpora:
+                        corpora[key] = load_dataset(cfg.dataset, cfg.get("data_root"))
+                    corpus = corpora[key]
+                    _, model = load_model(run_dir, corpus=corpus)
+                    model64 = copy.deepcopy(model).double()
+                nll = sequence_nlls(model, corpus[split])
+                nll64 = sequence_nlls(model64, corpus[split], torch.float64)
+                others = [sequence_nlls(copy_, corpus[split]) for copy_ in perturbed(model, args.perturb)]
+                names = list(corpus.utterances.get(split, []))
+                if len(names) != len(nll):  # (cut into chunks: the pieces are named by position)
+                    names = [f"piece {i}" for i in range(len(nll))]
+                scored = {**describe(nll, names), **float64_columns(nll, nll64), **stability_columns(nll, others, [nll64])}
+                how = "scored"
             row = {"run": str(run_dir), "dataset": cfg.dataset.name, "cell": cfg.cell.name, "lr": float(cfg.optim.lr),
-                   "seed": int(cfg.seed), "split": split,
-                   **describe(nll, names), **float64_columns(nll, nll64),
-                   **stability_columns(nll, others, [nll64]),
+                   "seed": int(cfg.seed), "split": split, **scored,
                    "summary": summary.get(f"{split}_nll", math.nan),
                    "spikes": spikes(valid, args.spike), "epochs": int(valid.notna().sum()),
-                   "worst_valid": float(valid.max())}
+                   "worst_valid": float(valid.max()), "perturbed_copies": args.perturb, "best_sha256": digest}
             rows.append(row)
-            print(f"{run_dir} {split}: mean {row['mean']:.4f} (summary {row['summary']}), median utterance "
+            print(f"{run_dir} {split} ({how}): mean {row['mean']:.4f} (summary {row['summary']}), median utterance "
                   f"{row['median_utt']:.4f}, worst {row['worst_utt']:.4f} ({row['worst_name']}), max step "
                   f"{row['max_step']:.1f}; float64 {row['mean_float64']:.4f} ({row['utts_off']} utterances off)", flush=True)
     if not rows:
@@ -176,8 +225,11 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows)
     df["lr"] = df["lr"].map(lambda v: f"{v:.3g}")
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "utterances.csv", df.to_csv(index=False, float_format="%.6g"))
-    shown = df.drop(columns=["run"])
+    text = df.to_csv(index=False, float_format="%.6g")
+    atomic_write_text(args.out / "utterances.csv", text)
+    # the table shows the numbers as the csv holds them (6 digits), kept or scored afresh alike
+    df = pd.read_csv(io.StringIO(text), dtype={"lr": str, "worst_name": str, "best_sha256": str})
+    shown = df.drop(columns=["run", "perturbed_copies", "best_sha256"])
     atomic_write_text(args.out / "utterances.md", _markdown(shown, ".3f") + "\n")
     print(_markdown(shown, ".3f"))
     return 0

@@ -86,6 +86,21 @@ def test_scores_add_up_to_the_runs_summary(tmp_path):
         assert float(r["perturbed_max"]) == pytest.approx(float(r["mean"]), abs=1e-4) and r["utts_unstable"] == "0"
         assert int(r["epochs"]) == 3
     assert (out / "utterances.md").read_text().startswith("| dataset | cell |")
+    # called again: the rows of the same best.pt are kept (nothing scored), the files are the same;
+    # --fresh scores again, to the same files; a changed best.pt is scored again
+    first = {n: (out / n).read_bytes() for n in ("utterances.csv", "utterances.md")}
+    for extra, how in (([], "kept from the earlier utterances.csv"), (["--fresh"], "(scored)")):
+        p = subprocess.run([sys.executable, str(SCRIPT), str(run), "--out", str(out), *extra], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert p.stdout.count(how) == 2 and {n: (out / n).read_bytes() for n in first} == first
+    import torch
+
+    (best,) = run.rglob("best.pt")
+    torch.save({**torch.load(best, weights_only=False), "note": "another file"}, best)
+    p = subprocess.run([sys.executable, str(SCRIPT), str(run), "--out", str(out)], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0 and p.stdout.count("(scored)") == 2, p.stderr[-3000:]
     p = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nowhere"), "--out", str(out)], env=env,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode != 0 and "nowhere: not a folder" in p.stderr
