@@ -31,12 +31,18 @@ is scored piece by piece, and its pieces are named by position):
   ``1 + u * 2**-24``, ``u`` uniform in [-1, 1] (seeded): rounding-sized changes, the spread a
   different summation order could give; ``utts_unstable``: the utterances whose own mean moves by
   more than 1e-3 nats per step across these copies and the float64 score (FSDD's GRU draw 1: 4 of
-  300 test utterances, and the split's mean from -6.42 to +1447);
+  300 test utterances, and the split's mean from -6.42 to +1447), and ``mean_stable`` the metric
+  over the other utterances, whose scores rounding does not decide;
 
 and, from ``metrics.csv``, ``spikes``: how many of the run's epochs had a validation NLL more than
 ``--spike`` (default 10) nats per step above the best of the epochs before them -- a jump no
 learning trend explains -- and ``worst_valid`` the largest validation NLL of an epoch.  Writes
-``utterances.csv`` and ``utterances.md`` to ``--out`` (atomically).
+``utterances.csv`` and ``utterances.md`` to ``--out`` (atomically), and ``by_cell.csv`` /
+``by_cell.md``: per dataset, cell (a labelled variant, e.g. ``tanh (σ=0.02)``, as a cell of its
+own, as the report has it) and split, over its seeds, the mean and 95% t-interval of ``mean`` (the
+metric, what Table 2 reports), ``mean_stable`` and ``median_utt``, and how many seeds have an
+utterance that rounding decides -- the numbers to read beside Table 2 when a few utterances carry
+it.  Run it on the exported study, whose ``best.pt`` are those of the selected seeds.
 
 Scoring is the slow part (minutes a run on FSDD and YESNO, each split scored 2 + ``--perturb``
 times), and a run's scores depend only on its ``best.pt`` and the corpus: a row of an
@@ -97,10 +103,13 @@ def stability_columns(base: list[np.ndarray], others: list[list[np.ndarray]], al
     steps = sum(len(x) for x in base)
     split = np.array([sum(float(x.sum()) for x in per_model) / steps for per_model in others])
     means = np.array([[float(x.mean()) for x in per_model] for per_model in [base, *others, *also]])
+    unstable = (means.max(0) - means.min(0)) > tol
+    stable = [x for x, u in zip(base, unstable) if not u]
     return {"perturbed_median": float(np.median(split)) if len(split) else math.nan,
             "perturbed_min": float(split.min()) if len(split) else math.nan,
             "perturbed_max": float(split.max()) if len(split) else math.nan,
-            "utts_unstable": int(((means.max(0) - means.min(0)) > tol).sum())}
+            "utts_unstable": int(unstable.sum()),
+            "mean_stable": sum(float(x.sum()) for x in stable) / sum(len(x) for x in stable) if stable else math.nan}
 
 
 def describe(nll: list[np.ndarray], names: list[str]) -> dict:
@@ -135,7 +144,7 @@ def sha256(path: Path) -> str:
 # come from summary.json and metrics.csv and are read every time
 SCORED = ("utterances", "steps", "mean", "median_utt", "worst_utt", "worst_name", "mean_wo_worst", "p99_step",
           "max_step", "mean_wo_top1pct", "mean_float64", "utts_off", "perturbed_median", "perturbed_min",
-          "perturbed_max", "utts_unstable")
+          "perturbed_max", "utts_unstable", "mean_stable")
 
 
 def earlier_scores(out: Path) -> dict:
@@ -148,6 +157,25 @@ def earlier_scores(out: Path) -> dict:
     if not {"run", "split", "best_sha256", "perturbed_copies", *SCORED} <= set(df.columns):
         return {}
     return {(r["run"], r["split"]): r for r in df.to_dict("records")}
+
+
+def by_cell(df: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset x cell (variants labelled) x split, over the seeds: ``mean``, ``mean_stable`` and
+    ``median_utt`` as mean ± half-width of a 95% t-interval, and the seeds with an unstable utterance."""
+    from rnnbench.report import ci95
+
+    out = []
+    cells = df["cell"].where(df["variant"].fillna("") == "", df["cell"] + " (" + df["variant"].fillna("") + ")")
+    for (dataset, cell, split), g in df.assign(cell=cells).groupby(["dataset", "cell", "split"], sort=False):
+        row = {"dataset": dataset, "cell": cell, "split": split, "seeds": len(g)}
+        for col in ("mean", "mean_stable", "median_utt"):
+            mean, _, half = ci95(g[col].dropna())
+            row[col] = mean
+            row[f"{col}_ci95"] = half
+        row["seeds_rounding_decides"] = int((g["utts_unstable"] > 0).sum())
+        row["utts_unstable"] = int(g["utts_unstable"].sum())
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def spikes(valid: pd.Series, jump: float) -> int:
@@ -169,7 +197,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from rnnbench.data import load_dataset
     from rnnbench.fileio import atomic_write_text, read_json
-    from rnnbench.report import _markdown, read_metrics
+    from rnnbench.report import _markdown, read_metrics, variant_label
     from rnnbench.runs import load_config, load_model
     from rnnbench.stack import sequence_nlls
 
@@ -211,8 +239,9 @@ def main(argv=None) -> int:
                     names = [f"piece {i}" for i in range(len(nll))]
                 scored = {**describe(nll, names), **float64_columns(nll, nll64), **stability_columns(nll, others, [nll64])}
                 how = "scored"
-            row = {"run": str(run_dir), "dataset": cfg.dataset.name, "cell": cfg.cell.name, "lr": float(cfg.optim.lr),
-                   "seed": int(cfg.seed), "split": split, **scored,
+            variant = variant_label(cfg.train.get("weight_noise"), cfg.dataset.get("chunk_steps"), cfg.dataset.task)
+            row = {"run": str(run_dir), "dataset": cfg.dataset.name, "cell": cfg.cell.name, "variant": variant,
+                   "lr": float(cfg.optim.lr), "seed": int(cfg.seed), "split": split, **scored,
                    "summary": summary.get(f"{split}_nll", math.nan),
                    "spikes": spikes(valid, args.spike), "epochs": int(valid.notna().sum()),
                    "worst_valid": float(valid.max()), "perturbed_copies": args.perturb, "best_sha256": digest}
@@ -228,10 +257,15 @@ def main(argv=None) -> int:
     text = df.to_csv(index=False, float_format="%.6g")
     atomic_write_text(args.out / "utterances.csv", text)
     # the table shows the numbers as the csv holds them (6 digits), kept or scored afresh alike
-    df = pd.read_csv(io.StringIO(text), dtype={"lr": str, "worst_name": str, "best_sha256": str})
+    df = pd.read_csv(io.StringIO(text), dtype={"lr": str, "worst_name": str, "best_sha256": str, "variant": str})
     shown = df.drop(columns=["run", "perturbed_copies", "best_sha256"])
+    cells = by_cell(df)
+    atomic_write_text(args.out / "by_cell.csv", cells.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(args.out / "by_cell.md", _markdown(cells, ".3f") + "\n")
     atomic_write_text(args.out / "utterances.md", _markdown(shown, ".3f") + "\n")
     print(_markdown(shown, ".3f"))
+    print()
+    print(_markdown(cells, ".3f"))
     return 0
 
 
