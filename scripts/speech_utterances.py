@@ -3,7 +3,9 @@
     python scripts/speech_utterances.py results/speech/runs/study --out results/speech/utterances
 
 The speech NLL is a density: with the mixture's scales floored at 1e-3 of the normalised signal
-(``rnnbench/mixture.py``) one step can cost up to ~5e5 nats when the model is sure and wrong, and
+(``rnnbench/mixture.py``) a step whose prediction is sure and wrong costs about (error / 1e-3)^2 / 2
+nats per sample -- 5e5 for an error of one standard deviation, and without bound when a saturated
+hidden state sends the predicted means far off (FSDD's GRU seeds: single steps of 1e6-4e8) -- and
 the reported metric -- the mean over every step of a split -- can then be carried by a handful of
 steps.  Gated runs on FSDD show it in their learning curves: between good epochs the noise-free
 validation NLL jumps from about -7 to +45 or +6e4 nats per step.  This script says, for every

@@ -9,7 +9,6 @@ A run directory holds::
     last.pt         everything needed to resume (weights, optimizer, RNG states, history)
 
     best.next.pt    a new best epoch's weights, renamed to best.pt once that epoch's last.pt is written
-
     last.prev.pt    the previous last.pt, kept until the new one is complete (a damaged last.pt falls back to it)
     .lock           held (``flock``) by the one process training the run; the OS releases it when that process dies
 
@@ -20,8 +19,8 @@ stopped by a full disk, resumes from its last completed epoch and never leaves a
 behind.  ``best.pt`` and ``last.pt`` always describe the same epochs: a new best is written as
 ``best.next.pt`` and becomes ``best.pt`` only after its epoch's ``last.pt`` (a run killed between
 the two writes finds on resume either the old pair, the new best then dropped with the epoch it
-belongs to, or the new ``last.pt`` with its best, renamed then).  :func:`config_fingerprint` is the configuration a run directory holds, which a run
-resumed in it must match.
+belongs to, or the new ``last.pt`` with its best, renamed then).  :func:`config_fingerprint` is
+the configuration a run directory holds, which a run resumed in it must match.
 
 Reading: every reader checks what it reads: a damaged file (truncated, empty, random bytes, not
 what it should hold) raises :class:`~rnnbench.errors.RunFileError`, whose message names the file
@@ -597,7 +596,7 @@ class Run:
             log.warning("%s: %s; removed", exc.path, exc.reason)
             path.unlink()
             return
-        if self.state.best_epoch is not None and epoch == int(self.state.best_epoch) and epoch <= self.state.epoch:
+        if epoch == int(self.state.best_epoch) and epoch <= self.state.epoch:
             os.replace(path, self.run_dir / "best.pt")
             log.info("%s: the weights of best epoch %d, written before a stop, are best.pt now", path, epoch)
         else:
