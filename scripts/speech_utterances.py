@@ -44,7 +44,11 @@ learning trend explains -- and ``worst_valid`` the largest validation NLL of an 
 own, as the report has it) and split, over its seeds, the mean and 95% t-interval of ``mean`` (the
 metric, what Table 2 reports), ``mean_stable`` and ``median_utt``, and how many seeds have an
 utterance that rounding decides -- the numbers to read beside Table 2 when a few utterances carry
-it.  Run it on the exported study, whose ``best.pt`` are those of the selected seeds.
+it; and ``claims.csv`` / ``claims.md``: the report's claims (``rnnbench.report.claims``: paired
+differences over seeds, 95% t-intervals, the same verdicts, runs stopped by a cap below the paper's
+500 epochs not judged) on the test split's ``mean`` (the metric, scored one utterance at a time),
+``mean_stable`` and ``median_utt``.  Run it on the exported study, whose ``best.pt`` are those of
+the selected seeds (a cell with runs at several rates is judged at the rate with the most seeds).
 
 Scoring is the slow part (minutes a run on FSDD and YESNO, each split scored 2 + ``--perturb``
 times), and a run's scores depend only on its ``best.pt`` and the corpus: a row of an
@@ -167,8 +171,7 @@ def by_cell(df: pd.DataFrame) -> pd.DataFrame:
     from rnnbench.report import ci95
 
     out = []
-    cells = df["cell"].where(df["variant"].fillna("") == "", df["cell"] + " (" + df["variant"].fillna("") + ")")
-    for (dataset, cell, split), g in df.assign(cell=cells).groupby(["dataset", "cell", "split"], sort=False):
+    for (dataset, cell, split), g in df.assign(cell=labelled_cells).groupby(["dataset", "cell", "split"], sort=False):
         row = {"dataset": dataset, "cell": cell, "split": split, "seeds": len(g)}
         for col in ("mean", "mean_stable", "median_utt"):
             mean, _, half = ci95(g[col].dropna())
@@ -178,6 +181,39 @@ def by_cell(df: pd.DataFrame) -> pd.DataFrame:
         row["utts_unstable"] = int(g["utts_unstable"].sum())
         out.append(row)
     return pd.DataFrame(out)
+
+
+def labelled_cells(df: pd.DataFrame) -> pd.Series:
+    """The cell of each row as the report names it: a labelled variant as a cell of its own."""
+    variant = df["variant"].fillna("")
+    return df["cell"].where(variant == "", df["cell"] + " (" + variant + ")")
+
+
+STATISTICS = ("mean", "mean_stable", "median_utt")
+CLAIM_COLUMNS = ["statistic", "dataset", "claim", "seeds", "evidence", "verdict", "paper"]
+
+
+def utterance_claims(df: pd.DataFrame) -> pd.DataFrame:
+    """The report's claims judged on the test split's ``STATISTICS`` in place of its mean test NLL."""
+    from rnnbench.report import claims, paired_differences
+
+    test = df[df["split"] == "test"].assign(cell=labelled_cells)
+    if test.empty:
+        return pd.DataFrame(columns=CLAIM_COLUMNS)
+    # one rate per cell: the one with the most seeds (the selected one, in an exported study)
+    rate = test.groupby(["dataset", "cell", "lr"], sort=False).size().reset_index(name="n")
+    best = rate.sort_values("n", ascending=False, kind="stable").drop_duplicates(["dataset", "cell"])
+    test = test.merge(best[["dataset", "cell", "lr"]], on=["dataset", "cell", "lr"])
+    capped = {(d, c) for d, c, x in zip(test["dataset"], test["cell"], test["capped"]) if x}
+    out = []
+    for stat in STATISTICS:
+        runs = test.assign(test_nll=test[stat], status="finished", best_epoch=1)
+        judged = claims(paired_differences(runs, best), capped=capped)
+        if not judged.empty:
+            out.append(judged.assign(statistic=stat))
+    if not out:  # (no two cells with common seeds)
+        return pd.DataFrame(columns=CLAIM_COLUMNS)
+    return pd.concat(out, ignore_index=True)[CLAIM_COLUMNS]
 
 
 def spikes(valid: pd.Series, jump: float) -> int:
@@ -199,7 +235,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from rnnbench.data import load_dataset
     from rnnbench.fileio import atomic_write_text, read_json
-    from rnnbench.report import _markdown, read_metrics, variant_label
+    from rnnbench.report import PAPER_MAX_EPOCHS, _markdown, read_metrics, variant_label
     from rnnbench.runs import load_config, load_model
     from rnnbench.stack import sequence_nlls
 
@@ -246,7 +282,11 @@ def main(argv=None) -> int:
                    "lr": float(cfg.optim.lr), "seed": int(cfg.seed), "split": split, **scored,
                    "summary": summary.get(f"{split}_nll", math.nan),
                    "spikes": spikes(valid, args.spike), "epochs": int(valid.notna().sum()),
-                   "worst_valid": float(valid.max()), "perturbed_copies": args.perturb, "best_sha256": digest}
+                   "worst_valid": float(valid.max()),
+                   # stopped by a cap below the paper's (the report's *): its claims are not judged
+                   "capped": summary.get("stop_reason") in ("max_epochs", "time_budget")
+                   and int(summary.get("epochs") or 0) < PAPER_MAX_EPOCHS,
+                   "perturbed_copies": args.perturb, "best_sha256": digest}
             rows.append(row)
             print(f"{run_dir} {split} ({how}): mean {row['mean']:.4f} (summary {row['summary']}), median utterance "
                   f"{row['median_utt']:.4f}, worst {row['worst_utt']:.4f} ({row['worst_name']}), max step "
@@ -260,14 +300,19 @@ def main(argv=None) -> int:
     atomic_write_text(args.out / "utterances.csv", text)
     # the table shows the numbers as the csv holds them (6 digits), kept or scored afresh alike
     df = pd.read_csv(io.StringIO(text), dtype={"lr": str, "worst_name": str, "best_sha256": str, "variant": str})
-    shown = df.drop(columns=["run", "perturbed_copies", "best_sha256"])
+    shown = df.drop(columns=["run", "capped", "perturbed_copies", "best_sha256"])
     cells = by_cell(df)
     atomic_write_text(args.out / "by_cell.csv", cells.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(args.out / "by_cell.md", _markdown(cells, ".3f") + "\n")
+    judged = utterance_claims(df)
+    atomic_write_text(args.out / "claims.csv", judged.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(args.out / "claims.md", _markdown(judged, ".3f") + "\n")
     atomic_write_text(args.out / "utterances.md", _markdown(shown, ".3f") + "\n")
     print(_markdown(shown, ".3f"))
     print()
     print(_markdown(cells, ".3f"))
+    print()
+    print(_markdown(judged, ".3f"))
     return 0
 
 

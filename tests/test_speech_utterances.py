@@ -59,6 +59,35 @@ def test_describe_and_spikes_on_known_numbers():
     assert mod.spikes(valid, 10.0) == 2  # 20 > 3 + 10 and 12.1 > 2 + 10; 11.9 is not
 
 
+def test_claims_on_the_statistics_a_few_utterances_do_not_carry():
+    """The report's claims, judged on the test split's mean, mean_stable and median_utt: a GRU seed
+    whose mean one utterance blows up leaves "GRU beats tanh" inconclusive on the mean and holding
+    on the other two; a cell stopped below the paper's cap is not judged; a one-seed diagnostic and
+    the validation rows are not used."""
+    mod = _module()
+    rows = []
+    for cell, base, variant, lr, seeds in (("tanh", 11.0, math.nan, "0.000347", 3), ("gru", -6.0, math.nan, "0.0013", 3),
+                                           ("lstm", -7.0, math.nan, "0.00111", 3), ("tanh", 20.0, "σ=0", "0.0005", 1)):
+        for seed in range(seeds):
+            blown = cell == "gru" and seed == 1
+            for split in ("valid", "test"):
+                rows.append({"dataset": "fsdd", "cell": cell, "variant": variant, "lr": lr, "seed": seed, "split": split,
+                             "mean": 1e4 if blown else base + 0.01 * seed, "mean_stable": base + 0.01 * seed,
+                             "median_utt": base + 2 + 0.01 * seed, "capped": False})
+    rows.append({**rows[0], "lr": "0.01", "seed": 0, "mean": -99.0})  # (another rate, fewer seeds: not used)
+    judged = mod.utterance_claims(pd.DataFrame(rows)).set_index(["statistic", "claim"])
+    assert judged.loc[("mean", "GRU beats tanh"), "verdict"] == "inconclusive"
+    assert judged.loc[("mean", "LSTM beats tanh"), "verdict"] == "holds"
+    for stat in ("mean_stable", "median_utt"):
+        assert judged.loc[(stat, "gated beats tanh"), "verdict"] == "holds"
+        assert judged.loc[(stat, "GRU ≈ LSTM (|difference| < 0.1 nats)"), "verdict"] == "fails"
+        assert judged.loc[(stat, "GRU beats tanh"), "evidence"] == "tanh - gru = +17.000 [+17.000, +17.000]"
+    assert not any("σ=0" in c for c in judged.index.get_level_values("claim"))
+    capped = pd.DataFrame([{**r, "capped": r["cell"] == "lstm"} for r in rows])
+    assert set(mod.utterance_claims(capped).query("claim == 'LSTM beats tanh'")["verdict"]) == {
+        "not judged (* stopped by the epoch cap)"}
+
+
 @pytest.mark.slow  # (trains one tiny speech run through the CLI: ~10 s)
 def test_scores_add_up_to_the_runs_summary(tmp_path):
     rate = 8000
@@ -103,7 +132,9 @@ def test_scores_add_up_to_the_runs_summary(tmp_path):
         assert float(c["mean_stable"]) == pytest.approx(float(c["mean"]), abs=1e-5) and c["seeds_rounding_decides"] == "0"
     # called again: the rows of the same best.pt are kept (nothing scored), the files are the same;
     # --fresh scores again, to the same files; a changed best.pt is scored again
-    first = {n: (out / n).read_bytes() for n in ("utterances.csv", "utterances.md", "by_cell.csv", "by_cell.md")}
+    assert (out / "claims.csv").read_text().strip() == "statistic,dataset,claim,seeds,evidence,verdict,paper"  # (one cell)
+    first = {n: (out / n).read_bytes() for n in ("utterances.csv", "utterances.md", "by_cell.csv", "by_cell.md",
+                                                 "claims.csv", "claims.md")}
     for extra, how in (([], "kept from the earlier utterances.csv"), (["--fresh"], "(scored)")):
         p = subprocess.run([sys.executable, str(SCRIPT), str(run), "--out", str(out), *extra], env=env,
                            capture_output=True, text=True, timeout=600)
