@@ -136,16 +136,6 @@ def describe(nll: list[np.ndarray], names: list[str]) -> dict:
     }
 
 
-def sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # the columns scored from best.pt (kept from an earlier call when its best.pt is the same); the rest
 # come from summary.json and metrics.csv and are read every time
 SCORED = ("utterances", "steps", "mean", "median_utt", "worst_utt", "worst_name", "mean_wo_worst", "p99_step",
@@ -233,7 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fresh", action="store_true", help="score every run again, also those an utterances.csv "
                     "already in --out holds for the same best.pt")
     args = ap.parse_args(argv)
-    from rnnbench.data import load_dataset
+    from rnnbench.data import load_dataset, sha256_of
     from rnnbench.fileio import atomic_write_text, read_json
     from rnnbench.report import PAPER_MAX_EPOCHS, _markdown, read_metrics, variant_label
     from rnnbench.runs import load_config, load_model
@@ -251,7 +241,7 @@ def main(argv=None) -> int:
         cfg = load_config(run_dir)
         if cfg.dataset.task != "speech":
             continue
-        digest = sha256(run_dir / "best.pt")
+        digest = sha256_of(run_dir / "best.pt")
         summary = read_json(run_dir / "summary.json")
         metrics = read_metrics(run_dir)
         valid = pd.to_numeric(metrics["valid_nll"], errors="coerce")
