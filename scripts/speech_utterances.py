@@ -48,7 +48,8 @@ it; and ``claims.csv`` / ``claims.md``: the report's claims (``rnnbench.report.c
 differences over seeds, 95% t-intervals, the same verdicts, runs stopped by a cap below the paper's
 500 epochs not judged) on the test split's ``mean`` (the metric, scored one utterance at a time),
 ``mean_stable`` and ``median_utt``.  Run it on the exported study, whose ``best.pt`` are those of
-the selected seeds (a cell with runs at several rates is judged at the rate with the most seeds).
+the selected seeds (a cell with runs at several rates is summed up and judged at the rate with
+the most runs).
 
 Scoring is the slow part (minutes a run on FSDD and YESNO, each split scored 2 + ``--perturb``
 times), and a run's scores depend only on its ``best.pt`` and the corpus: a row of an
@@ -155,14 +156,31 @@ def earlier_scores(out: Path) -> dict:
     return {(r["run"], r["split"]): r for r in df.to_dict("records")}
 
 
+def labelled_cells(df: pd.DataFrame) -> pd.Series:
+    """The cell of each row as the report names it: a labelled variant as a cell of its own."""
+    variant = df["variant"].fillna("")
+    return df["cell"].where(variant == "", df["cell"] + " (" + variant + ")")
+
+
+def at_one_rate(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each dataset x cell (variants labelled) at one learning rate, the one with the
+    most runs (the selected rate, in an exported study, where only its seeds keep best.pt)."""
+    df = df.assign(cell=labelled_cells)
+    runs = df.groupby(["dataset", "cell", "lr"], sort=False).size().reset_index(name="n")
+    rate = runs.sort_values("n", ascending=False, kind="stable").drop_duplicates(["dataset", "cell"])
+    keep = set(zip(rate["dataset"], rate["cell"], rate["lr"]))
+    return df[[k in keep for k in zip(df["dataset"], df["cell"], df["lr"])]]
+
+
 def by_cell(df: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset x cell (variants labelled) x split, over the seeds: ``mean``, ``mean_stable`` and
-    ``median_utt`` as mean ± half-width of a 95% t-interval, and the seeds with an unstable utterance."""
+    """Per dataset x cell (variants labelled) x split, over the seeds at its rate (:func:`at_one_rate`):
+    ``mean``, ``mean_stable`` and ``median_utt`` as mean ± half-width of a 95% t-interval, and the
+    seeds with an unstable utterance."""
     from rnnbench.report import ci95
 
     out = []
-    for (dataset, cell, split), g in df.assign(cell=labelled_cells).groupby(["dataset", "cell", "split"], sort=False):
-        row = {"dataset": dataset, "cell": cell, "split": split, "seeds": len(g)}
+    for (dataset, cell, lr, split), g in at_one_rate(df).groupby(["dataset", "cell", "lr", "split"], sort=False):
+        row = {"dataset": dataset, "cell": cell, "lr": lr, "split": split, "seeds": len(g)}
         for col in ("mean", "mean_stable", "median_utt"):
             mean, _, half = ci95(g[col].dropna())
             row[col] = mean
@@ -173,12 +191,6 @@ def by_cell(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def labelled_cells(df: pd.DataFrame) -> pd.Series:
-    """The cell of each row as the report names it: a labelled variant as a cell of its own."""
-    variant = df["variant"].fillna("")
-    return df["cell"].where(variant == "", df["cell"] + " (" + variant + ")")
-
-
 STATISTICS = ("mean", "mean_stable", "median_utt")
 CLAIM_COLUMNS = ["statistic", "dataset", "claim", "seeds", "evidence", "verdict", "paper"]
 
@@ -187,13 +199,10 @@ def utterance_claims(df: pd.DataFrame) -> pd.DataFrame:
     """The report's claims judged on the test split's ``STATISTICS`` in place of its mean test NLL."""
     from rnnbench.report import claims, paired_differences
 
-    test = df[df["split"] == "test"].assign(cell=labelled_cells)
+    test = at_one_rate(df[df["split"] == "test"])
     if test.empty:
         return pd.DataFrame(columns=CLAIM_COLUMNS)
-    # one rate per cell: the one with the most seeds (the selected one, in an exported study)
-    rate = test.groupby(["dataset", "cell", "lr"], sort=False).size().reset_index(name="n")
-    best = rate.sort_values("n", ascending=False, kind="stable").drop_duplicates(["dataset", "cell"])
-    test = test.merge(best[["dataset", "cell", "lr"]], on=["dataset", "cell", "lr"])
+    best = test.drop_duplicates(["dataset", "cell"])[["dataset", "cell", "lr"]]
     capped = {(d, c) for d, c, x in zip(test["dataset"], test["cell"], test["capped"]) if x}
     out = []
     for stat in STATISTICS:

@@ -45,12 +45,14 @@ def test_describe_and_spikes_on_known_numbers():
                                [[np.array([1.0, 1.0005]), np.array([2.0])]])
     assert st == {"perturbed_median": pytest.approx(5.5 / 3), "perturbed_min": pytest.approx(4 / 3),
                   "perturbed_max": pytest.approx(7 / 3), "utts_unstable": 1, "mean_stable": 1.0}
-    rows = pd.DataFrame({"dataset": "fsdd", "cell": ["gru", "gru", "gru", "tanh", "tanh"],
-                         "variant": [math.nan, math.nan, math.nan, "σ=0.02", "σ=0.02"], "split": "test",
-                         "mean": [1.0, 2.0, 3000.0, 5.0, 7.0], "mean_stable": [1.0, 2.0, 3.0, 5.0, 7.0],
-                         "median_utt": [0.5, 1.5, 2.5, 4.0, 6.0], "utts_unstable": [0, 0, 4, 0, 0]})
+    rows = pd.DataFrame({"dataset": "fsdd", "cell": ["gru", "gru", "gru", "tanh", "tanh", "tanh"],
+                         "variant": [math.nan, math.nan, math.nan, "σ=0.02", "σ=0.02", "σ=0.02"], "split": "test",
+                         "lr": ["0.0013"] * 3 + ["0.000503", "0.000503", "0.00111"],  # (the last: another rate)
+                         "mean": [1.0, 2.0, 3000.0, 5.0, 7.0, 99.0], "mean_stable": [1.0, 2.0, 3.0, 5.0, 7.0, 99.0],
+                         "median_utt": [0.5, 1.5, 2.5, 4.0, 6.0, 99.0], "utts_unstable": [0, 0, 4, 0, 0, 9]})
     cells = mod.by_cell(rows).set_index("cell")
     assert list(cells.index) == ["gru", "tanh (σ=0.02)"] and list(cells.seeds) == [3, 2]
+    assert list(cells.lr) == ["0.0013", "0.000503"]
     assert cells.loc["gru", "mean"] == pytest.approx(3003 / 3) and cells.loc["gru", "mean_stable"] == pytest.approx(2)
     assert cells.loc["gru", "median_utt_ci95"] == pytest.approx(4.302653 * 1 / math.sqrt(3), rel=1e-6)
     assert cells.loc["gru", "seeds_rounding_decides"] == 1 and cells.loc["gru", "utts_unstable"] == 4
@@ -126,7 +128,8 @@ def test_scores_add_up_to_the_runs_summary(tmp_path):
         assert int(r["epochs"]) == 3
     assert (out / "utterances.md").read_text().startswith("| dataset | cell | variant |")
     cells = list(csv.DictReader(open(out / "by_cell.csv")))
-    assert [(c["cell"], c["split"], c["seeds"]) for c in cells] == [("gru", "valid", "1"), ("gru", "test", "1")]
+    assert [(c["cell"], c["lr"], c["split"], c["seeds"]) for c in cells] == [("gru", "0.01", "valid", "1"),
+                                                                             ("gru", "0.01", "test", "1")]
     for c in cells:
         assert float(c["mean"]) == pytest.approx(summary[f"{c['split']}_nll"], rel=1e-5, abs=1e-5)
         assert float(c["mean_stable"]) == pytest.approx(float(c["mean"]), abs=1e-5) and c["seeds_rounding_decides"] == "0"
