@@ -54,15 +54,13 @@ def export(sweep: Path, target: Path, best_runs: set[Path] | None, last_unfinish
             shutil.copy2(run / "best.pt", out / "best.pt")
         elif (out / "best.pt").is_file():  # an earlier export's copy: stale once the run trained on
             (out / "best.pt").unlink()
-        if last_unfinished and running and (run / "last.pt").is_file():
-            shutil.copy2(run / "last.pt", out / "last.pt")
-        elif (out / "last.pt").is_file():
-            (out / "last.pt").unlink()  # the run has ended: its resumable state is no longer needed
-        # a new best's weights a killed run wrote before renaming them (the resume settles them)
-        if last_unfinished and running and (run / "best.next.pt").is_file():
-            shutil.copy2(run / "best.next.pt", out / "best.next.pt")
-        elif (out / "best.next.pt").is_file():
-            (out / "best.next.pt").unlink()
+        # the resumable state (best.next.pt: a new best's weights a killed run wrote before renaming
+        # them; the resume settles them), removed once the run has ended
+        for name in ("last.pt", "best.next.pt"):
+            if last_unfinished and running and (run / name).is_file():
+                shutil.copy2(run / name, out / name)
+            elif (out / name).is_file():
+                (out / name).unlink()
         n += 1
     return n
 

@@ -197,13 +197,14 @@ CLAIM_COLUMNS = ["statistic", "dataset", "claim", "seeds", "evidence", "verdict"
 
 def utterance_claims(df: pd.DataFrame) -> pd.DataFrame:
     """The report's claims judged on the test split's ``STATISTICS`` in place of its mean test NLL."""
-    from rnnbench.report import claims, paired_differences
+    from rnnbench.report import claims, paired_differences, stopped_by_budget
 
     test = at_one_rate(df[df["split"] == "test"])
     if test.empty:
         return pd.DataFrame(columns=CLAIM_COLUMNS)
     best = test.drop_duplicates(["dataset", "cell"])[["dataset", "cell", "lr"]]
-    capped = {(d, c) for d, c, x in zip(test["dataset"], test["cell"], test["capped"]) if x}
+    # (stopped by a cap below the paper's, the report's *: not judged)
+    capped = {(d, c) for d, c, x in zip(test["dataset"], test["cell"], stopped_by_budget(test)) if x}
     out = []
     for stat in STATISTICS:
         runs = test.assign(test_nll=test[stat], status="finished", best_epoch=1)
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from rnnbench.data import load_dataset, sha256_of
     from rnnbench.fileio import atomic_write_text, read_json
-    from rnnbench.report import PAPER_MAX_EPOCHS, _markdown, read_metrics, variant_label
+    from rnnbench.report import _markdown, read_metrics, variant_label
     from rnnbench.runs import load_config, load_model
     from rnnbench.stack import sequence_nlls
 
@@ -254,6 +255,12 @@ def main(argv=None) -> int:
         summary = read_json(run_dir / "summary.json")
         metrics = read_metrics(run_dir)
         valid = pd.to_numeric(metrics["valid_nll"], errors="coerce")
+        run = {"run": str(run_dir), "dataset": cfg.dataset.name, "cell": cfg.cell.name,
+               "variant": variant_label(cfg.train.get("weight_noise"), cfg.dataset.get("chunk_steps"), cfg.dataset.task),
+               "lr": float(cfg.optim.lr), "seed": int(cfg.seed)}
+        from_files = {"spikes": spikes(valid, args.spike), "epochs": int(valid.notna().sum()),
+                      "worst_valid": float(valid.max()), "stop_reason": summary.get("stop_reason"),
+                      "perturbed_copies": args.perturb, "best_sha256": digest}
         model = corpus = None
         for split in splits:
             kept = earlier.get((str(run_dir), split))
@@ -276,16 +283,7 @@ def main(argv=None) -> int:
                     names = [f"piece {i}" for i in range(len(nll))]
                 scored = {**describe(nll, names), **float64_columns(nll, nll64), **stability_columns(nll, others, [nll64])}
                 how = "scored"
-            variant = variant_label(cfg.train.get("weight_noise"), cfg.dataset.get("chunk_steps"), cfg.dataset.task)
-            row = {"run": str(run_dir), "dataset": cfg.dataset.name, "cell": cfg.cell.name, "variant": variant,
-                   "lr": float(cfg.optim.lr), "seed": int(cfg.seed), "split": split, **scored,
-                   "summary": summary.get(f"{split}_nll", math.nan),
-                   "spikes": spikes(valid, args.spike), "epochs": int(valid.notna().sum()),
-                   "worst_valid": float(valid.max()),
-                   # stopped by a cap below the paper's (the report's *): its claims are not judged
-                   "capped": summary.get("stop_reason") in ("max_epochs", "time_budget")
-                   and int(summary.get("epochs") or 0) < PAPER_MAX_EPOCHS,
-                   "perturbed_copies": args.perturb, "best_sha256": digest}
+            row = {**run, "split": split, **scored, "summary": summary.get(f"{split}_nll", math.nan), **from_files}
             rows.append(row)
             print(f"{run_dir} {split} ({how}): mean {row['mean']:.4f} (summary {row['summary']}), median utterance "
                   f"{row['median_utt']:.4f}, worst {row['worst_utt']:.4f} ({row['worst_name']}), max step "
@@ -298,8 +296,9 @@ def main(argv=None) -> int:
     text = df.to_csv(index=False, float_format="%.6g")
     atomic_write_text(args.out / "utterances.csv", text)
     # the table shows the numbers as the csv holds them (6 digits), kept or scored afresh alike
-    df = pd.read_csv(io.StringIO(text), dtype={"lr": str, "worst_name": str, "best_sha256": str, "variant": str})
-    shown = df.drop(columns=["run", "capped", "perturbed_copies", "best_sha256"])
+    df = pd.read_csv(io.StringIO(text), dtype={"lr": str, "worst_name": str, "best_sha256": str, "variant": str,
+                                               "stop_reason": str})
+    shown = df.drop(columns=["run", "perturbed_copies", "best_sha256"])
     cells = by_cell(df)
     atomic_write_text(args.out / "by_cell.csv", cells.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(args.out / "by_cell.md", _markdown(cells, ".3f") + "\n")

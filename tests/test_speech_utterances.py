@@ -75,7 +75,8 @@ def test_claims_on_the_statistics_a_few_utterances_do_not_carry():
             for split in ("valid", "test"):
                 rows.append({"dataset": "fsdd", "cell": cell, "variant": variant, "lr": lr, "seed": seed, "split": split,
                              "mean": 1e4 if blown else base + 0.01 * seed, "mean_stable": base + 0.01 * seed,
-                             "median_utt": base + 2 + 0.01 * seed, "capped": False})
+                             "median_utt": base + 2 + 0.01 * seed, "stop_reason": "early_stopping",
+                             "epochs": 100})
     rows.append({**rows[0], "lr": "0.01", "seed": 0, "mean": -99.0})  # (another rate, fewer seeds: not used)
     judged = mod.utterance_claims(pd.DataFrame(rows)).set_index(["statistic", "claim"])
     assert judged.loc[("mean", "GRU beats tanh"), "verdict"] == "inconclusive"
@@ -85,7 +86,7 @@ def test_claims_on_the_statistics_a_few_utterances_do_not_carry():
         assert judged.loc[(stat, "GRU ≈ LSTM (|difference| < 0.1 nats)"), "verdict"] == "fails"
         assert judged.loc[(stat, "GRU beats tanh"), "evidence"] == "tanh - gru = +17.000 [+17.000, +17.000]"
     assert not any("σ=0" in c for c in judged.index.get_level_values("claim"))
-    capped = pd.DataFrame([{**r, "capped": r["cell"] == "lstm"} for r in rows])
+    capped = pd.DataFrame([{**r, "stop_reason": "max_epochs", "epochs": 200} if r["cell"] == "lstm" else r for r in rows])
     assert set(mod.utterance_claims(capped).query("claim == 'LSTM beats tanh'")["verdict"]) == {
         "not judged (* stopped by the epoch cap)"}
 
