@@ -321,6 +321,49 @@ def test_figures_read_alone(tmp_path, monkeypatch):
         assert dense and all(line.get_marker() in (None, "None", "") for line in dense)
 
 
+def test_figures_cut_the_axis_above_a_spike_and_mark_what_lies_above():
+    """A density's NLL per step is unbounded above: one validation epoch at 2.5e5 among values near
+    -13 would crush every curve onto one line.  The panel's axis then spans the curves (lowest point
+    to 5% above the highest kept), each point above is marked at the top in its cell's colour, and
+    the panel says how many and how high; a panel of ordinary learning curves (they start high and
+    come down) keeps matplotlib's own axis."""
+    import numpy as np
+    import pandas as pd
+    from rnnbench.figures import curves_figures, off_scale
+
+    epochs = np.arange(1, 61)
+    smooth = 5.0 - 18.0 * (1 - np.exp(-epochs / 10))  # +3.2 at epoch 1 down to -13
+    assert off_scale([(epochs, smooth), (epochs, smooth + 1.0)]) is None
+    assert off_scale([(epochs, 9.0 - 0.01 * epochs), (epochs, np.full(60, np.nan))]) is None
+    spiked = smooth.copy()
+    spiked[28] = 2.5e5  # (epoch 29: the training NLL, every 10th epoch, has no spike)
+    (bottom, top), off = off_scale([(epochs, spiked), (epochs, smooth + 1.0)])
+    assert off == [(29.0, 2.5e5)]
+    kept_low, kept_high = smooth.min(), smooth[0] + 1.0
+    assert bottom == pytest.approx(kept_low - 0.05 * (kept_high - kept_low))
+    assert top == pytest.approx(kept_high + 0.05 * (kept_high - kept_low))
+
+    def metrics(valid):
+        return pd.DataFrame({"epoch": epochs, "updates": 40 * epochs, "wall_seconds": 2.0 * epochs,
+                             "valid_nll": valid, "train_nll": np.where(epochs % 10 == 0, valid - 1.0, np.nan)})
+
+    curves = {("yesno", "gru"): metrics(spiked), ("yesno", "lstm"): metrics(smooth - 1.5),
+              ("fsdd", "gru"): metrics(smooth), ("fsdd", "lstm"): metrics(smooth - 1.0)}
+    info = {k: {"lr": 1e-3, "seed": 0, "seeds": 5, "units": 227 if k[1] == "gru" else 195, "task": "speech",
+                "best_epoch": 60} for k in curves}
+    for _, fig in curves_figures(curves, (["fsdd", "yesno"], ["gru", "lstm"]), info):
+        fsdd, yesno = sorted(fig.axes, key=lambda ax: "YESNO" in ax.get_title())
+        low, high = yesno.get_ylim()
+        assert low < (smooth - 1.5).min() and smooth[0] < high < 10
+        notes = [t.get_text() for t in yesno.texts]
+        assert notes == ["▲ 1 point above the axis (up to 2.5e+05)"]
+        marks = [line for line in yesno.get_lines() if line.get_marker() == "^"]
+        assert len(marks) == 1 and list(marks[0].get_ydata()) == [high] and not marks[0].get_clip_on()
+        assert marks[0].get_color() == "tab:red"  # (the GRU's colour)
+        assert len(fsdd.texts) == 0 and not any(line.get_marker() == "^" for line in fsdd.get_lines())
+        assert fsdd.get_ylim()[1] > smooth[0]  # (matplotlib's own limits)
+
+
 def test_figures_name_the_papers_figure_and_draw_every_cell_in_a_colour_of_its_own():
     """Music curves redraw the paper's Figure 2, speech curves its Figure 3 (iterations above,
     wall-clock time below); labelled variants and one's own cells never share a colour in a figure,

@@ -3,7 +3,10 @@
 Each figure reads on its own: a title naming the datasets and what is drawn, the dataset and each
 cell's selected learning rate in every panel's title, one legend for the whole figure (cells by
 colour, validation and training NLL by line style), the seed in the title, and markers wherever a
-curve has few points (a train curve evaluated every 10th epoch, a 3-epoch quick study).
+curve has few points (a train curve evaluated every 10th epoch, a 3-epoch quick study).  Where a
+few points would crush a panel's curves onto one line (a spike: a density's NLL per step is
+unbounded above), the axis ends above the curves and those points are marked at its top, with how
+many and how high (:func:`off_scale`).
 """
 
 from __future__ import annotations
@@ -110,6 +113,43 @@ def _legend_rows(rows: list[list], ncol: int) -> list:
     return [line[c] for c in range(ncol) for line in lines]
 
 
+def off_scale(series: list) -> tuple[tuple[float, float], list] | None:
+    """Where a panel's y axis ends when a few points would crush it, and which points lie above.
+
+    ``series``: the ``(x, y)`` arrays of a panel's curves.  Learning curves start high and come
+    down, so the panel spans the lowest point to the highest *first* point of any curve.  A point
+    more than that whole span above the highest first point is off the scale: a spike (a density's
+    NLL per step is unbounded above: one epoch's validation at 1e5 where the others read -13) that
+    would otherwise squash every curve onto one line.  Returns ``None`` when no point is that far
+    up (every music curve: the axis is matplotlib's own), else the axis's ``(bottom, top)`` (5% of
+    the span beyond the lowest and the highest point kept) and ``[(x, y), ...]`` of the points
+    above it."""
+    import numpy as np
+
+    firsts, ys = [], []
+    for x, y in series:
+        y = np.asarray(y, dtype=float)
+        y = y[np.isfinite(y)]
+        if len(y):
+            firsts.append(y[0])
+            ys.append(y)
+    if not ys:
+        return None
+    values = np.concatenate(ys)
+    low, high = float(values.min()), max(firsts)
+    if not high > low:
+        return None
+    limit = high + (high - low)
+    off = [(float(xx), float(yy)) for x, y in series for xx, yy in zip(np.asarray(x, dtype=float),
+                                                                       np.asarray(y, dtype=float))
+           if np.isfinite(yy) and yy > limit]
+    if not off:
+        return None
+    top = float(values[values <= limit].max())
+    pad = 0.05 * (top - low)
+    return (low - pad, top + pad), off
+
+
 def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
                 info: dict[tuple[str, str], dict] | None = None, prefix: str = "curves") -> list[Path]:
     """Draw the figures of :func:`curves_figures` and write each as ``<stem>.png`` and ``.pdf``
@@ -150,7 +190,7 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
              f"against seconds of training (as the bottom row of {figure})")):
         fig, axes = plt.subplots(1, len(datasets), figsize=(width, height), squeeze=False)
         for ax, dataset in zip(axes[0], datasets):
-            rates, notes = [], []
+            rates, notes, drawn_here = [], [], []
             for cell in cells:
                 m = curves.get((dataset, cell))
                 if m is None or m.empty:
@@ -164,6 +204,7 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
                 t = m.dropna(subset=["train_nll"])  # (every train.eval_train_every epochs, and the best one)
                 ax.plot(t[xkey], t["train_nll"], color=color, ls="--", marker="o" if len(t) <= SPARSE else ".",
                         ms=3.5, mfc="white", alpha=0.8)
+                drawn_here += [(v[xkey], v["valid_nll"], color), (t[xkey], t["train_nll"], color)]
                 best = i.get("best_epoch")
                 if best is not None and not pd.isna(best):
                     b = v[v["epoch"] == int(best)] if "epoch" in v else v.iloc[0:0]
@@ -172,6 +213,18 @@ def curves_figures(curves: dict[tuple[str, str], pd.DataFrame], order,
                                 ls="none", zorder=5)
                 if i.get("lr") is not None:
                     rates.append(f"{CELL_NAMES.get(cell, cell)} {format_lr(i['lr'])}")
+            scale = off_scale([(x, y) for x, y, _ in drawn_here])
+            if scale is not None:  # a few spikes would crush the curves: cut the axis, mark them at its top
+                (bottom, top), off = scale
+                ax.set_ylim(bottom, top)
+                for x, y, color in drawn_here:
+                    above = [xx for xx, yy in zip(x, y) if not pd.isna(yy) and yy > top]
+                    if above:  # (an empty line drawn off the clip would stretch the layout to the origin)
+                        ax.plot(above, [top] * len(above), ls="none", marker="^", ms=5, color=color, mec="black",
+                                mew=0.4, clip_on=False, zorder=6)
+                ax.text(0.99, 0.97, f"▲ {len(off)} point{'s' * (len(off) != 1)} above the axis "
+                        f"(up to {max(y for _, y in off):.3g})", transform=ax.transAxes, ha="right", va="top",
+                        fontsize=7.5, bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
             detail = ("learning rate: " + ", ".join(rates) if rates else "") + (
                 ("; " if rates else "") + ", ".join(notes) + " (no curve)" if notes else "")
             ax.set_title("\n".join([TITLES.get(dataset, dataset)] + textwrap.wrap(detail, int(13 * width / len(datasets)))),
