@@ -607,6 +607,26 @@ def test_variant_label():
     assert variant_label(0.075, 50, "music") == ""  # (music pieces are never chunked by this key)
 
 
+def test_a_variant_without_a_result_leaves_the_counts_of_the_others_counts(tmp_path):
+    """A variant still training (a diagnostic at σ=0) has an empty row, and the other variants'
+    draw, seeds, epochs and flags still print as counts (2, not 2.0000) in every format."""
+    main, var = tmp_path / "search", tmp_path / "tanh_sigma0.02"
+    for cell in ("gru", "lstm"):
+        _variant(fake_run(main, "yesno", cell, 2, 0, 1e-3, valid=-9.0, test=-9.1))
+    _variant(fake_run(var, "yesno", "tanh", 2, 0, 5e-4, valid=-5.0, test=-5.1, epochs=7), weight_noise=0.02)
+    _variant(fake_run(var, "yesno", "tanh", 2, 1, 5e-4, valid=-4.0, test=-4.1, status="running"), weight_noise=0)
+    out = tmp_path / "report"
+    p = _report_cli(main, var, "--out", out)
+    assert p.returncode == 0, p.stderr
+    md = (out / "variants.md").read_text().splitlines()[2:]
+    assert [row.split(" | ")[2:5] for row in md] == [["σ=0", "100", "not finished"], ["σ=0.02", "100", ""]]
+    row = dict(zip((out / "variants.md").read_text().splitlines()[0].strip("| ").split(" | "),
+                   md[1].strip("| ").split(" | ")))
+    assert (row["draw"], row["seeds"], row["best_epoch"], row["epochs"], row["stopped_by_budget"]) == ("2", "1", "7", "7", "0")
+    assert ",σ=0.02,100,,0.0005,2,1,1,-5.2,-5,-5.1,,,,7,7,early_stopping,0,0,0," in (out / "variants.csv").read_text()
+    assert " & 2 & 1 & 1 & " in (out / "variants.tex").read_text()
+
+
 def test_a_tanh_that_diverged_and_its_sigma_variant(tmp_path):
     """The speech study's shape: the faithful tanh diverges before any best epoch (Table 2 says
     so, and the gated cells beat it without an interval), a σ=0.02 tanh trains (its own rows,

@@ -491,6 +491,10 @@ def variants_table(best: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                        diverged_after_best=int(h.diverged_after_best), sweep=h.sweep)
         rows.append(row)
     df = pd.DataFrame(rows)
+    for col in ("units", "draw", "seeds", "draws_compared", "best_epoch", "epochs", "stopped_by_budget", "at_paper_cap",
+                "diverged_after_best"):  # (counts stay counts beside a variant without a result: 2, not 2.0000)
+        if col in df:
+            df[col] = df[col].astype("Int64")
     key = {d: i for i, d in enumerate(_order(df.dataset, DATASET_ORDER))}
     order = _cell_order(f"{c} ({v})" for c, v in zip(df.cell, df.variant))
     df["_k"] = [order.index(f"{c} ({v})") for c, v in zip(df.cell, df.variant)]
