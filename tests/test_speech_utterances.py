@@ -1,4 +1,5 @@
-"""scripts/speech_utterances.py: its per-step numbers add up to the run's own valid/test NLL."""
+"""scripts/speech_utterances.py and speech_pieces.py: their per-step numbers add up to the run's own
+valid/test NLL."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,8 +93,11 @@ def test_claims_on_the_statistics_a_few_utterances_do_not_carry():
         "not judged (* stopped by the epoch cap)"}
 
 
-@pytest.mark.slow  # (trains one tiny speech run through the CLI: ~10 s)
-def test_scores_add_up_to_the_runs_summary(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_yesno(tmp_path_factory):
+    """A 3-epoch GRU-6 run on 12 tones named as YESNO's files are, and the environment it ran in
+    (each test copies the run before it changes anything)."""
+    tmp_path = tmp_path_factory.mktemp("tiny_yesno")
     rate = 8000
     folder = tmp_path / "waves_yesno"
     folder.mkdir()
@@ -111,6 +116,13 @@ def test_scores_add_up_to_the_runs_summary(tmp_path):
                         "train.threads=1", f"hydra.sweep.dir={run}"],
                        env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
+    return run, env
+
+
+@pytest.mark.slow  # (trains one tiny speech run through the CLI: ~10 s, shared with the next test)
+def test_scores_add_up_to_the_runs_summary(tiny_yesno, tmp_path):
+    run, env = tmp_path / "yesno", tiny_yesno[1]
+    shutil.copytree(tiny_yesno[0], run)
     out = tmp_path / "utt"
     p = subprocess.run([sys.executable, str(SCRIPT), str(run), "--out", str(out)], env=env, capture_output=True,
                        text=True, timeout=600)
@@ -157,3 +169,44 @@ def test_scores_add_up_to_the_runs_summary(tmp_path):
     p = subprocess.run([sys.executable, str(SCRIPT), str(run), "--splits", "valid,dev", "--out", str(out)], env=env,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode != 0 and "--splits 'valid,dev': expected" in p.stderr
+
+
+@pytest.mark.slow
+def test_pieces_cost_nothing_when_no_utterance_is_cut_and_are_counted_when_they_are(tiny_yesno, tmp_path,
+                                                                                       monkeypatch):
+    """scripts/speech_pieces.py: on whole utterances it gives the run's own valid/test NLL; pieces
+    longer than any utterance change nothing; 10-step pieces are as many as the utterances' steps
+    make; bad arguments are refused by name."""
+    from rnnbench.data import load_dataset
+    from rnnbench.runs import load_config
+
+    script = REPO / "scripts" / "speech_pieces.py"
+    run, env = tiny_yesno
+    (summary,) = [json.loads(s.read_text()) for s in run.rglob("summary.json")]
+    monkeypatch.setenv("RNNBENCH_CACHE", env["RNNBENCH_CACHE"])
+    corpus = load_dataset(load_config(next(run.rglob("summary.json")).parent).dataset, None)
+    assert all(len(corpus[split]) == 2 for split in ("valid", "test"))
+    for steps in (1000, 10):
+        out = tmp_path / f"pieces{steps}"
+        p = subprocess.run([sys.executable, str(script), str(run), "--steps", str(steps), "--out", str(out)], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        rows = list(csv.DictReader(open(out / "pieces.csv")))
+        assert [r["split"] for r in rows] == ["valid", "test"]
+        assert (out / "pieces.md").read_text().startswith("| dataset | cell | variant | lr | seed | split |")
+        for r in rows:
+            assert float(r["whole"]) == pytest.approx(summary[f"{r['split']}_nll"], rel=1e-5, abs=1e-5)
+            assert r["utterances"] == "2" and r["steps_per_piece"] == str(steps)
+            cost = float(r["pieces_nll"]) - float(r["whole"])
+            assert float(r["cost_of_restarts"]) == pytest.approx(cost, abs=1e-4)  # (the csv: 6 digits)
+            if steps == 1000:
+                assert r["pieces"] == "2" and cost == pytest.approx(0, abs=1e-6)
+        if steps == 10:  # each utterance of T steps in ceil(T / 10) pieces
+            assert {r["split"]: int(r["pieces"]) for r in rows} == {
+                split: sum(-(-len(inputs) // 10) for inputs, _ in corpus[split]) for split in ("valid", "test")}
+    for bad, said in ((["--steps", "0"], "--steps 0: expected a whole number of steps, at least 1"),
+                      (["--splits", "dev"], "--splits 'dev': expected"), ([], None)):
+        where = [str(run)] if said else [str(tmp_path / "nowhere")]
+        p = subprocess.run([sys.executable, str(script), *where, *bad], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert p.returncode != 0 and (said or "nowhere: not a folder") in p.stderr
