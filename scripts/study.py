@@ -16,9 +16,10 @@ enter the faithful Table 2:
   and 0.04, and 0.075 with ``dataset.chunk_steps=50``: where training breaks, and why.
 
 Each dataset's variant is one more job of the same queue, taken by the first worker that frees up
-(it needs none of the faithful runs); its diagnostics are one more, queued when the variant's search
-has selected its draw, so that on a free worker they train beside the variant's seeds rather than
-after them (``--jobs`` still bounds the commands under way); ``--variants none`` skips both.  Speech's epoch caps are
+(it needs none of the faithful runs); its diagnostics are three more, one each, queued when the
+variant's search has selected its draw, so that free workers train them beside the variant's seeds
+and one another rather than after them (``--jobs`` still bounds the commands under way);
+``--variants none`` skips both.  Speech's epoch caps are
 per corpus (``SPEECH_MAX_EPOCHS``: YESNO the paper's 500, FSDD 200, the cap its projection asks
 for: results/speed/README.md); ``train.max_epochs=N`` after ``--`` sets one cap for every command
 instead, as any override after ``--`` applies to every command.
@@ -187,27 +188,30 @@ def run_tanh_variants(dataset: str, args, selected=None) -> list[str]:
     return lines
 
 
-def run_tanh_diagnostics(dataset: str, draw: int, args) -> list[str]:
-    """Seed 0 at the tanh variant's selected ``draw`` under each of ``TANH_DIAGNOSTICS``, one after
-    another: where training breaks, and why."""
+def run_tanh_diagnostics(dataset: str, draw: int, args, names=None) -> list[str]:
+    """Seed 0 at the tanh variant's selected ``draw`` under each of ``TANH_DIAGNOSTICS`` (or those
+    ``names``), one after another: where training breaks, and why.  ``main`` gives each diagnostic
+    a job of its own, so that free workers train them side by side; each logs to
+    ``RUNS/tanh_diagnostics/logs/<dataset>-tanh-<name>.log``."""
     lines = []
     root = Path(args.runs) / "tanh_diagnostics"
-    log = root / "logs" / f"{dataset}-tanh.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     exe = str(Path(sys.executable).with_name("rnnbench-train"))
-    with open(log, "a") as f:
-        for name, overrides in TANH_DIAGNOSTICS.items():
-            if stop_path(args).exists():
-                lines.append(f"tanh_diagnostics: {dataset} {name}: stopped by {stop_path(args)}")
-                continue
-            cmd = [exe, f"experiment=chung2014_{args.task}", f"dataset={dataset}", "cell=tanh", f"search.draw={draw}",
-                   "seed=0", *epoch_cap(dataset, args), *args.extra, *overrides,
-                   f"hydra.run.dir={root / dataset / 'tanh' / f'{name}_draw{draw}'}"]
+    for name in (names or TANH_DIAGNOSTICS):
+        overrides = TANH_DIAGNOSTICS[name]
+        if stop_path(args).exists():
+            lines.append(f"tanh_diagnostics: {dataset} {name}: stopped by {stop_path(args)}")
+            continue
+        log = root / "logs" / f"{dataset}-tanh-{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [exe, f"experiment=chung2014_{args.task}", f"dataset={dataset}", "cell=tanh", f"search.draw={draw}",
+               "seed=0", *epoch_cap(dataset, args), *args.extra, *overrides,
+               f"hydra.run.dir={root / dataset / 'tanh' / f'{name}_draw{draw}'}"]
+        with open(log, "a") as f:
             f.write(f"\n$ {' '.join(cmd)}\n")
             f.flush()
             rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
-            # (exit 3: diverged, which is what some of these show; 5: stopped by the stop file)
-            lines.append(f"tanh_diagnostics: {dataset} {name} at draw {draw}: exit {rc}")
+        # (exit 3: diverged, which is what some of these show; 5: stopped by the stop file)
+        lines.append(f"tanh_diagnostics: {dataset} {name} at draw {draw}: exit {rc}")
     return lines
 
 
@@ -318,8 +322,12 @@ def plan(args) -> list[str]:
             diag_left = 0 if no_draw else sum(cap - int(s.get("epochs") or 0) for _, s in diag
                                               if s.get("status") == "running") + cap * (len(TANH_DIAGNOSTICS) - len(diag))
             left += diag_left
-            # the diagnostics train beside the seeds where a second worker is free, after them where not
-            chain = s_left + (max(seeds_left, diag_left) if args.jobs > 1 else seeds_left + diag_left)
+            # the diagnostics, a job each, train beside the seeds and one another where workers are
+            # free (the longest path: the search, then the longest of them), after them where not
+            longest_diag = 0 if no_draw else max([0] + [cap - int(s.get("epochs") or 0) for _, s in diag
+                                                        if s.get("status") == "running"]
+                                                 + [cap] * (len(TANH_DIAGNOSTICS) > len(diag)))
+            chain = s_left + (max(seeds_left, longest_diag) if args.jobs > 1 else seeds_left + diag_left)
             parts.append(f"diagnostics {sum(1 for _, s in diag if s.get('status') != 'running')} of "
                          f"{len(TANH_DIAGNOSTICS)} ended" + (f" (beside the seeds: ≤ {chain} member-epochs one after "
                                                               "another)" if args.jobs > 1 and left else ""))
@@ -394,9 +402,11 @@ def main(argv=None) -> int:
     def job(d, c):
         if c is not None:
             return [run_pair(d, c, args)]
-        # the diagnostics need only the variant's selected draw: queued then, they take the next free
-        # worker and train beside the variant's seeds rather than after them
-        return run_tanh_variants(d, args, lambda draw: submit(run_tanh_diagnostics, d, draw, args))
+        # the diagnostics need only the variant's selected draw: queued then, each a job of its own,
+        # they take the free workers and train beside the variant's seeds (and one another) rather
+        # than after them
+        return run_tanh_variants(d, args, lambda draw: [submit(run_tanh_diagnostics, d, draw, args, (name,))
+                                                        for name in TANH_DIAGNOSTICS])
 
     reported = set()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

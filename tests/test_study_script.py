@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -197,6 +198,43 @@ def test_the_variants_diagnostics_train_beside_its_seeds_when_a_worker_is_free(t
         assert calls.count("diagnostics") == 3 and "tanh_diagnostics: yesno sigma0.04 at draw 3: exit 0" in out
         if not beside:
             assert calls[calls.index("variant seeds") + 1:] == ["diagnostics"] * 3
+
+
+def test_each_diagnostic_is_a_job_of_its_own(tmp_path, monkeypatch, capsys):
+    """With three workers the variant's seeds and two of its diagnostics train at once, the third
+    diagnostic on the first worker that frees up; each diagnostic logs to a file of its own."""
+    study = _study_module()
+    lock, two, active, most, seen = threading.Lock(), threading.Event(), [0], [0], []
+
+    def fake_call(cmd, stdout=None, **kw):
+        line = " ".join(cmd)
+        if "tanh_diagnostics" not in line:
+            if "tanh_sigma0.02/seeds" in line:
+                assert two.wait(timeout=120), "the diagnostics did not train side by side beside the seeds"
+            return 0
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            seen.append((line.split("hydra.run.dir=")[1], Path(stdout.name).name))
+            if active[0] == 2:
+                two.set()
+        two.wait(timeout=120)
+        with lock:
+            active[0] -= 1
+        return 0
+
+    monkeypatch.setattr(study.subprocess, "call", fake_call)
+    monkeypatch.setattr(study, "selected_draw", lambda *a: 3)
+    runs = tmp_path / "study"
+    argv = ["--task", "speech", "--datasets", "yesno", "--cells", "tanh", "--jobs", "3", "--runs", str(runs)]
+    assert study.main(argv) == 0
+    out = capsys.readouterr().out
+    assert most[0] == 2 and len(seen) == 3
+    assert sorted((Path(d).name, log) for d, log in seen) == [
+        ("sigma0.04_draw3", "yesno-tanh-sigma0.04.log"), ("sigma0.075_chunk50_draw3", "yesno-tanh-sigma0.075_chunk50.log"),
+        ("sigma0_draw3", "yesno-tanh-sigma0.log")]
+    assert all(f"tanh_diagnostics: yesno {name} at draw 3: exit 0" in out for name in study.TANH_DIAGNOSTICS)
+    assert sorted(p.name for p in (runs / "tanh_diagnostics" / "logs").iterdir()) == sorted(log for _, log in seen)
 
 
 def test_the_plan_counts_the_diagnostics_beside_the_variants_seeds(tmp_path, monkeypatch):
