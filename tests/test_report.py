@@ -342,6 +342,11 @@ def test_figures_cut_the_axis_above_a_spike_and_mark_what_lies_above():
     kept_low, kept_high = smooth.min(), smooth[0] + 1.0
     assert bottom == pytest.approx(kept_low - 0.05 * (kept_high - kept_low))
     assert top == pytest.approx(kept_high + 0.05 * (kept_high - kept_low))
+    # a point just above the limit (first 10, lowest 0: the limit is 20) but below the padded top is
+    # drawn inside the axis, so it is not counted above it
+    edge = np.array([10.0, 0.0, 19.9, 20.5, 1e5])
+    (_, top), off = off_scale([(np.arange(5), edge)])
+    assert top == pytest.approx(19.9 + 0.05 * 19.9) and off == [(4.0, 1e5)]
 
     def metrics(valid):
         return pd.DataFrame({"epoch": epochs, "updates": 40 * epochs, "wall_seconds": 2.0 * epochs,

@@ -140,14 +140,16 @@ def off_scale(series: list) -> tuple[tuple[float, float], list] | None:
     if not high > low:
         return None
     limit = high + (high - low)
+    if not (values > limit).any():
+        return None
+    kept = float(values[values <= limit].max())
+    pad = 0.05 * (kept - low)
+    top = kept + pad
+    # (a point just above the limit may still lie below the padded top: drawn, so not "above")
     off = [(float(xx), float(yy)) for x, y in series for xx, yy in zip(np.asarray(x, dtype=float),
                                                                        np.asarray(y, dtype=float))
-           if np.isfinite(yy) and yy > limit]
-    if not off:
-        return None
-    top = float(values[values <= limit].max())
-    pad = 0.05 * (top - low)
-    return (low - pad, top + pad), off
+           if np.isfinite(yy) and yy > top]
+    return ((low - pad, top), off) if off else None
 
 
 def plot_curves(curves: dict[tuple[str, str], pd.DataFrame], out: Path, order,
