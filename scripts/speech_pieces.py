@@ -2,7 +2,7 @@
 
     python scripts/speech_pieces.py RUN_OR_FOLDER [...] [--steps 50] [--splits valid,test] [--out DIR]
 
-For each speech run with a ``best.pt`` under the folders given, its NLL per 10-sample step on the
+For each speech run with a ``best.pt`` (and ``config.yaml``) under the folders given, its NLL per 10-sample step on the
 chosen splits, scored twice with the same weights: on whole utterances, and on consecutive pieces
 of at most ``--steps`` steps (``dataset.chunk_steps``: no step is lost, only the recurrent state
 restarts at each piece), and the difference.  The same weights, the same steps, one number apart:
@@ -27,17 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import OmegaConf
-
-
-def find_runs(folders: list[Path]) -> list[Path]:
-    """The run directories (a ``best.pt`` beside a ``summary.json``) at or under each folder, in
-    path order; a folder that does not exist is refused by name."""
-    runs = []
-    for folder in folders:
-        if not folder.is_dir():
-            raise SystemExit(f"speech_pieces: {folder}: not a folder")
-        runs += sorted(p.parent for p in folder.rglob("best.pt") if (p.parent / "summary.json").is_file())
-    return runs
+from speech_utterances import find_runs, parse_splits  # (its neighbour in scripts/)
 
 
 def per_step(nll: list) -> float:
@@ -52,10 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--splits", default="valid,test", help="comma-separated splits to score (default valid,test)")
     ap.add_argument("--out", type=Path, default=None, help="also write pieces.csv and pieces.md here")
     args = ap.parse_args(argv)
-    splits = [s for s in args.splits.split(",") if s]
-    if not splits or set(splits) - {"train", "valid", "test"}:
-        raise SystemExit(f"speech_pieces: --splits {args.splits!r}: expected a comma-separated choice of train, "
-                         "valid, test")
+    splits = parse_splits(args.splits, "speech_pieces")
     if args.steps < 1:
         raise SystemExit(f"speech_pieces: --steps {args.steps}: expected a whole number of steps, at least 1")
     from rnnbench.data import load_dataset
@@ -65,18 +52,27 @@ def main(argv=None) -> int:
     from rnnbench.stack import sequence_nlls
 
     torch.set_num_threads(1)
-    rows = []
-    for run_dir in find_runs(args.folders):
+    rows, corpora = [], {}
+
+    def corpus_of(cfg, steps):
+        """The run's corpus cut into pieces of ``steps`` (whole when None), read once per framing."""
+        dataset = copy.deepcopy(cfg.dataset)
+        OmegaConf.set_struct(dataset, False)
+        dataset.chunk_steps = steps
+        key = repr(sorted((k, str(v)) for k, v in dataset.items()))
+        if key not in corpora:
+            corpora[key] = load_dataset(dataset, cfg.get("data_root"))
+        return corpora[key]
+
+    for run_dir in find_runs(args.folders, "speech_pieces"):
         cfg = load_config(run_dir)
         if cfg.dataset.task != "speech":
             continue
-        scores = {}
+        scores, model = {}, None
         for steps in (None, args.steps):
-            dataset = copy.deepcopy(cfg.dataset)
-            OmegaConf.set_struct(dataset, False)
-            dataset.chunk_steps = steps
-            corpus = load_dataset(dataset, cfg.get("data_root"))
-            _, model = load_model(run_dir, corpus=corpus)
+            corpus = corpus_of(cfg, steps)
+            if model is None:  # (the same weights for both framings)
+                _, model = load_model(run_dir, corpus=corpus)
             for split in splits:
                 nll = sequence_nlls(model, corpus[split])
                 scores[(steps, split)] = (per_step(nll), len(nll))

@@ -73,17 +73,26 @@ import pandas as pd
 import torch
 
 
-def find_runs(folders: list[Path]) -> list[Path]:
-    """Run directories under ``folders`` (or the folders themselves) holding best.pt and config.yaml."""
+def find_runs(folders: list[Path], prog: str = "speech_utterances") -> list[Path]:
+    """Run directories under ``folders`` (or the folders themselves) holding best.pt and config.yaml
+    (also for ``speech_pieces.py``: ``prog`` names the script in the error)."""
     out = []
     for folder in folders:
         if not folder.is_dir():
-            raise SystemExit(f"speech_utterances: {folder}: not a folder")
+            raise SystemExit(f"{prog}: {folder}: not a folder")
         found = [p.parent for p in sorted(folder.rglob("best.pt")) if (p.parent / "config.yaml").is_file()]
         if (folder / "best.pt").is_file() and (folder / "config.yaml").is_file():
             found = [folder]
         out.extend(found)
     return out
+
+
+def parse_splits(text: str, prog: str = "speech_utterances") -> list[str]:
+    """``--splits``: a comma-separated choice of train, valid, test, refused by name otherwise."""
+    splits = [s for s in text.split(",") if s]
+    if not splits or set(splits) - {"train", "valid", "test"}:
+        raise SystemExit(f"{prog}: --splits {text!r}: expected a comma-separated choice of train, valid, test")
+    return splits
 
 
 def float64_columns(nll: list[np.ndarray], nll64: list[np.ndarray], tol: float = 1e-3) -> dict:
@@ -239,10 +248,7 @@ def main(argv=None) -> int:
     from rnnbench.runs import load_config, load_model
     from rnnbench.stack import sequence_nlls
 
-    splits = [s for s in args.splits.split(",") if s]
-    if not splits or set(splits) - {"train", "valid", "test"}:
-        raise SystemExit(f"speech_utterances: --splits {args.splits!r}: expected a comma-separated choice of train, "
-                         "valid, test")
+    splits = parse_splits(args.splits)
     torch.set_num_threads(1)
     rows, corpora = [], {}
     earlier = {} if args.fresh else earlier_scores(args.out)
