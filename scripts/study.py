@@ -319,15 +319,13 @@ def plan(args) -> list[str]:
         if c is None:
             diag = _summaries(runs / "tanh_diagnostics" / d / "tanh")
             dirs += [p for p, _ in diag]
-            diag_left = 0 if no_draw else sum(cap - int(s.get("epochs") or 0) for _, s in diag
-                                              if s.get("status") == "running") + cap * (len(TANH_DIAGNOSTICS) - len(diag))
+            each = [] if no_draw else ([cap - int(s.get("epochs") or 0) for _, s in diag if s.get("status") == "running"]
+                                       + [cap] * (len(TANH_DIAGNOSTICS) - len(diag)))  # (member-epochs each has left)
+            diag_left = sum(each)
             left += diag_left
             # the diagnostics, a job each, train beside the seeds and one another where workers are
             # free (the longest path: the search, then the longest of them), after them where not
-            longest_diag = 0 if no_draw else max([0] + [cap - int(s.get("epochs") or 0) for _, s in diag
-                                                        if s.get("status") == "running"]
-                                                 + [cap] * (len(TANH_DIAGNOSTICS) > len(diag)))
-            chain = s_left + (max(seeds_left, longest_diag) if args.jobs > 1 else seeds_left + diag_left)
+            chain = s_left + (max(seeds_left, max(each, default=0)) if args.jobs > 1 else seeds_left + diag_left)
             parts.append(f"diagnostics {sum(1 for _, s in diag if s.get('status') != 'running')} of "
                          f"{len(TANH_DIAGNOSTICS)} ended" + (f" (beside the seeds: ≤ {chain} member-epochs one after "
                                                               "another)" if args.jobs > 1 and left else ""))

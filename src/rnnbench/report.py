@@ -321,6 +321,8 @@ def _at_paper_cap(runs: pd.DataFrame) -> pd.Series:
 def stopped_by_budget(runs: pd.DataFrame) -> pd.Series:
     """Which runs a budget stopped below the paper's cap (Table 2's ``*``: their claims are not judged)."""
     return runs["stop_reason"].isin(BUDGET_STOPS) & ~_at_paper_cap(runs)
+
+
 EQUAL_WITHIN = 0.1  # nats: "GRU and LSTM are about equal" means |difference| below this
 
 
