@@ -7,11 +7,12 @@ Per run: summary.json, metrics.csv, config.yaml; per sweep: multirun.yaml.  ``--
 also copies ``best.pt`` of every run at the learning rate the report selects for its dataset x
 cell (all its seeds), so anyone can re-score or sample the reproduced models (``--best all``:
 every run's).  ``--last unfinished`` copies ``last.pt`` (and ``best.pt``, and a ``best.next.pt``
-a killed run left) of runs that have not ended, so that a fresh clone resumes them with the same command (pointed at ``--dest``); ended
-runs' ``last.pt``, and the ``best.pt`` of runs this export does not copy (an earlier export's,
-stale if the run trained on since), are removed from ``--dest``.  The copies keep the sweep layout below the sweeps'
-common parent folder (``study/search``, ``study/tanh_sigma0.02/search`` and ``study/tanh_diagnostics``
-go to ``DEST/search``, ``DEST/tanh_sigma0.02/search``, ``DEST/tanh_diagnostics``), so
+a killed run left) of runs that have not ended, so that a fresh clone resumes them with the same
+command (pointed at ``--dest``); ended runs' ``last.pt``, and the ``best.pt`` of runs this export
+does not copy (an earlier export's, stale if the run trained on since), are removed from
+``--dest``.  The copies keep the sweep layout below the sweeps' common parent folder
+(``study/search``, ``study/tanh_sigma0.02/search`` and ``study/tanh_diagnostics`` go to
+``DEST/search``, ``DEST/tanh_sigma0.02/search``, ``DEST/tanh_diagnostics``), so
 ``rnnbench-report`` reads them like the originals.  The selection is the report's: a labelled
 variant (another weight noise, chunks) is selected as a cell of its own.
 """
