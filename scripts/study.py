@@ -43,6 +43,10 @@ For every dataset x cell pair, one after another on each of ``--jobs`` workers:
        rnnbench-train -m experiment=chung2014_music dataset=D cell=C search.draw=K seed=1,2,3,4 \\
            train.order_seed=0 hydra.sweep.dir=RUNS/seeds hydra.launcher.n_jobs=1
 
+   ``--seed-stacks 2`` trains them as two stacks of two, side by side (``hydra.launcher.max_members=2
+   hydra.launcher.n_jobs=2``): when the last pair's seeds are all that is left, the second core
+   need not idle.  A member's numbers are bit for bit those of the one stack (tests/test_stack.py).
+
 Every step is an ordinary ``rnnbench-train`` command: running this script again skips finished
 runs and resumes unfinished ones from their last epoch.  Each pair logs to ``RUNS/logs/D-C.log``.
 Then ``rnnbench-report RUNS/search RUNS/seeds`` writes the tables.
@@ -127,6 +131,16 @@ def epoch_cap(dataset: str, args) -> list[str]:
     return [f"train.max_epochs={SPEECH_MAX_EPOCHS[dataset]}"]
 
 
+def seed_stacks(args) -> list[str]:
+    """The launcher overrides that split a pair's seeds into ``--seed-stacks N`` stacks trained side
+    by side (N processes); nothing for one stack.  A member's numbers do not depend on the stack it
+    trains in (tests/test_stack.py), so this changes the wall time only."""
+    n = min(int(getattr(args, "seed_stacks", 1) or 1), len(args.seeds))
+    if n <= 1:
+        return []
+    return [f"hydra.launcher.max_members={math.ceil(len(args.seeds) / n)}", f"hydra.launcher.n_jobs={n}"]
+
+
 def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tuple = (),
              selected=None) -> str:
     """Search, selection and seeds of one dataset x cell under ``root`` (default ``--runs``), with
@@ -168,7 +182,7 @@ def run_pair(dataset: str, cell: str, args, root: Path | None = None, extra: tup
             return f"{tag}{dataset}/{cell}: draw {draw} selected"
         seeds = [exe, "-m", experiment, *common, f"search.draw={draw}",
                  "seed=" + ",".join(str(s) for s in args.seeds), "train.order_seed=0",
-                 f"hydra.sweep.dir={root / 'seeds'}"]
+                 f"hydra.sweep.dir={root / 'seeds'}", *seed_stacks(args)]
         rc = call(seeds)
         if stop_path(args).exists():
             return f"{tag}{dataset}/{cell}: stopped by {stop_path(args)} (the seeds {'not started' if rc is None else 'paused'})"
@@ -315,7 +329,8 @@ def plan(args) -> list[str]:
                          + ("; no draw reached a best epoch" if no_draw else
                             f"; seeds {sum(1 for _, s in seeds if s.get('status') != 'running')} of "
                             f"{len(args.seeds)} ended"))
-        chain = left  # the member-epochs one after another: the job's own length
+        stacks = min(max(1, int(getattr(args, "seed_stacks", 1) or 1)), len(args.seeds))
+        chain = left - seeds_left + math.ceil(seeds_left / stacks)  # one after another: the job's own length
         if c is None:
             diag = _summaries(runs / "tanh_diagnostics" / d / "tanh")
             dirs += [p for p, _ in diag]
@@ -325,7 +340,8 @@ def plan(args) -> list[str]:
             left += diag_left
             # the diagnostics, a job each, train beside the seeds and one another where workers are
             # free (the longest path: the search, then the longest of them), after them where not
-            chain = s_left + (max(seeds_left, max(each, default=0)) if args.jobs > 1 else seeds_left + diag_left)
+            seeds_chain = math.ceil(seeds_left / stacks)  # (--seed-stacks: the seeds' stacks side by side)
+            chain = s_left + (max(seeds_chain, max(each, default=0)) if args.jobs > 1 else seeds_chain + diag_left)
             parts.append(f"diagnostics {sum(1 for _, s in diag if s.get('status') != 'running')} of "
                          f"{len(TANH_DIAGNOSTICS)} ended" + (f" (beside the seeds: ≤ {chain} member-epochs one after "
                                                               "another)" if args.jobs > 1 and left else ""))
@@ -368,6 +384,10 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", choices=["tanh", "none"], default="tanh",
                     help="speech only: after the faithful study, the tanh RNN at weight noise "
                          f"{TANH_SIGMA} and its diagnostics (default), or none")
+    ap.add_argument("--seed-stacks", type=int, default=1, metavar="N",
+                    help="train each pair's seeds as N stacks side by side, N processes (default 1: one "
+                         "stack, one process); for the last pairs of a study, when cores would idle. "
+                         "A seed's numbers are the same in any stack")
     ap.add_argument("--plan", action="store_true", help="print how far the study is and at most how much is "
                     "left (from the runs' own clocks), train nothing")
     ap.add_argument("extra", nargs="*", help="further rnnbench-train overrides for every command")

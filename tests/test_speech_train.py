@@ -165,3 +165,24 @@ def test_stacked_speech_runs_equal_runs_alone(speech_cfg, tmp_path):
         assert s["stacked_members"] == 2 and s["updates"] == a["updates"]
         for key in ("train_nll", "valid_nll", "test_nll"):
             assert s[key] == pytest.approx(a[key], rel=2e-5)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "lstm"])
+def test_a_seed_trains_bit_for_bit_the_same_in_a_stack_of_four_or_of_two(speech_cfg, tmp_path, cell):
+    """scripts/study.py --seed-stacks 2 splits seeds 1-4 into two stacks of two: no number changes."""
+    from rnnbench.stack import train_stack
+
+    cfgs = [OmegaConf.merge(speech_cfg, {"seed": s, "cell": {"name": cell, "units": 16},
+                                         "train": {"order_seed": 0, "max_epochs": 3, "weight_noise": 0.02,
+                                                   "batch_size": 1}}) for s in (1, 2, 3, 4)]
+    four = train_stack(cfgs, [tmp_path / f"four{k}" for k in range(4)])
+    two = (train_stack(cfgs[:2], [tmp_path / f"two{k}" for k in range(2)])
+           + train_stack(cfgs[2:], [tmp_path / f"two{k}" for k in range(2, 4)]))
+    assert [s["stacked_members"] for s in four + two] == [4] * 4 + [2] * 4
+    assert len({s["valid_nll"] for s in four}) == 4  # (the seeds differ)
+    for k, (f, t) in enumerate(zip(four, two)):
+        for key in ("train_nll", "valid_nll", "test_nll", "best_epoch", "updates"):
+            assert f[key] == t[key], (k, key)
+        a = torch.load(tmp_path / f"four{k}" / "last.pt", weights_only=False)["model"]
+        b = torch.load(tmp_path / f"two{k}" / "last.pt", weights_only=False)["model"]
+        assert all(torch.equal(a[n], b[n]) for n in a)

@@ -262,3 +262,25 @@ def test_the_plan_counts_the_diagnostics_beside_the_variants_seeds(tmp_path, mon
     assert f"the longest job, {800 * 12 / 3600:.1f} h" in last and f"in all ≤ {1400 * 12 / 3600:.1f} h" in last
     args.jobs = 1
     assert f"the longest job, {1400 * 12 / 3600:.1f} h" in study.plan(args)[-1]
+    args.jobs, args.seed_stacks = 2, 2  # two stacks of two seeds side by side: 400 one after another
+    assert f"the longest job, {400 * 12 / 3600:.1f} h" in study.plan(args)[-1]
+
+
+def test_seed_stacks_split_only_the_seeds_command(tmp_path, monkeypatch):
+    """`--seed-stacks 2`: the seeds train as two stacks of two, side by side; the search (whose
+    halving is a stack's decision) stays one stack of ten."""
+    study = _study_module()
+    calls = []
+    monkeypatch.setattr(study.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    monkeypatch.setattr(study, "selected_draw", lambda *a: 3)
+    argv = ["--task", "speech", "--datasets", "yesno", "--cells", "gru", "--variants", "none", "--jobs", "1",
+            "--runs", str(tmp_path / "study"), "--seed-stacks", "2"]
+    assert study.main(argv) == 0
+    search, seeds = calls
+    assert not any(a.startswith("hydra.launcher.max_members") for a in search)
+    assert [a for a in search if a.startswith("hydra.launcher.n_jobs")] == ["hydra.launcher.n_jobs=1"]
+    assert seeds[-2:] == ["hydra.launcher.max_members=2", "hydra.launcher.n_jobs=2"]  # (after n_jobs=1: the last wins)
+    assert "seed=1,2,3,4" in seeds
+    calls.clear()
+    assert study.main(argv[:-2]) == 0
+    assert not any(a.startswith("hydra.launcher.max_members") for a in calls[1])
