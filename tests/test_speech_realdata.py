@@ -164,3 +164,17 @@ def test_committed_speech_runs_resume_into_the_hand_written_step(real_root, tmp_
         bound = max(1e-4 * exact.abs().max().item(), 4 * torch_err)
         assert err <= bound, (f"{cell}: the fused step's gradient is off the float64 one by {err:.2e}, "
                               f"torch's float32 autograd by {torch_err:.2e} (bound {bound:.2e})")
+
+
+def test_a_committed_checkpoint_whose_score_rounding_decides_gives_its_summary_exactly(real_root, tmp_path):
+    """FSDD's GRU seed 2 (test NLL 36,153, carried by utterances whose score rounding decides:
+    rescore.py reads 92,665, float64 67,796) scored again from best.pt and config.yaml alone by
+    scripts/own_score.py, as the trainer scores: the summary's number, to the last bit."""
+    import subprocess
+    import sys
+
+    run = REPO / "results" / "speech" / "runs" / "study" / "seeds" / "fsdd" / "gru" / "search.draw=1,seed=2,train.order_seed=0"
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "own_score.py"), str(run), "--data-root", str(real_root)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "1 of 1 scores agree with summary.json to 1e-06 relative (1 exactly" in p.stdout

@@ -210,3 +210,31 @@ def test_pieces_cost_nothing_when_no_utterance_is_cut_and_are_counted_when_they_
         p = subprocess.run([sys.executable, str(script), *where, *bad], env=env, capture_output=True, text=True,
                            timeout=600)
         assert p.returncode != 0 and (said or "nowhere: not a folder") in p.stderr
+
+
+@pytest.mark.slow
+def test_own_score_reproduces_the_trainers_numbers_from_the_checkpoint_alone(tiny_yesno, tmp_path):
+    """scripts/own_score.py: the trainer's valid/test NLL from best.pt and config.yaml, exactly (a
+    stack of one with the trainer's batches); a summary.json that says otherwise exits 1 and is
+    listed; bad input is one line naming the file."""
+    run, env = tmp_path / "yesno", tiny_yesno[1]
+    shutil.copytree(tiny_yesno[0], run)
+    script = REPO / "scripts" / "own_score.py"
+    out = tmp_path / "own.md"
+    p = subprocess.run([sys.executable, str(script), str(run), "--splits", "valid,test", "--out", str(out)], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "2 of 2 scores agree with summary.json to 1e-06 relative (2 exactly" in p.stdout
+    table = out.read_text()
+    assert table.count("| yes |") == 2 and "**NO**" not in table and not list(tmp_path.glob("*.tmp"))
+    (summary_path,) = run.rglob("summary.json")
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "test_nll": summary["test_nll"] + 1e-3}))
+    p = subprocess.run([sys.executable, str(script), str(run)], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1 and "DIFFERS  test" in p.stdout and "1 DIFFER" in p.stdout
+    summary_path.write_text(json.dumps({**summary, "test_nll": None}))
+    p = subprocess.run([sys.executable, str(script), str(run)], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and f"{summary_path}: no number for test_nll" in p.stderr
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "nowhere")], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode != 0 and "own_score: " in p.stderr and "nowhere: not a folder" in p.stderr
