@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("folders", nargs="+", type=Path, help="run directories, or folders holding them")
     ap.add_argument("--splits", default="test", help="comma-separated: train, valid, test (default test)")
     ap.add_argument("--tol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
-    ap.add_argument("--data-root", default=None, help="default: each run's data_root, else $RNNBENCH_DATA")
+    ap.add_argument("--data-root", default=None, help="default: each run's recorded data_root where it exists "
+                    "on this machine, else $RNNBENCH_DATA, else the download cache")
     ap.add_argument("--out", type=Path, default=None, help="a markdown table of every score (written then renamed)")
     args = ap.parse_args(argv)
     splits = parse_splits(args.splits, PROG)
@@ -67,8 +68,10 @@ def main(argv=None) -> int:
     for run in runs:
         try:
             cfg = load_config(run)
-            if args.data_root is not None:
-                cfg = OmegaConf.merge(cfg, {"data_root": args.data_root})
+            root = args.data_root if args.data_root is not None else cfg.get("data_root")
+            if args.data_root is None and root and not Path(root).is_dir():
+                root = None  # (the training machine's folder, absent here: $RNNBENCH_DATA, then the cache)
+            cfg = OmegaConf.merge(cfg, {"data_root": root})
             summary_path = run / "summary.json"
             try:
                 summary = json.loads(summary_path.read_text())
