@@ -50,10 +50,9 @@ def main(argv=None) -> int:
 
     from rnnbench import fused
     from rnnbench.errors import RnnbenchError
-    from rnnbench.model import SequenceModel
     from rnnbench.recipe import Splits
-    from rnnbench.runs import load_config, read_checkpoint
-    from rnnbench.stack import StackedModel, evaluate_members
+    from rnnbench.runs import load_config, load_model
+    from rnnbench.stack import evaluate
 
     runs = find_runs(args.folders, PROG)
     if not runs:
@@ -82,13 +81,11 @@ def main(argv=None) -> int:
             if key not in data_cache:
                 data_cache[key] = Splits(cfg)
             data = data_cache[key]
-            proto = SequenceModel.for_corpus(cfg.cell, int(cfg.cell.units), data.corpus)
-            state = read_checkpoint(run / "best.pt", map_location="cpu", keys=("model",))["model"]
-            model = StackedModel(proto, 1, inits=[state])
+            _, model = load_model(run, corpus=data.corpus)
         except RnnbenchError as exc:
             raise SystemExit(f"{PROG}: {exc}")
         for split in splits:
-            ours = evaluate_members(model, data.seqs[split], data.eval_batches[split], torch.device("cpu"))[0]
+            ours = evaluate(model, data.seqs[split], data.eval_batches[split], torch.device("cpu"))
             theirs = summary.get(f"{split}_nll")
             if not isinstance(theirs, (int, float)):
                 raise SystemExit(f"{PROG}: {summary_path}: no number for {split}_nll (got {theirs!r})")

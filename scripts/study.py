@@ -45,7 +45,8 @@ For every dataset x cell pair, one after another on each of ``--jobs`` workers:
 
    ``--seed-stacks 2`` trains them as two stacks of two, side by side (``hydra.launcher.max_members=2
    hydra.launcher.n_jobs=2``): when the last pair's seeds are all that is left, the second core
-   need not idle.  A member's numbers are bit for bit those of the one stack (tests/test_stack.py).
+   need not idle.  A member's numbers are bit for bit those of the one stack
+   (tests/test_speech_train.py).
 
 Every step is an ordinary ``rnnbench-train`` command: running this script again skips finished
 runs and resumes unfinished ones from their last epoch.  Each pair logs to ``RUNS/logs/D-C.log``.
@@ -131,12 +132,17 @@ def epoch_cap(dataset: str, args) -> list[str]:
     return [f"train.max_epochs={SPEECH_MAX_EPOCHS[dataset]}"]
 
 
+def seed_stack_count(args) -> int:
+    """How many stacks a pair's seeds train as (``--seed-stacks``, at least 1, at most one per seed)."""
+    return max(1, min(int(getattr(args, "seed_stacks", 1) or 1), len(args.seeds)))
+
+
 def seed_stacks(args) -> list[str]:
     """The launcher overrides that split a pair's seeds into ``--seed-stacks N`` stacks trained side
     by side (N processes); nothing for one stack.  A member's numbers do not depend on the stack it
-    trains in (tests/test_stack.py), so this changes the wall time only."""
-    n = min(int(getattr(args, "seed_stacks", 1) or 1), len(args.seeds))
-    if n <= 1:
+    trains in (tests/test_speech_train.py), so this changes the wall time only."""
+    n = seed_stack_count(args)
+    if n == 1:
         return []
     return [f"hydra.launcher.max_members={math.ceil(len(args.seeds) / n)}", f"hydra.launcher.n_jobs={n}"]
 
@@ -329,8 +335,8 @@ def plan(args) -> list[str]:
                          + ("; no draw reached a best epoch" if no_draw else
                             f"; seeds {sum(1 for _, s in seeds if s.get('status') != 'running')} of "
                             f"{len(args.seeds)} ended"))
-        stacks = min(max(1, int(getattr(args, "seed_stacks", 1) or 1)), len(args.seeds))
-        chain = left - seeds_left + math.ceil(seeds_left / stacks)  # one after another: the job's own length
+        seeds_chain = math.ceil(seeds_left / seed_stack_count(args))  # (--seed-stacks: side by side)
+        chain = left - seeds_left + seeds_chain  # the member-epochs one after another: the job's own length
         if c is None:
             diag = _summaries(runs / "tanh_diagnostics" / d / "tanh")
             dirs += [p for p, _ in diag]
@@ -340,7 +346,6 @@ def plan(args) -> list[str]:
             left += diag_left
             # the diagnostics, a job each, train beside the seeds and one another where workers are
             # free (the longest path: the search, then the longest of them), after them where not
-            seeds_chain = math.ceil(seeds_left / stacks)  # (--seed-stacks: the seeds' stacks side by side)
             chain = s_left + (max(seeds_chain, max(each, default=0)) if args.jobs > 1 else seeds_chain + diag_left)
             parts.append(f"diagnostics {sum(1 for _, s in diag if s.get('status') != 'running')} of "
                          f"{len(TANH_DIAGNOSTICS)} ended" + (f" (beside the seeds: ≤ {chain} member-epochs one after "
